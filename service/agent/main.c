@@ -1,0 +1,6 @@
+/* placeholder until the agent lands */
+int
+main(void)
+{
+    return 0;
+}

@@ -1,0 +1,101 @@
+/* Docker Engine API client: libcurl over the unix socket (or tcp + TLS),
+ * cJSON bodies, API version negotiated from GET /version. Every response body
+ * has a hard cap. Thread-safe: each call uses its own curl handle (a shared
+ * connection cache is fine). */
+#ifndef SAFEEVAL_DOCKER_DOCKER_H
+#define SAFEEVAL_DOCKER_DOCKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "util/cancel.h"
+#include "util/err.h"
+
+typedef struct docker_client docker_client;
+
+typedef struct docker_opts {
+    const char *host;     /* "unix:///var/run/docker.sock" or "tcp://HOST:PORT" */
+    const char *tls_ca;   /* tcp only: CA, client cert and key (PEM paths); NULL = plain */
+    const char *tls_cert;
+    const char *tls_key;
+    long timeout_ms;      /* per request connect+idle timeout for short calls */
+} docker_opts;
+
+/* Creates the client and negotiates the API version (GET /version): the
+ * engine's ApiVersion, capped at the newest this client speaks.
+ * SE_UNAVAILABLE when the engine does not answer. */
+int docker_client_new(docker_client **out, const docker_opts *opts, se_err *err);
+void docker_client_free(docker_client *c);
+/* "1.41": the negotiated version (borrowed). */
+const char *docker_client_api_version(const docker_client *c);
+int docker_ping(docker_client *c, se_err *err);
+
+/* Labels: a NULL-terminated array of "key=value" strings used as filters. */
+
+/* Images */
+/* *out = the inspect JSON (caller cJSON_Delete). SE_NOT_FOUND if absent. */
+int docker_image_inspect(docker_client *c, const char *ref, cJSON **out, se_err *err);
+/* Builds from a tar context. labels: cJSON object of string labels (borrowed,
+ * may be NULL). progress (may be NULL) gets each "stream" line of the build
+ * output. On failure err holds the last lines of the output (SE_PRECONDITION
+ * for a failed step, SE_UNAVAILABLE when the engine is gone). */
+typedef void (*docker_progress_fn)(const char *line, void *ud);
+int docker_image_build(docker_client *c, const void *context_tar, size_t context_len,
+                       const char *tag, const cJSON *labels, docker_progress_fn progress, void *ud,
+                       const se_cancel *cancel, se_err *err);
+/* *out = JSON array of image summaries matching every label filter. */
+int docker_image_list(docker_client *c, const char *const *label_filters, bool dangling_only,
+                      cJSON **out, se_err *err);
+int docker_image_remove(docker_client *c, const char *ref, bool force, se_err *err);
+
+/* Containers */
+/* body: the full create JSON (borrowed). *out_id = malloc'd container id. */
+int docker_container_create(docker_client *c, const char *name, const cJSON *body, char **out_id,
+                            se_err *err);
+int docker_container_start(docker_client *c, const char *id, se_err *err);
+int docker_container_inspect(docker_client *c, const char *id, cJSON **out, se_err *err);
+int docker_container_stop(docker_client *c, const char *id, int timeout_s, se_err *err);
+int docker_container_kill(docker_client *c, const char *id, const char *signal, se_err *err);
+/* force + remove anonymous volumes. SE_NOT_FOUND if already gone. */
+int docker_container_remove(docker_client *c, const char *id, se_err *err);
+/* all=true includes stopped ones. */
+int docker_container_list(docker_client *c, const char *const *label_filters, bool all,
+                          cJSON **out, se_err *err);
+/* Reads one regular file at path from a container (created or running) via
+ * GET /containers/{id}/archive; *out = malloc'd bytes (NUL-terminated after
+ * *out_len). SE_NOT_FOUND if absent, SE_EXHAUSTED if larger than cap. */
+int docker_archive_get_file(docker_client *c, const char *id, const char *path, size_t cap,
+                            uint8_t **out, size_t *out_len, se_err *err);
+/* Uploads a tar archive into path inside the container. */
+int docker_archive_put(docker_client *c, const char *id, const char *path, const void *tar,
+                       size_t tar_len, se_err *err);
+
+/* Exec: create + start (hijacked, stdin attached) + demux + inspect. */
+typedef struct docker_exec_opts {
+    const char *const *argv; /* NULL-terminated */
+    const char *const *env;  /* NULL-terminated "K=V", may be NULL */
+    const char *user;        /* may be NULL = the container's user */
+    const void *stdin_data;  /* sent whole, then the write side is closed */
+    size_t stdin_len;
+    size_t stdout_cap; /* bytes kept; more is counted and discarded */
+    size_t stderr_cap;
+} docker_exec_opts;
+
+typedef struct docker_exec_result {
+    uint8_t *out; /* malloc'd, NUL-terminated after out_len */
+    size_t out_len;
+    uint64_t out_total; /* bytes the process wrote */
+    uint8_t *errbuf;
+    size_t err_len;
+    uint64_t err_total;
+    int exit_code; /* from exec inspect; -1 if unknown */
+} docker_exec_result;
+
+int docker_exec_run(docker_client *c, const char *container_id, const docker_exec_opts *opts,
+                    docker_exec_result *out, const se_cancel *cancel, se_err *err);
+void docker_exec_result_free(docker_exec_result *r);
+
+#endif

@@ -1,0 +1,60 @@
+/* Sandbox images: recipe -> build context tar -> content-addressed tag.
+ * A tag is a hash of everything that goes into the image (base image id,
+ * sorted requirements, recipe files, agent binary, wheelhouse listing), so
+ * the same spec never builds twice, and concurrent requests for one spec
+ * share one build. */
+#ifndef SAFEEVAL_IMAGE_IMAGE_H
+#define SAFEEVAL_IMAGE_IMAGE_H
+
+#include <stddef.h>
+
+#include "docker/docker.h"
+#include "util/cancel.h"
+#include "util/err.h"
+
+/* Labels on everything safeeval makes. */
+#define SE_LABEL_MANAGED "safeeval.managed"     /* = "1" */
+#define SE_LABEL_SANDBOX "safeeval.sandbox"     /* = sandbox id (containers) */
+#define SE_LABEL_SPEC "safeeval.spec"           /* = spec hash (images) */
+#define SE_IMAGE_REPO "safeeval/sandbox"
+#define SE_MAX_MODULES 64
+#define SE_MAX_MODULE_LEN 200
+
+typedef struct image_cache image_cache;
+
+typedef struct image_opts {
+    const char *base_template; /* "python:{version}-slim"; {version} is replaced */
+    const char *recipe_dir;    /* folder with Dockerfile.in and its files (docker/sandbox) */
+    const char *agent_path;    /* the static safeeval-agent binary to put in images */
+    const char *wheelhouse;    /* folder of wheels for offline pip; NULL = none */
+} image_opts;
+
+int image_cache_new(image_cache **out, docker_client *dc, const image_opts *opts, se_err *err);
+void image_cache_free(image_cache *ic);
+
+/* "3.11" or "3.11.4" (major.minor[.micro], digits only, no leading zeros
+ * beyond "0"). SE_INVALID otherwise. */
+int image_validate_version(const char *version, se_err *err);
+/* A pip requirement specifier: a PEP 508 name, optional [extras], optional
+ * version specifiers (==, >=, <=, ~=, !=, <, >, ===) with version strings.
+ * No URLs, paths, options, markers, whitespace tricks or shell metacharacters.
+ * SE_INVALID with the reason otherwise. */
+int image_validate_module(const char *module, se_err *err);
+
+typedef struct image_ref {
+    char tag[128]; /* "safeeval/sandbox:<hash>" */
+    int built;     /* 1 if this call built it, 0 if it was cached */
+} image_ref;
+
+/* Makes sure the image for (version, modules) exists, building it if needed.
+ * Inputs must already be valid. progress gets build output lines (may be
+ * NULL). SE_PRECONDITION with pip's or the build's own last lines when the
+ * build fails; SE_PRECONDITION when there is no base image for version. */
+int image_ensure(image_cache *ic, const char *version, const char *const *modules,
+                 size_t n_modules, image_ref *out, docker_progress_fn progress, void *ud,
+                 const se_cancel *cancel, se_err *err);
+
+/* Removes dangling (untagged, childless) images that carry our label. */
+int image_prune_dangling(image_cache *ic, se_err *err);
+
+#endif

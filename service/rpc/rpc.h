@@ -1,0 +1,58 @@
+/* The gRPC server. This folder is the only code that touches gRPC core
+ * types; everything it serves is described by a table of methods whose
+ * handlers see protobuf-c messages, an se_cancel and an se_err. */
+#ifndef SAFEEVAL_RPC_RPC_H
+#define SAFEEVAL_RPC_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "util/cancel.h"
+#include "util/err.h"
+
+/* A unary method. The handler gets the unpacked request (borrowed) and sets
+ * *out to a response it built with malloc'd fields (freed by the rpc layer
+ * with protobuf_c_message_free_unpacked). Returns 0 or a negative se_code
+ * with err filled; the rpc layer maps it to a status. */
+typedef int (*rpc_handler_fn)(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
+                              const se_cancel *cancel, se_err *err);
+
+typedef struct rpc_method {
+    const char *path; /* "/safeeval.v1.SandboxService/Eval" */
+    const ProtobufCMessageDescriptor *request;
+    rpc_handler_fn handle;
+} rpc_method;
+
+typedef struct rpc_server_opts {
+    const char *listen;           /* "unix:PATH" or "HOST:PORT" */
+    int insecure_listen;          /* allow a non-loopback TCP address without TLS */
+    const char *tls_cert;         /* PEM paths; NULL = no TLS */
+    const char *tls_key;
+    const char *tls_client_ca;    /* set = require client certificates (mTLS) */
+    size_t max_request_bytes;
+    unsigned workers;             /* worker threads */
+    unsigned queue_depth;         /* calls waiting for a worker before RESOURCE_EXHAUSTED */
+    unsigned grace_ms;            /* shutdown grace for in-flight calls */
+} rpc_server_opts;
+
+typedef struct rpc_server rpc_server;
+
+int rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *methods,
+                   size_t n_methods, void *svc, se_err *err);
+/* Starts serving in background threads. */
+int rpc_server_start(rpc_server *s, se_err *err);
+/* Stops accepting, lets in-flight calls finish within grace_ms, cancels the
+ * rest, joins every thread. */
+void rpc_server_shutdown(rpc_server *s);
+void rpc_server_free(rpc_server *s);
+
+/* The SandboxService method table, bound to a sandbox_manager (methods.c). */
+extern const rpc_method rpc_sandbox_methods[];
+extern const size_t rpc_sandbox_methods_count;
+
+/* The gRPC status code for an se_code (status.c: the one mapping). */
+int rpc_status_for(int se_code);
+
+#endif

@@ -1,0 +1,66 @@
+/* Sandboxes: one hardened container each, a registry, limits, the idle
+ * reaper and recovery after a restart. The rpc layer calls these; they speak
+ * protobuf-c messages of the public contract and know nothing of gRPC.
+ *
+ * Messages returned through **out are built with malloc'd fields and belong
+ * to the caller, who frees them with protobuf_c_message_free_unpacked(msg,
+ * NULL). Request messages are borrowed. */
+#ifndef SAFEEVAL_SANDBOX_SANDBOX_H
+#define SAFEEVAL_SANDBOX_SANDBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sandbox.pb-c.h"
+
+#include "docker/docker.h"
+#include "image/image.h"
+#include "util/cancel.h"
+#include "util/err.h"
+
+typedef struct sandbox_manager sandbox_manager;
+
+typedef struct sandbox_limits {
+    uint32_t wall_time_ms;
+    uint32_t cpu_time_ms;
+    uint64_t memory_bytes;
+    uint32_t max_processes;
+    uint64_t max_output_bytes;
+    uint64_t max_file_bytes;
+} sandbox_limits;
+
+typedef struct sandbox_config {
+    uint32_t max_sandboxes;          /* RESOURCE_EXHAUSTED beyond */
+    uint32_t default_idle_timeout_s; /* for idle_timeout_s = 0 */
+    uint32_t max_idle_timeout_s;
+    const char *default_python;      /* for python_version = "" */
+    sandbox_limits default_limits;   /* for 0 fields of a sandbox's limits */
+    sandbox_limits max_limits;       /* a sandbox may not ask for more */
+    const char *seccomp_profile;     /* JSON file: the container's seccomp profile */
+    uint32_t max_concurrent_runs;    /* per sandbox; sizes the container's memory/pids */
+    uint32_t reap_interval_s;        /* how often the idle reaper looks */
+} sandbox_config;
+
+/* Does not take ownership of dc or ic; they must outlive the manager. */
+int sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_client *dc,
+                        image_cache *ic, se_err *err);
+/* Finds our containers from their labels and serves them under the same ids;
+ * removes those that cannot be recovered. */
+int sandbox_manager_recover(sandbox_manager *m, se_err *err);
+/* Stops the reaper and frees memory. Containers stay: a restarted daemon
+ * recovers them. */
+void sandbox_manager_free(sandbox_manager *m);
+
+int sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req,
+                   Safeeval__V1__Sandbox **out, docker_progress_fn progress, void *ud,
+                   const se_cancel *cancel, se_err *err);
+int sandbox_eval(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
+                 Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err);
+int sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest *req,
+                         Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err);
+int sandbox_destroy(sandbox_manager *m, const char *id, const se_cancel *cancel, se_err *err);
+int sandbox_get(sandbox_manager *m, const char *id, Safeeval__V1__Sandbox **out, se_err *err);
+/* *out = malloc'd array of *n_out messages; free each, then the array. */
+int sandbox_list(sandbox_manager *m, Safeeval__V1__Sandbox ***out, size_t *n_out, se_err *err);
+
+#endif
