@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sandbox.pb-c.h"
+#include "safeeval/v1/sandbox.pb-c.h"
 
 #include "docker/docker.h"
 #include "image/image.h"
