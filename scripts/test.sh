@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test: sets the machine up (packages, dockerd, base images),
+# builds, runs ctest (unit, integration, interop, hostile), then builds with
+# ASan+UBSan and runs the unit and integration tests again.
+#
+#   SAFEEVAL_SKIP_ASAN=1  skip the sanitizer pass (local iteration only)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || { echo "test: run as root (apt-get, dockerd)" >&2; exit 1; }
+start=$(date +%s)
+install_packages
+ensure_dockerd
+ensure_base_images
+
+build_tree "$SAFEEVAL_ROOT/build"
+say "ctest: all labels"
+(cd "$SAFEEVAL_ROOT/build" && ctest --output-on-failure --timeout 900)
+
+if [ "${SAFEEVAL_SKIP_ASAN:-0}" != 1 ]; then
+    build_tree "$SAFEEVAL_ROOT/build-asan" -DSAFEEVAL_SANITIZE=ON
+    say "ctest (ASan+UBSan): unit and integration"
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$SAFEEVAL_ROOT/tests/lsan.supp}
+    (cd "$SAFEEVAL_ROOT/build-asan" && ctest --output-on-failure --timeout 900 -L 'unit|integration')
+fi
+say "all tests passed in $(($(date +%s) - start)) s"
