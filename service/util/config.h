@@ -1,0 +1,67 @@
+/* One config table drives the flags, the config file and --help (redis
+ * style). A table is an array of config_opt; each names a typed destination
+ * the engine fills, in this order: the default, then the file given with
+ * --config, then the flags (`--name value` or `--name=value`), so flags
+ * override the file. Every value is parsed and bounds-checked the same way
+ * wherever it comes from; the first bad one is reported as one clear line. */
+#ifndef SAFEEVAL_UTIL_CONFIG_H
+#define SAFEEVAL_UTIL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util/err.h"
+
+enum config_type {
+    CONFIG_STRING, /* dest: char ** (malloc'd; NULL = unset; freed by config_free) */
+    CONFIG_BOOL,   /* dest: bool *; a bare --name means true */
+    CONFIG_U32,    /* dest: uint32_t * */
+    CONFIG_U64,    /* dest: uint64_t * */
+    CONFIG_BYTES,  /* dest: uint64_t *; "512", "64K", "16M", "4G" (powers of 1024) */
+};
+
+typedef struct config_opt {
+    const char *name; /* "max-request-bytes": the flag without "--", the file key */
+    enum config_type type;
+    const char *def; /* the default, written as a user would; NULL = unset / 0 / false */
+    uint64_t min;    /* numeric bounds, inclusive; max = 0 means no upper bound */
+    uint64_t max;
+    const char *help; /* one line */
+    void *dest;
+} config_opt;
+
+/* Sizes the engine refuses to read past. */
+#define CONFIG_FILE_MAX (1u << 20)
+#define CONFIG_LINE_MAX 4096
+
+/* What config_load found. */
+enum config_result {
+    CONFIG_RUN = 0,  /* values filled; go on */
+    CONFIG_HELP = 1, /* --help / -h was given: print the help and exit 0 */
+};
+
+/* Fills every dest from defaults, the --config file and argv[1..argc-1].
+ * Returns CONFIG_RUN or CONFIG_HELP, or -SE_INVALID with err holding one line
+ * naming the flag or file:line and the reason (unknown name, bad value, out of
+ * bounds, missing value, stray argument). */
+int config_load(const config_opt *table, size_t n, int argc, char *const *argv, se_err *err);
+
+/* Parses one value into opt->dest. `where` names the source for the message
+ * ("--workers", "safeevald.conf:3"). */
+int config_set(const config_opt *opt, const char *value, const char *where, se_err *err);
+/* Applies `name = value` lines (# comments, blank lines) from text. */
+int config_apply_text(const config_opt *table, size_t n, const char *text, size_t len,
+                      const char *fname, se_err *err);
+int config_apply_file(const config_opt *table, size_t n, const char *path, se_err *err);
+/* Parses "16M"-style sizes. */
+int config_parse_bytes(uint64_t *out, const char *s);
+
+const config_opt *config_find(const config_opt *table, size_t n, const char *name, size_t name_len);
+void config_print_help(FILE *f, const char *prog, const char *summary, const config_opt *table,
+                       size_t n);
+/* Frees the strings the engine allocated (CONFIG_STRING dests), leaving NULL. */
+void config_free(const config_opt *table, size_t n);
+
+#endif
