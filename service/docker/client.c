@@ -1,192 +1,132 @@
-/* STUB: replaced by the module owner. */
-#include "docker/docker.h"
+/* The client object: where the engine is, and which API version we speak. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "docker/internal.h"
+#include "docker/parse.h"
+#include "util/log.h"
+
+#define DOCKER_DEFAULT_HOST "unix:///var/run/docker.sock"
+
+static int
+host_parse(docker_client *c, const docker_opts *opts, se_err *err)
+{
+    const char *host = opts->host && *opts->host ? opts->host : DOCKER_DEFAULT_HOST;
+    c->host = strdup(host);
+    if (!c->host)
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    if (strncmp(host, "unix://", 7) == 0) {
+        const char *path = host + 7;
+        if (path[0] != '/' || strlen(path) >= 108)
+            return se_err_set(err, SE_INVALID, "docker host %s: need an absolute socket path",
+                              host);
+        c->unix_path = strdup(path);
+        c->base_url = strdup("http://docker");
+    } else if (strncmp(host, "tcp://", 6) == 0) {
+        const char *hp = host + 6;
+        size_t n = strlen(hp);
+        /* HOST:PORT only: nothing that could turn into a path, userinfo,
+         * query or a second URL. */
+        if (n == 0 || n > 255 || strcspn(hp, "/@?#\\ \t\r\n%") != n || !strchr(hp, ':'))
+            return se_err_set(err, SE_INVALID, "docker host %s: want tcp://HOST:PORT", host);
+        bool tls = opts->tls_ca || opts->tls_cert || opts->tls_key;
+        if (asprintf(&c->base_url, "%s://%s", tls ? "https" : "http", hp) < 0)
+            c->base_url = NULL;
+    } else {
+        return se_err_set(err, SE_INVALID, "docker host %s: want unix:///PATH or tcp://HOST:PORT",
+                          host);
+    }
+    if (!c->base_url || (strncmp(host, "unix://", 7) == 0 && !c->unix_path))
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    return 0;
+}
+
+static char *
+dup_opt(const char *s, bool *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = true;
+    return d;
+}
+
+static int
+client_negotiate(docker_client *c, se_err *err)
+{
+    docker_req req = {.method = "GET", .path = "/version", .unversioned = true, .cap = 1 << 20};
+    docker_resp resp;
+    int rc = docker_http(c, &req, &resp, err);
+    if (rc < 0)
+        goto out;
+    if (resp.status != 200) {
+        rc = docker_http_fail(&resp, err, "GET /version");
+        goto out;
+    }
+    rc = docker_api_negotiate((const char *)resp.body.data, resp.body.len, c->api_version,
+                              sizeof(c->api_version), err);
+out:
+    se_buf_free(&resp.body);
+    return rc;
+}
 
 int
 docker_client_new(docker_client **out, const docker_opts *opts, se_err *err)
 {
-    (void)out;
-    (void)opts;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_client_new: not implemented");
+    docker_opts none = {0};
+    bool oom = false;
+    int rc;
+    if (!opts)
+        opts = &none;
+    docker_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DOCKER_DEFAULT_TIMEOUT_MS;
+    c->tls_ca = dup_opt(opts->tls_ca, &oom);
+    c->tls_cert = dup_opt(opts->tls_cert, &oom);
+    c->tls_key = dup_opt(opts->tls_key, &oom);
+    if (oom) {
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto fail;
+    }
+    rc = host_parse(c, opts, err);
+    if (rc < 0)
+        goto fail;
+    rc = client_negotiate(c, err);
+    if (rc < 0)
+        goto fail;
+    log_debug("docker engine at %s: API %s", c->host, c->api_version);
+    *out = c;
+    return 0;
+fail:
+    docker_client_free(c);
+    return rc;
 }
 
 void
 docker_client_free(docker_client *c)
 {
-    (void)c;
+    if (!c)
+        return;
+    free(c->host);
+    free(c->unix_path);
+    free(c->base_url);
+    free(c->tls_ca);
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c);
+}
+
+const char *
+docker_client_api_version(const docker_client *c)
+{
+    return c->api_version;
 }
 
 int
 docker_ping(docker_client *c, se_err *err)
 {
-    (void)c;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_ping: not implemented");
-}
-
-int
-docker_image_inspect(docker_client *c, const char *ref, cJSON **out, se_err *err)
-{
-    (void)c;
-    (void)ref;
-    (void)out;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_image_inspect: not implemented");
-}
-
-int
-docker_image_build(docker_client *c, const void *context_tar, size_t context_len, const char *tag,
-                   const cJSON *labels, docker_progress_fn progress, void *ud,
-                   const se_cancel *cancel, se_err *err)
-{
-    (void)c;
-    (void)context_tar;
-    (void)context_len;
-    (void)tag;
-    (void)labels;
-    (void)progress;
-    (void)ud;
-    (void)cancel;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_image_build: not implemented");
-}
-
-int
-docker_image_list(docker_client *c, const char *const *label_filters, bool dangling_only,
-                  cJSON **out, se_err *err)
-{
-    (void)c;
-    (void)label_filters;
-    (void)dangling_only;
-    (void)out;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_image_list: not implemented");
-}
-
-int
-docker_image_remove(docker_client *c, const char *ref, bool force, se_err *err)
-{
-    (void)c;
-    (void)ref;
-    (void)force;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_image_remove: not implemented");
-}
-
-int
-docker_container_create(docker_client *c, const char *name, const cJSON *body, char **out_id,
-                        se_err *err)
-{
-    (void)c;
-    (void)name;
-    (void)body;
-    (void)out_id;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_container_create: not implemented");
-}
-
-int
-docker_container_start(docker_client *c, const char *id, se_err *err)
-{
-    (void)c;
-    (void)id;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_container_start: not implemented");
-}
-
-int
-docker_container_inspect(docker_client *c, const char *id, cJSON **out, se_err *err)
-{
-    (void)c;
-    (void)id;
-    (void)out;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_container_inspect: not implemented");
-}
-
-int
-docker_container_stop(docker_client *c, const char *id, int timeout_s, se_err *err)
-{
-    (void)c;
-    (void)id;
-    (void)timeout_s;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_container_stop: not implemented");
-}
-
-int
-docker_container_kill(docker_client *c, const char *id, const char *signal, se_err *err)
-{
-    (void)c;
-    (void)id;
-    (void)signal;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_container_kill: not implemented");
-}
-
-int
-docker_container_remove(docker_client *c, const char *id, se_err *err)
-{
-    (void)c;
-    (void)id;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_container_remove: not implemented");
-}
-
-int
-docker_container_list(docker_client *c, const char *const *label_filters, bool all, cJSON **out,
-                      se_err *err)
-{
-    (void)c;
-    (void)label_filters;
-    (void)all;
-    (void)out;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_container_list: not implemented");
-}
-
-int
-docker_archive_get_file(docker_client *c, const char *id, const char *path, size_t cap,
-                        uint8_t **out, size_t *out_len, se_err *err)
-{
-    (void)c;
-    (void)id;
-    (void)path;
-    (void)cap;
-    (void)out;
-    (void)out_len;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_archive_get_file: not implemented");
-}
-
-int
-docker_archive_put(docker_client *c, const char *id, const char *path, const void *tar,
-                   size_t tar_len, se_err *err)
-{
-    (void)c;
-    (void)id;
-    (void)path;
-    (void)tar;
-    (void)tar_len;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_archive_put: not implemented");
-}
-
-int
-docker_exec_run(docker_client *c, const char *container_id, const docker_exec_opts *opts,
-                docker_exec_result *out, const se_cancel *cancel, se_err *err)
-{
-    (void)c;
-    (void)container_id;
-    (void)opts;
-    (void)out;
-    (void)cancel;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "docker_exec_run: not implemented");
-}
-
-void
-docker_exec_result_free(docker_exec_result *r)
-{
-    (void)r;
+    docker_req req = {.method = "GET", .path = "/_ping", .cap = 4096};
+    return docker_json_call(c, &req, NULL, err, "ping docker engine");
 }

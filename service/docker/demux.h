@@ -14,10 +14,10 @@ typedef int (*demux_fn)(int stream, const uint8_t *data, size_t len, void *ud);
 
 typedef struct demux {
     uint8_t hdr[8];
-    size_t hdr_len;   /* header bytes collected so far */
-    uint64_t left;    /* payload bytes left in the current frame */
+    size_t hdr_len; /* header bytes collected so far */
+    uint64_t left;  /* payload bytes left in the current frame */
     int stream;
-    int failed;       /* a bad header was seen: the stream is not a docker stream */
+    int failed; /* a bad header was seen: the stream is not a docker stream */
 } demux;
 
 void demux_init(demux *d);

@@ -17,11 +17,11 @@
 typedef struct docker_client docker_client;
 
 typedef struct docker_opts {
-    const char *host;     /* "unix:///var/run/docker.sock" or "tcp://HOST:PORT" */
-    const char *tls_ca;   /* tcp only: CA, client cert and key (PEM paths); NULL = plain */
+    const char *host;   /* "unix:///var/run/docker.sock" or "tcp://HOST:PORT" */
+    const char *tls_ca; /* tcp only: CA, client cert and key (PEM paths); NULL = plain */
     const char *tls_cert;
     const char *tls_key;
-    long timeout_ms;      /* per request connect+idle timeout for short calls */
+    long timeout_ms; /* per request connect+idle timeout for short calls */
 } docker_opts;
 
 /* Creates the client and negotiates the API version (GET /version): the
@@ -38,14 +38,18 @@ int docker_ping(docker_client *c, se_err *err);
 /* Images */
 /* *out = the inspect JSON (caller cJSON_Delete). SE_NOT_FOUND if absent. */
 int docker_image_inspect(docker_client *c, const char *ref, cJSON **out, se_err *err);
-/* Builds from a tar context. labels: cJSON object of string labels (borrowed,
- * may be NULL). progress (may be NULL) gets each "stream" line of the build
- * output. On failure err holds the last lines of the output (SE_PRECONDITION
- * for a failed step, SE_UNAVAILABLE when the engine is gone). */
+/* Builds from a tar context (POST /build, rm=1, forcerm=1, pull=0).
+ * labels: cJSON object of string labels (borrowed, may be NULL).
+ * buildargs: cJSON object of string build args (borrowed, may be NULL); this
+ * parameter was added after the first draft of this header (additive change).
+ * progress (may be NULL) gets each "stream" line of the build output, without
+ * its trailing newline. On failure err holds the last lines of the output
+ * (SE_PRECONDITION for a failed step, SE_UNAVAILABLE when the engine is gone,
+ * SE_DEADLINE/SE_CANCELLED from cancel). */
 typedef void (*docker_progress_fn)(const char *line, void *ud);
 int docker_image_build(docker_client *c, const void *context_tar, size_t context_len,
-                       const char *tag, const cJSON *labels, docker_progress_fn progress, void *ud,
-                       const se_cancel *cancel, se_err *err);
+                       const char *tag, const cJSON *labels, const cJSON *buildargs,
+                       docker_progress_fn progress, void *ud, const se_cancel *cancel, se_err *err);
 /* *out = JSON array of image summaries matching every label filter. */
 int docker_image_list(docker_client *c, const char *const *label_filters, bool dangling_only,
                       cJSON **out, se_err *err);
@@ -62,8 +66,8 @@ int docker_container_kill(docker_client *c, const char *id, const char *signal, 
 /* force + remove anonymous volumes. SE_NOT_FOUND if already gone. */
 int docker_container_remove(docker_client *c, const char *id, se_err *err);
 /* all=true includes stopped ones. */
-int docker_container_list(docker_client *c, const char *const *label_filters, bool all,
-                          cJSON **out, se_err *err);
+int docker_container_list(docker_client *c, const char *const *label_filters, bool all, cJSON **out,
+                          se_err *err);
 /* Reads one regular file at path from a container (created or running) via
  * GET /containers/{id}/archive; *out = malloc'd bytes (NUL-terminated after
  * *out_len). SE_NOT_FOUND if absent, SE_EXHAUSTED if larger than cap. */
