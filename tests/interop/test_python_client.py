@@ -15,6 +15,7 @@ import sys
 import time
 
 import grpc
+from google.protobuf import message, text_format
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -36,8 +37,14 @@ def check(cond, what):
     return cond
 
 
+def show(v):
+    if isinstance(v, message.Message):
+        return "{" + text_format.MessageToString(v, as_one_line=True) + "}"
+    return repr(v)
+
+
 def check_eq(got, want, what):
-    return check(got == want, "%s: got %r, want %r" % (what, got, want))
+    return check(got == want, "%s: got %s, want %s" % (what, show(got), show(want)))
 
 
 def check_sandbox(pb, sb, want_id, t_before_ms, t_after_ms, where):

@@ -27,12 +27,15 @@ function check(cond, what) {
 }
 
 function show(v) {
+  if (typeof v === 'bigint') return v.toString();
   return Buffer.isBuffer(v) ? JSON.stringify(v.toString('latin1')) : JSON.stringify(v);
 }
 
 function checkEq(got, want, what) {
-  const same = Buffer.isBuffer(got) && Buffer.isBuffer(want) ? got.equals(want)
-    : JSON.stringify(got) === JSON.stringify(want);
+  let same;
+  if (Buffer.isBuffer(got) && Buffer.isBuffer(want)) same = got.equals(want);
+  else if (typeof got === 'bigint' || typeof want === 'bigint') same = got === want;
+  else same = JSON.stringify(got) === JSON.stringify(want);
   return check(same, `${what}: got ${show(got)}, want ${show(want)}`);
 }
 
