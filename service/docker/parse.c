@@ -137,13 +137,13 @@ docker_create_id_parse(const char *body, size_t len, char **out_id, se_err *err)
     const cJSON *id = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "Id") : NULL;
     if (!cJSON_IsString(id)) {
         cJSON_Delete(j);
-        return se_err_set(err, SE_PROTOCOL, "container create: no Id in the answer");
+        return se_err_set(err, SE_PROTOCOL, "no Id in the answer");
     }
     size_t n = strlen(id->valuestring);
     bool ok = n >= 12 && n <= 128 && strspn(id->valuestring, "0123456789abcdef") == n;
     if (!ok) {
         cJSON_Delete(j);
-        return se_err_set(err, SE_PROTOCOL, "container create: malformed Id");
+        return se_err_set(err, SE_PROTOCOL, "malformed Id in the answer");
     }
     *out_id = strdup(id->valuestring);
     cJSON_Delete(j);
