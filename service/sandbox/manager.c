@@ -1,30 +1,195 @@
-/* STUB: replaced by the module owner. */
-#include "sandbox/sandbox.h"
+/* The sandbox manager: the module's interface (sandbox.h) on top of the
+ * registry, the container body, runs, the reaper and recovery. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "sandbox/internal.h"
+#include "util/cleanup.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define SECCOMP_FILE_MAX (1u << 20)
+#define VERSION_FILE_MAX 64
+
+int
+sandbox_new_id(char out[SANDBOX_ID_LEN + 1], se_err *err)
+{
+    uint8_t raw[SANDBOX_ID_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return se_err_errno(err, SE_INTERNAL, "getrandom");
+        }
+        got += (size_t)n;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[SANDBOX_ID_LEN] = '\0';
+    return 0;
+}
+
+/* Reads the seccomp profile once; it must be a JSON object. We re-print it
+ * compact so the SecurityOpt value is as small as it can be. */
+static int
+seccomp_load(char **out, const char *path, se_err *err)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return se_err_set(err, SE_INVALID, "seccomp profile: no path configured; refusing to "
+                                           "run containers without one");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return se_err_errno(err, SE_INVALID, "seccomp profile %s", path);
+    char *buf = malloc(SECCOMP_FILE_MAX + 1);
+    if (!buf) {
+        fclose(f);
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    size_t n = fread(buf, 1, SECCOMP_FILE_MAX + 1, f);
+    int ferr = ferror(f);
+    fclose(f);
+    if (ferr || n > SECCOMP_FILE_MAX) {
+        free(buf);
+        return se_err_set(err, SE_INVALID, "seccomp profile %s: unreadable or over %u bytes",
+                          path, SECCOMP_FILE_MAX);
+    }
+    buf[n] = '\0';
+    cJSON *j = cJSON_ParseWithLength(buf, n);
+    free(buf);
+    if (!cJSON_IsObject(j) || !cJSON_GetObjectItemCaseSensitive(j, "defaultAction")) {
+        cJSON_Delete(j);
+        return se_err_set(err, SE_INVALID, "seccomp profile %s: not a seccomp JSON profile",
+                          path);
+    }
+    *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!*out)
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    return 0;
+}
 
 int
 sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_client *dc,
                     image_cache *ic, se_err *err)
 {
-    (void)out;
-    (void)cfg;
-    (void)dc;
-    (void)ic;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "sandbox_manager_new: not implemented");
-}
-
-int
-sandbox_manager_recover(sandbox_manager *m, se_err *err)
-{
-    (void)m;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "sandbox_manager_recover: not implemented");
+    *out = NULL;
+    sandbox_manager *m = calloc(1, sizeof(*m));
+    if (!m)
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    m->cfg = *cfg;
+    if (m->cfg.max_concurrent_runs == 0)
+        m->cfg.max_concurrent_runs = 1;
+    m->dc = dc;
+    m->ic = ic;
+    sandbox_registry_init(&m->reg);
+    pthread_mutex_init(&m->stop_mu, NULL);
+    pthread_cond_init(&m->stop_cv, NULL);
+    int rc = seccomp_load(&m->seccomp_json, cfg->seccomp_profile, err);
+    if (rc < 0)
+        goto fail;
+    m->default_python = strdup(cfg->default_python ? cfg->default_python : "");
+    if (!m->default_python) {
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto fail;
+    }
+    m->cfg.default_python = m->default_python;
+    m->cfg.seccomp_profile = NULL; /* not kept: the content is */
+    if (m->cfg.reap_interval_s > 0) {
+        rc = sandbox_reaper_start(m, err);
+        if (rc < 0)
+            goto fail;
+    }
+    *out = m;
+    return 0;
+fail:
+    sandbox_manager_free(m);
+    return rc;
 }
 
 void
 sandbox_manager_free(sandbox_manager *m)
 {
-    (void)m;
+    if (!m)
+        return;
+    sandbox_reaper_stop(m);
+    sandbox_registry_destroy(&m->reg);
+    pthread_mutex_destroy(&m->stop_mu);
+    pthread_cond_destroy(&m->stop_cv);
+    free(m->seccomp_json);
+    free(m->default_python);
+    free(m);
+}
+
+/* The interpreter's version as the image wrote it: "3.11.2". Hostile: only
+ * digits and dots, trimmed. */
+int
+sandbox_read_python_version(sandbox_manager *m, const char *cid, char out[SANDBOX_VERSION_MAX + 1],
+                            se_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = docker_archive_get_file(m->dc, cid, SANDBOX_VERSION_FILE, VERSION_FILE_MAX, &buf,
+                                     &len, err);
+    if (rc < 0)
+        return se_err_prefix(err, "read %s", SANDBOX_VERSION_FILE);
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+        len--;
+    rc = 0;
+    if (len == 0 || len > SANDBOX_VERSION_MAX) {
+        rc = se_err_set(err, SE_PRECONDITION, "%s: empty or too long", SANDBOX_VERSION_FILE);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            if (!((buf[i] >= '0' && buf[i] <= '9') || buf[i] == '.')) {
+                rc = se_err_set(err, SE_PRECONDITION, "%s: not a version", SANDBOX_VERSION_FILE);
+                break;
+            }
+    }
+    if (rc == 0) {
+        memcpy(out, buf, len);
+        out[len] = '\0';
+    }
+    free(buf);
+    return rc;
+}
+
+/* "3.11" matches "3.11.2"; "3.11.2" matches only itself. */
+static bool
+version_matches(const char *want, const char *have)
+{
+    size_t n = strlen(want);
+    return strncmp(want, have, n) == 0 && (have[n] == '\0' || have[n] == '.');
+}
+
+static void
+container_remove_quiet(sandbox_manager *m, const char *cid)
+{
+    se_err e2;
+    se_err_clear(&e2);
+    if (docker_container_remove(m->dc, cid, &e2) < 0 && e2.code != SE_NOT_FOUND)
+        log_warn("remove container %.64s: %s", cid, e2.msg);
+}
+
+typedef struct progress_ctx {
+    docker_progress_fn fn;
+    void *ud;
+} progress_ctx;
+
+static void
+progress_log(const char *line, void *ud)
+{
+    progress_ctx *p = ud;
+    log_debug("image build: %s", line);
+    if (p->fn)
+        p->fn(line, p->ud);
 }
 
 int
@@ -32,66 +197,302 @@ sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req
                Safeeval__V1__Sandbox **out, docker_progress_fn progress, void *ud,
                const se_cancel *cancel, se_err *err)
 {
-    (void)m;
-    (void)req;
-    (void)out;
-    (void)progress;
-    (void)ud;
-    (void)cancel;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "sandbox_create: not implemented");
+    *out = NULL;
+    sandbox_spec spec;
+    int rc = sandbox_validate_create(&spec, &m->cfg, req, err);
+    if (rc < 0)
+        return rc;
+    bool reserved = false;
+    char *cid = NULL;
+    cJSON *body = NULL;
+    sandbox_entry *e = NULL;
+    int64_t t0 = clock_mono_ms();
+    rc = sandbox_registry_reserve(&m->reg, m->cfg.max_sandboxes, err);
+    if (rc < 0)
+        goto out;
+    reserved = true;
+
+    image_ref ref;
+    memset(&ref, 0, sizeof(ref));
+    progress_ctx pc = {progress, ud};
+    rc = image_ensure(m->ic, spec.python, (const char *const *)spec.modules, spec.n_modules, &ref,
+                      progress_log, &pc, cancel, err);
+    if (rc < 0)
+        goto out;
+    int64_t t_image = clock_mono_ms();
+    if ((rc = se_cancel_check(cancel, err)) < 0)
+        goto out;
+
+    e = calloc(1, sizeof(*e));
+    if (!e) {
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto out;
+    }
+    if ((rc = sandbox_new_id(e->id, err)) < 0)
+        goto out;
+    rc = sandbox_container_body(&body, &m->cfg, m->seccomp_json, &spec, e->id, ref.tag, err);
+    if (rc < 0)
+        goto out;
+    char name[SANDBOX_ID_MAX + 16];
+    snprintf(name, sizeof(name), "safeeval-%s", e->id);
+    rc = docker_container_create(m->dc, name, body, &cid, err);
+    if (rc < 0) {
+        se_err_prefix(err, "create container");
+        goto out;
+    }
+    /* From here on, any failure removes the container. */
+    rc = docker_container_start(m->dc, cid, err);
+    if (rc < 0) {
+        se_err_prefix(err, "start container");
+        goto out;
+    }
+    rc = sandbox_read_python_version(m, cid, e->python_version, err);
+    if (rc < 0)
+        goto out;
+    if (!version_matches(spec.python, e->python_version)) {
+        rc = se_err_set(err, SE_PRECONDITION, "python_version: asked for %s, the image has %s",
+                        spec.python, e->python_version);
+        goto out;
+    }
+    e->image = strdup(ref.tag);
+    if (!e->image) {
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto out;
+    }
+    e->container_id = cid;
+    cid = NULL;
+    e->spec = spec;
+    memset(&spec, 0, sizeof(spec));
+    e->last_used_ms = e->spec.created_at_ms;
+    /* The answer is built before the entry is visible: once added, a
+     * destroy from another call may free it. */
+    Safeeval__V1__Sandbox *msg = sandbox_entry_to_msg(&m->reg, e);
+    if (!msg) {
+        cid = steal_pointer(&e->container_id);
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto out;
+    }
+    log_info("sandbox %s created: python %s, %zu modules, image %s (%s), %lld ms (image %lld ms)",
+             e->id, e->python_version, e->spec.n_modules, e->image, ref.built ? "built" : "cached",
+             (long long)(clock_mono_ms() - t0), (long long)(t_image - t0));
+    rc = sandbox_registry_add(&m->reg, e, true, err);
+    if (rc < 0) {
+        protobuf_c_message_free_unpacked(&msg->base, NULL);
+        cid = steal_pointer(&e->container_id);
+        goto out;
+    }
+    *out = msg;
+    return 0;
+out:
+    if (cid) {
+        container_remove_quiet(m, cid);
+        free(cid);
+    }
+    if (reserved)
+        sandbox_registry_unreserve(&m->reg);
+    cJSON_Delete(body);
+    sandbox_entry_free(e);
+    sandbox_spec_clear(&spec);
+    return rc < 0 ? se_err_prefix(err, "create sandbox") : rc;
 }
+
+static int
+run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
+           const Safeeval__V1__Limits *req_limits, Safeeval__V1__ExecResult **out,
+           const se_cancel *cancel, se_err *err)
+{
+    *out = NULL;
+    int rc = sandbox_validate_id(in->sandbox_id, err);
+    if (rc < 0)
+        return rc;
+    sandbox_entry *e = sandbox_registry_find(&m->reg, in->sandbox_id);
+    if (!e)
+        return se_err_set(err, SE_NOT_FOUND, "sandbox %s not found", in->sandbox_id);
+    rc = sandbox_validate_run(in, is_eval, err);
+    if (rc < 0)
+        goto out;
+    sandbox_limits lim;
+    rc = sandbox_limits_for_run(&lim, &e->spec.limits, req_limits, err);
+    if (rc < 0)
+        goto out;
+    rc = sandbox_entry_run_begin(&m->reg, e, m->cfg.max_concurrent_runs, err);
+    if (rc < 0)
+        goto out;
+    int64_t t0 = clock_mono_us();
+    rc = sandbox_run_exec(m->dc, e->container_id, in, &lim, out, cancel, err);
+    sandbox_entry_run_end(&m->reg, e);
+    pthread_mutex_lock(&m->reg.mu);
+    bool dead = e->dead;
+    pthread_mutex_unlock(&m->reg.mu);
+    if (rc < 0 && dead) {
+        /* Destroyed under us: the container and its runs are gone. */
+        rc = se_err_set(err, SE_NOT_FOUND, "sandbox %s was destroyed during the run", e->id);
+        goto out;
+    }
+    if (rc == 0)
+        log_debug("sandbox %s: run %s -> reason %d exit %d in %lld us", e->id, in->filename,
+                  (int)(*out)->reason, (*out)->exit_code, (long long)(clock_mono_us() - t0));
+out:
+    sandbox_entry_unref(&m->reg, e);
+    return rc;
+}
+
+/* Maps entries of the three env map types (same layout) into two arrays. */
+#define ENV_SPLIT(entries, n, keys, vals)                                                          \
+    do {                                                                                           \
+        for (size_t i_ = 0; i_ < (n); i_++) {                                                      \
+            (keys)[i_] = (entries)[i_] ? (entries)[i_]->key : NULL;                                \
+            (vals)[i_] = (entries)[i_] ? (entries)[i_]->value : NULL;                              \
+        }                                                                                          \
+    } while (0)
 
 int
 sandbox_eval(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
              Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
 {
-    (void)m;
-    (void)req;
-    (void)out;
-    (void)cancel;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "sandbox_eval: not implemented");
+    *out = NULL;
+    if (req->n_env > SANDBOX_MAX_ENV)
+        return se_err_set(err, SE_INVALID, "env: %zu entries, at most %d", req->n_env,
+                          SANDBOX_MAX_ENV);
+    const char *keys[SANDBOX_MAX_ENV + 1], *vals[SANDBOX_MAX_ENV + 1];
+    ENV_SPLIT(req->env, req->n_env, keys, vals);
+    sandbox_run_input in = {
+        .sandbox_id = req->sandbox_id,
+        .script = (const uint8_t *)req->code,
+        .script_len = req->code ? strlen(req->code) : 0,
+        .filename = "main.py",
+        .stdin_data = req->stdin.data,
+        .stdin_len = req->stdin.len,
+        .args = req->args,
+        .n_args = req->n_args,
+        .env_keys = keys,
+        .env_values = vals,
+        .n_env = req->n_env,
+        .limits = req->limits,
+        .files = req->files,
+        .n_files = req->n_files,
+    };
+    return run_common(m, &in, true, req->limits, out, cancel, err);
 }
 
 int
 sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest *req,
                      Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
 {
-    (void)m;
-    (void)req;
-    (void)out;
-    (void)cancel;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "sandbox_execute_file: not implemented");
+    *out = NULL;
+    if (req->n_env > SANDBOX_MAX_ENV)
+        return se_err_set(err, SE_INVALID, "env: %zu entries, at most %d", req->n_env,
+                          SANDBOX_MAX_ENV);
+    const char *keys[SANDBOX_MAX_ENV + 1], *vals[SANDBOX_MAX_ENV + 1];
+    ENV_SPLIT(req->env, req->n_env, keys, vals);
+    sandbox_run_input in = {
+        .sandbox_id = req->sandbox_id,
+        .script = req->content.data,
+        .script_len = req->content.len,
+        .filename = req->filename,
+        .stdin_data = req->stdin.data,
+        .stdin_len = req->stdin.len,
+        .args = req->args,
+        .n_args = req->n_args,
+        .env_keys = keys,
+        .env_values = vals,
+        .n_env = req->n_env,
+        .limits = req->limits,
+        .files = req->files,
+        .n_files = req->n_files,
+    };
+    return run_common(m, &in, false, req->limits, out, cancel, err);
+}
+
+int
+sandbox_destroy_entry(sandbox_manager *m, sandbox_entry *e, se_err *err)
+{
+    /* e is unlinked and dead: no new run can start. Removing the container
+     * with force kills the runs still in it; they answer NOT_FOUND. */
+    se_err e2;
+    se_err_clear(&e2);
+    int rc = docker_container_remove(m->dc, e->container_id, &e2);
+    if (rc < 0 && e2.code != SE_NOT_FOUND) {
+        *err = e2;
+        se_err_prefix(err, "destroy sandbox %s", e->id);
+        sandbox_registry_readd(&m->reg, e); /* keeps it findable; a retry may work */
+        return -err->code;
+    }
+    log_info("sandbox %s destroyed", e->id);
+    sandbox_entry_unref(&m->reg, e);
+    return 0;
 }
 
 int
 sandbox_destroy(sandbox_manager *m, const char *id, const se_cancel *cancel, se_err *err)
 {
-    (void)m;
-    (void)id;
     (void)cancel;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "sandbox_destroy: not implemented");
+    int rc = sandbox_validate_id(id, err);
+    if (rc < 0)
+        return rc;
+    sandbox_entry *e = sandbox_registry_remove(&m->reg, id);
+    if (!e)
+        return se_err_set(err, SE_NOT_FOUND, "sandbox %s not found", id);
+    return sandbox_destroy_entry(m, e, err);
 }
 
 int
 sandbox_get(sandbox_manager *m, const char *id, Safeeval__V1__Sandbox **out, se_err *err)
 {
-    (void)m;
-    (void)id;
-    (void)out;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "sandbox_get: not implemented");
+    *out = NULL;
+    int rc = sandbox_validate_id(id, err);
+    if (rc < 0)
+        return rc;
+    sandbox_entry *e = sandbox_registry_find(&m->reg, id);
+    if (!e)
+        return se_err_set(err, SE_NOT_FOUND, "sandbox %s not found", id);
+    *out = sandbox_entry_to_msg(&m->reg, e);
+    sandbox_entry_unref(&m->reg, e);
+    if (!*out)
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    return 0;
 }
 
 int
 sandbox_list(sandbox_manager *m, Safeeval__V1__Sandbox ***out, size_t *n_out, se_err *err)
 {
-    (void)m;
-    (void)out;
-    (void)n_out;
-    (void)err;
-    return se_err_set(err, SE_INTERNAL, "sandbox_list: not implemented");
+    *out = NULL;
+    *n_out = 0;
+    sandbox_entry **es;
+    size_t n;
+    int rc = sandbox_registry_snapshot(&m->reg, &es, &n, err);
+    if (rc < 0)
+        return rc;
+    /* Oldest first; insertion sort keeps registry order among equals. */
+    for (size_t i = 1; i < n; i++) {
+        sandbox_entry *x = es[i];
+        size_t j = i;
+        while (j > 0 && es[j - 1]->spec.created_at_ms > x->spec.created_at_ms) {
+            es[j] = es[j - 1];
+            j--;
+        }
+        es[j] = x;
+    }
+    Safeeval__V1__Sandbox **arr = calloc(n + 1, sizeof(*arr));
+    if (!arr)
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (arr && rc == 0) {
+            arr[i] = sandbox_entry_to_msg(&m->reg, es[i]);
+            if (!arr[i])
+                rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        }
+        sandbox_entry_unref(&m->reg, es[i]);
+    }
+    free(es);
+    if (rc < 0) {
+        for (size_t i = 0; arr && i < n; i++)
+            if (arr[i])
+                protobuf_c_message_free_unpacked(&arr[i]->base, NULL);
+        free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n_out = n;
+    return 0;
 }

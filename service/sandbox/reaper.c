@@ -1,0 +1,87 @@
+/* The idle reaper: a thread that wakes every reap_interval_s and destroys
+ * sandboxes unused for longer than their idle timeout (and running nothing).
+ * It is woken early and joined by sandbox_manager_free. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "sandbox/internal.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static void
+reap_once(sandbox_manager *m)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    int64_t now = clock_wall_ms();
+    if (sandbox_registry_idle(&m->reg, now, &ids, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        /* Checked again under the lock: a run may have started since. */
+        sandbox_entry *e = sandbox_registry_remove_idle(&m->reg, ids[i], clock_wall_ms());
+        if (e) {
+            log_info("sandbox %s idle for over %u s: reaping", e->id, e->spec.idle_timeout_s);
+            se_err err;
+            se_err_clear(&err);
+            if (sandbox_destroy_entry(m, e, &err) < 0)
+                log_warn("reaper: %s", err.msg);
+        }
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+static void *
+reaper_main(void *arg)
+{
+    sandbox_manager *m = arg;
+    pthread_mutex_lock(&m->stop_mu);
+    while (!m->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += m->cfg.reap_interval_s;
+        int rc = 0;
+        while (!m->stopping && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&m->stop_cv, &m->stop_mu, &ts);
+        if (m->stopping)
+            break;
+        pthread_mutex_unlock(&m->stop_mu);
+        reap_once(m);
+        pthread_mutex_lock(&m->stop_mu);
+    }
+    pthread_mutex_unlock(&m->stop_mu);
+    return NULL;
+}
+
+int
+sandbox_reaper_start(sandbox_manager *m, se_err *err)
+{
+    /* The wait uses the monotonic clock: a wall clock jump must not reap. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_destroy(&m->stop_cv);
+    pthread_cond_init(&m->stop_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&m->reaper, NULL, reaper_main, m);
+    if (rc != 0) {
+        errno = rc;
+        return se_err_errno(err, SE_INTERNAL, "start the reaper thread");
+    }
+    m->reaper_started = true;
+    return 0;
+}
+
+void
+sandbox_reaper_stop(sandbox_manager *m)
+{
+    if (!m->reaper_started)
+        return;
+    pthread_mutex_lock(&m->stop_mu);
+    m->stopping = true;
+    pthread_cond_broadcast(&m->stop_cv);
+    pthread_mutex_unlock(&m->stop_mu);
+    pthread_join(m->reaper, NULL);
+    m->reaper_started = false;
+}
