@@ -88,6 +88,13 @@ copy_printable(const char *s, size_t len, char *out, size_t outlen)
         return;
     for (size_t i = 0; i < len && o + 1 < outlen; i++) {
         unsigned char ch = (unsigned char)s[i];
+        if (ch == 0x1b && i + 1 < len && s[i + 1] == '[') {
+            /* Drop terminal colour sequences (CSI ... final byte). */
+            i += 2;
+            while (i < len && !((unsigned char)s[i] >= 0x40 && (unsigned char)s[i] <= 0x7e))
+                i++;
+            continue;
+        }
         out[o++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : (ch == '\n' ? ' ' : '?');
     }
     while (o > 0 && out[o - 1] == ' ')
