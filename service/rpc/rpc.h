@@ -26,18 +26,24 @@ typedef struct rpc_method {
 } rpc_method;
 
 typedef struct rpc_server_opts {
-    const char *listen;           /* "unix:PATH" or "HOST:PORT" */
-    int insecure_listen;          /* allow a non-loopback TCP address without TLS */
-    const char *tls_cert;         /* PEM paths; NULL = no TLS */
+    const char *listen;   /* "unix:PATH" or "HOST:PORT" */
+    int insecure_listen;  /* allow a non-loopback TCP address without TLS */
+    const char *tls_cert; /* PEM paths; NULL = no TLS */
     const char *tls_key;
-    const char *tls_client_ca;    /* set = require client certificates (mTLS) */
+    const char *tls_client_ca; /* set = require client certificates (mTLS) */
     size_t max_request_bytes;
-    unsigned workers;             /* worker threads */
-    unsigned queue_depth;         /* calls waiting for a worker before RESOURCE_EXHAUSTED */
-    unsigned grace_ms;            /* shutdown grace for in-flight calls */
+    unsigned workers;     /* worker threads */
+    unsigned queue_depth; /* calls waiting for a worker before RESOURCE_EXHAUSTED */
+    unsigned grace_ms;    /* shutdown grace for in-flight calls */
 } rpc_server_opts;
 
 typedef struct rpc_server rpc_server;
+
+/* Checks opts without touching the network (rpc_server_new does it too), so
+ * the daemon can refuse a bad --listen before it starts anything else:
+ * SE_INVALID for a non-loopback TCP address without TLS or insecure_listen,
+ * a cert without its key, and so on. */
+int rpc_server_opts_check(const rpc_server_opts *opts, se_err *err);
 
 int rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *methods,
                    size_t n_methods, void *svc, se_err *err);
@@ -54,5 +60,10 @@ extern const size_t rpc_sandbox_methods_count;
 
 /* The gRPC status code for an se_code (status.c: the one mapping). */
 int rpc_status_for(int se_code);
+
+/* 1 if a --listen address can only be reached from this host (unix socket,
+ * 127.0.0.0/8, ::1, localhost), else 0. A non-local address needs TLS or
+ * insecure_listen. */
+int rpc_listen_is_local(const char *listen);
 
 #endif

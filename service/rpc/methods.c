@@ -1,0 +1,146 @@
+/* SandboxService: each handler unpacks nothing (the server did), calls the
+ * sandbox layer, which validates every field, and wraps what it returns in
+ * the response message. Responses are malloc'd so that the server frees them
+ * with protobuf_c_message_free_unpacked(msg, NULL) like everything else. */
+#include <stdlib.h>
+
+#include "rpc/rpc.h"
+#include "sandbox/sandbox.h"
+
+#define RESPONSE_NEW(var, type, init)                                                              \
+    type *var = malloc(sizeof(type));                                                              \
+    if (!var)                                                                                      \
+        return se_err_set(err, SE_INTERNAL, "out of memory");                                      \
+    *var = (type)init
+
+static int
+method_create(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
+              const se_cancel *cancel, se_err *err)
+{
+    Safeeval__V1__Sandbox *sb = NULL;
+    int r = sandbox_create(svc, (const Safeeval__V1__CreateSandboxRequest *)req, &sb, NULL, NULL,
+                           cancel, err);
+    if (r < 0)
+        return r;
+    Safeeval__V1__CreateSandboxResponse *resp = malloc(sizeof(*resp));
+    if (!resp) {
+        protobuf_c_message_free_unpacked(&sb->base, NULL);
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    *resp = (Safeeval__V1__CreateSandboxResponse)SAFEEVAL__V1__CREATE_SANDBOX_RESPONSE__INIT;
+    resp->sandbox = sb;
+    *out = &resp->base;
+    return 0;
+}
+
+static int
+method_eval(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out, const se_cancel *cancel,
+            se_err *err)
+{
+    Safeeval__V1__ExecResult *res = NULL;
+    int r = sandbox_eval(svc, (const Safeeval__V1__EvalRequest *)req, &res, cancel, err);
+    if (r < 0)
+        return r;
+    Safeeval__V1__EvalResponse *resp = malloc(sizeof(*resp));
+    if (!resp) {
+        protobuf_c_message_free_unpacked(&res->base, NULL);
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    *resp = (Safeeval__V1__EvalResponse)SAFEEVAL__V1__EVAL_RESPONSE__INIT;
+    resp->result = res;
+    *out = &resp->base;
+    return 0;
+}
+
+static int
+method_execute_file(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
+                    const se_cancel *cancel, se_err *err)
+{
+    Safeeval__V1__ExecResult *res = NULL;
+    int r =
+        sandbox_execute_file(svc, (const Safeeval__V1__ExecuteFileRequest *)req, &res, cancel, err);
+    if (r < 0)
+        return r;
+    Safeeval__V1__ExecuteFileResponse *resp = malloc(sizeof(*resp));
+    if (!resp) {
+        protobuf_c_message_free_unpacked(&res->base, NULL);
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    *resp = (Safeeval__V1__ExecuteFileResponse)SAFEEVAL__V1__EXECUTE_FILE_RESPONSE__INIT;
+    resp->result = res;
+    *out = &resp->base;
+    return 0;
+}
+
+static int
+method_destroy(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
+               const se_cancel *cancel, se_err *err)
+{
+    const Safeeval__V1__DestroySandboxRequest *r = (const void *)req;
+    int rc = sandbox_destroy(svc, r->sandbox_id, cancel, err);
+    if (rc < 0)
+        return rc;
+    RESPONSE_NEW(resp, Safeeval__V1__DestroySandboxResponse,
+                 SAFEEVAL__V1__DESTROY_SANDBOX_RESPONSE__INIT);
+    *out = &resp->base;
+    return 0;
+}
+
+static int
+method_get(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out, const se_cancel *cancel,
+           se_err *err)
+{
+    (void)cancel;
+    const Safeeval__V1__GetSandboxRequest *r = (const void *)req;
+    Safeeval__V1__Sandbox *sb = NULL;
+    int rc = sandbox_get(svc, r->sandbox_id, &sb, err);
+    if (rc < 0)
+        return rc;
+    Safeeval__V1__GetSandboxResponse *resp = malloc(sizeof(*resp));
+    if (!resp) {
+        protobuf_c_message_free_unpacked(&sb->base, NULL);
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    *resp = (Safeeval__V1__GetSandboxResponse)SAFEEVAL__V1__GET_SANDBOX_RESPONSE__INIT;
+    resp->sandbox = sb;
+    *out = &resp->base;
+    return 0;
+}
+
+static int
+method_list(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out, const se_cancel *cancel,
+            se_err *err)
+{
+    (void)req;
+    (void)cancel;
+    Safeeval__V1__Sandbox **list = NULL;
+    size_t n = 0;
+    int rc = sandbox_list(svc, &list, &n, err);
+    if (rc < 0)
+        return rc;
+    Safeeval__V1__ListSandboxesResponse *resp = malloc(sizeof(*resp));
+    if (!resp) {
+        for (size_t i = 0; i < n; i++)
+            protobuf_c_message_free_unpacked(&list[i]->base, NULL);
+        free(list);
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    *resp = (Safeeval__V1__ListSandboxesResponse)SAFEEVAL__V1__LIST_SANDBOXES_RESPONSE__INIT;
+    resp->sandboxes = list;
+    resp->n_sandboxes = n;
+    *out = &resp->base;
+    return 0;
+}
+
+#define SVC "/safeeval.v1.SandboxService/"
+
+const rpc_method rpc_sandbox_methods[] = {
+    {SVC "CreateSandbox", &safeeval__v1__create_sandbox_request__descriptor, method_create},
+    {SVC "Eval", &safeeval__v1__eval_request__descriptor, method_eval},
+    {SVC "ExecuteFile", &safeeval__v1__execute_file_request__descriptor, method_execute_file},
+    {SVC "DestroySandbox", &safeeval__v1__destroy_sandbox_request__descriptor, method_destroy},
+    {SVC "GetSandbox", &safeeval__v1__get_sandbox_request__descriptor, method_get},
+    {SVC "ListSandboxes", &safeeval__v1__list_sandboxes_request__descriptor, method_list},
+};
+const size_t rpc_sandbox_methods_count =
+    sizeof(rpc_sandbox_methods) / sizeof(rpc_sandbox_methods[0]);
