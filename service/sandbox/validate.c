@@ -359,13 +359,24 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
     if (rc < 0)
         return rc;
 
-    /* Sizes first: a huge request is EXHAUSTED, whatever else is wrong. */
+    if (in->n_files > SANDBOX_MAX_FILES)
+        return se_err_set(err, SE_INVALID, "files: %zu entries, at most %d", in->n_files,
+                          SANDBOX_MAX_FILES);
+    if (in->n_args > SANDBOX_MAX_ARGS)
+        return se_err_set(err, SE_INVALID, "args: %zu entries, at most %d", in->n_args,
+                          SANDBOX_MAX_ARGS);
+    if (in->n_env > SANDBOX_MAX_ENV)
+        return se_err_set(err, SE_INVALID, "env: %zu entries, at most %d", in->n_env,
+                          SANDBOX_MAX_ENV);
+
+    /* Sizes next: a huge request is EXHAUSTED, whatever else is wrong in it. */
     uint64_t total = (uint64_t)in->script_len + in->stdin_len;
     for (size_t i = 0; i < in->n_files; i++)
         total += in->files[i] ? in->files[i]->content.len + SANDBOX_PATH_MAX : 0;
-    if (in->n_args <= SANDBOX_MAX_ARGS)
-        for (size_t i = 0; i < in->n_args; i++)
-            total += in->args[i] ? strlen(in->args[i]) : 0;
+    for (size_t i = 0; i < in->n_args; i++)
+        total += in->args[i] ? strlen(in->args[i]) : 0;
+    for (size_t i = 0; i < in->n_env; i++)
+        total += in->env_values[i] ? strlen(in->env_values[i]) : 0;
     if (total > FRAME_MAX - FRAME_SLACK)
         return se_err_set(err, SE_EXHAUSTED,
                           "request: %" PRIu64 " bytes of script, stdin and files; at most %u",
