@@ -1,0 +1,176 @@
+"""Shared harness for the integration tests: start the real safeevald, talk to
+it over a real channel. Keep this API small and stable; every test uses it.
+
+    from harness import Daemon, expect_code, run_daemon, protos, BUILD_DIR, SOURCE_DIR
+
+    with Daemon(extra_args=["--base-image", "safeeval/python:{version}"]) as d:
+        d.stub.ListSandboxes(d.pb.ListSandboxesRequest(), timeout=5)
+        err = expect_code(lambda: d.stub.GetSandbox(
+            d.pb.GetSandboxRequest(sandbox_id="x"), timeout=5), grpc.StatusCode.NOT_FOUND)
+        rc = d.stop()          # SIGTERM; returns the exit code
+        text = d.log()         # the daemon's stderr so far
+
+Daemon(extra_args=(), listen=None, timeout=30)
+    Starts build/bin/safeevald on a fresh unix socket in a temp dir (or on
+    `listen` if given) with --log-level debug, and waits until
+    grpc.health.v1.Health/Check answers SERVING (raises RuntimeError with the
+    daemon's log if it does not within `timeout` s or exits first).
+    Attributes: .channel (grpc.Channel), .stub (SandboxServiceStub), .pb (the
+    sandbox_pb2 module), .health (HealthStub), .health_pb (health_pb2),
+    .address, .proc (subprocess.Popen), .tmpdir.
+    .stop(sig=signal.SIGTERM, timeout=30) -> exit code (kills after timeout).
+    .log() -> str. Leaving the `with` block stops the daemon if still running.
+expect_code(fn, code) -> grpc.RpcError
+    Calls fn(); fails unless it raises an RpcError with that status code.
+run_daemon(args, timeout=30) -> subprocess.CompletedProcess (text stdout/stderr)
+    Runs safeevald to completion with exactly `args` (for start-up refusals).
+protos() -> a namespace with sandbox_pb2, sandbox_pb2_grpc, health_pb2,
+    health_pb2_grpc: generated once per process with grpc_tools.protoc from
+    proto/ into a temp dir (health.proto is written here; Debian may lack the
+    grpc_health package).
+Paths: SAFEEVAL_BUILD_DIR (default <repo>/build), SAFEEVAL_SOURCE_DIR
+(default: the repo holding this file). Sanitizer builds need nothing special.
+"""
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import types
+
+import grpc
+
+SOURCE_DIR = os.environ.get(
+    "SAFEEVAL_SOURCE_DIR",
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+BUILD_DIR = os.environ.get("SAFEEVAL_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+DAEMON = os.path.join(BUILD_DIR, "bin", "safeevald")
+
+_HEALTH_PROTO = """syntax = "proto3";
+package grpc.health.v1;
+message HealthCheckRequest { string service = 1; }
+message HealthCheckResponse {
+  enum ServingStatus { UNKNOWN = 0; SERVING = 1; NOT_SERVING = 2; SERVICE_UNKNOWN = 3; }
+  ServingStatus status = 1;
+}
+service Health { rpc Check(HealthCheckRequest) returns (HealthCheckResponse); }
+"""
+
+_protos = None
+
+
+def protos():
+    """The generated modules (built once per process)."""
+    global _protos
+    if _protos is not None:
+        return _protos
+    out = tempfile.mkdtemp(prefix="safeeval-pb-")
+    atexit.register(shutil.rmtree, out, True)
+    with open(os.path.join(out, "health.proto"), "w") as f:
+        f.write(_HEALTH_PROTO)
+    proto_dir = os.path.join(SOURCE_DIR, "proto")
+    for include, rel in ((proto_dir, "safeeval/v1/sandbox.proto"), (out, "health.proto")):
+        r = subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", "-I" + include, "--python_out=" + out,
+             "--grpc_python_out=" + out, os.path.join(include, rel)],
+            capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("protoc %s failed: %s" % (rel, r.stderr))
+    sys.path.insert(0, out)
+    from safeeval.v1 import sandbox_pb2, sandbox_pb2_grpc  # noqa: E402
+    import health_pb2  # noqa: E402
+    import health_pb2_grpc  # noqa: E402
+    _protos = types.SimpleNamespace(sandbox_pb2=sandbox_pb2, sandbox_pb2_grpc=sandbox_pb2_grpc,
+                                    health_pb2=health_pb2, health_pb2_grpc=health_pb2_grpc)
+    return _protos
+
+
+def expect_code(fn, code):
+    """Runs fn(); returns its RpcError if it has `code`, else fails."""
+    try:
+        fn()
+    except grpc.RpcError as e:
+        if e.code() != code:
+            raise AssertionError("expected %s, got %s: %s" % (code, e.code(), e.details()))
+        return e
+    raise AssertionError("expected %s, the call succeeded" % (code,))
+
+
+def run_daemon(args, timeout=30):
+    """Runs safeevald with `args` to completion."""
+    return subprocess.run([DAEMON] + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+class Daemon:
+    def __init__(self, extra_args=(), listen=None, timeout=30):
+        self.tmpdir = tempfile.mkdtemp(prefix="safeevald-")
+        self.address = listen or "unix:" + os.path.join(self.tmpdir, "safeevald.sock")
+        self._logpath = os.path.join(self.tmpdir, "stderr.log")
+        p = protos()
+        self.pb = p.sandbox_pb2
+        self.health_pb = p.health_pb2
+        self.proc = None
+        self.channel = None
+        self._start(list(extra_args), timeout)
+
+    def _start(self, extra_args, timeout):
+        args = [DAEMON, "--listen", self.address, "--log-level", "debug"] + extra_args
+        self._logf = open(self._logpath, "wb")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._logf,
+                                     stderr=self._logf)
+        self.channel = grpc.insecure_channel(self.address)
+        p = protos()
+        self.stub = p.sandbox_pb2_grpc.SandboxServiceStub(self.channel)
+        self.health = p.health_pb2_grpc.HealthStub(self.channel)
+        end = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                self._cleanup()
+                raise RuntimeError("safeevald exited with %d before serving:\n%s"
+                                   % (self.proc.returncode, self.log()))
+            try:
+                r = self.health.Check(self.health_pb.HealthCheckRequest(), timeout=1)
+                if r.status == self.health_pb.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > end:
+                self.stop(signal.SIGKILL)
+                raise RuntimeError("safeevald did not serve within %d s:\n%s"
+                                   % (timeout, self.log()))
+            time.sleep(0.05)
+
+    def log(self):
+        with open(self._logpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Signals the daemon and waits; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._cleanup()
+        return self.proc.returncode
+
+    def _cleanup(self):
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if not self._logf.closed:
+            self._logf.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return False

@@ -1,0 +1,279 @@
+"""The gRPC server layer of safeevald: health, unknown methods, request size,
+status mapping, deadlines and cancellation, the bounded queue, graceful
+shutdown and the listen policy. The tests that run code need the whole
+stack (docker engine, base image safeeval/python:3.11)."""
+
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import unittest
+
+import grpc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Daemon, expect_code, run_daemon  # noqa: E402
+
+BASE = ["--base-image", "safeeval/python:{version}"]
+SLOW = 120  # seconds a CreateSandbox may take (the first one builds the image)
+
+
+class ServerOnly(unittest.TestCase):
+    """No sandbox needed."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(extra_args=BASE)
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.d.stop()
+        log = cls.d.log()
+        cls.d.__exit__(None, None, None)
+        assert rc == 0, "daemon exit code %d\n%s" % (rc, log)
+
+    def test_health_serving(self):
+        d = self.d
+        r = d.health.Check(d.health_pb.HealthCheckRequest(), timeout=5)
+        self.assertEqual(r.status, d.health_pb.HealthCheckResponse.SERVING)
+        r = d.health.Check(d.health_pb.HealthCheckRequest(service="safeeval.v1.SandboxService"),
+                           timeout=5)
+        self.assertEqual(r.status, d.health_pb.HealthCheckResponse.SERVING)
+        expect_code(lambda: d.health.Check(d.health_pb.HealthCheckRequest(service="nope"),
+                                           timeout=5), grpc.StatusCode.NOT_FOUND)
+
+    def test_unknown_method(self):
+        call = self.d.channel.unary_unary("/safeeval.v1.SandboxService/Nope")
+        t = time.monotonic()
+        expect_code(lambda: call(b"", timeout=5), grpc.StatusCode.UNIMPLEMENTED)
+        self.assertLess(time.monotonic() - t, 1.0)
+        call = self.d.channel.unary_unary("/other.Service/X")
+        expect_code(lambda: call(b"\x01\x02", timeout=5), grpc.StatusCode.UNIMPLEMENTED)
+
+    def test_oversized_request(self):
+        d = self.d
+        req = d.pb.EvalRequest(sandbox_id="x", code="#" * (17 << 20))
+        expect_code(lambda: d.stub.Eval(req, timeout=20), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        # The server is still fine afterwards.
+        d.health.Check(d.health_pb.HealthCheckRequest(), timeout=5)
+
+    def test_garbage_request(self):
+        call = self.d.channel.unary_unary("/safeeval.v1.SandboxService/Eval")
+        e = expect_code(lambda: call(b"\xff\xff\xff\xff", timeout=5),
+                        grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("EvalRequest", e.details())
+
+    def test_not_found(self):
+        d = self.d
+        for fn in (lambda: d.stub.GetSandbox(d.pb.GetSandboxRequest(sandbox_id="nope"), timeout=5),
+                   lambda: d.stub.Eval(d.pb.EvalRequest(sandbox_id="nope", code="1"), timeout=5),
+                   lambda: d.stub.DestroySandbox(d.pb.DestroySandboxRequest(sandbox_id="nope"),
+                                                 timeout=5)):
+            expect_code(fn, grpc.StatusCode.NOT_FOUND)
+
+    def test_list(self):
+        d = self.d
+        d.stub.ListSandboxes(d.pb.ListSandboxesRequest(), timeout=10)
+
+    def test_calls_are_logged(self):
+        d = self.d
+        expect_code(lambda: d.stub.GetSandbox(d.pb.GetSandboxRequest(sandbox_id="logme"),
+                                              timeout=5), grpc.StatusCode.NOT_FOUND)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if re.search(r"rpc GetSandbox status=NOT_FOUND duration_ms=[0-9.]+", d.log()):
+                return
+            time.sleep(0.05)
+        self.fail("no log line for the call:\n" + d.log())
+
+
+class StartUp(unittest.TestCase):
+    def test_tcp_off_loopback_refused(self):
+        r = run_daemon(["--listen", "0.0.0.0:0"] + BASE)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("without TLS", r.stderr)
+        r = run_daemon(["--listen", "[::]:0"] + BASE)
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_tls_key_without_cert_refused(self):
+        r = run_daemon(["--listen", "127.0.0.1:0", "--tls-key", "/nonexistent"])
+        self.assertEqual(r.returncode, 2)
+
+    def test_bad_flags(self):
+        for args in (["--workers", "0"], ["--nope"], ["--max-request-bytes=12Q"],
+                     ["--log-level", "loud"], ["--default-wall-ms=400000"], ["stray"]):
+            r = run_daemon(args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertTrue(r.stderr.startswith("safeevald: "), r.stderr)
+
+    def test_help(self):
+        r = run_daemon(["--help"])
+        self.assertEqual(r.returncode, 0)
+        for flag in ("--listen", "--max-request-bytes", "--grace-ms", "--default-wall-ms"):
+            self.assertIn(flag, r.stdout)
+
+    def test_loopback_tcp(self):
+        with Daemon(extra_args=BASE, listen="127.0.0.1:47651") as d:
+            r = d.health.Check(d.health_pb.HealthCheckRequest(), timeout=5)
+            self.assertEqual(r.status, d.health_pb.HealthCheckResponse.SERVING)
+            self.assertEqual(d.stop(), 0)
+
+
+def create_sandbox(d):
+    r = d.stub.CreateSandbox(d.pb.CreateSandboxRequest(python_version="3.11"), timeout=SLOW)
+    return r.sandbox.id
+
+
+def destroy_everywhere(ids):
+    """Destroys sandboxes made by a daemon that may be gone: a new daemon
+    recovers them by their labels."""
+    if not ids:
+        return
+    with Daemon(extra_args=BASE) as d:
+        for sid in ids:
+            try:
+                d.stub.DestroySandbox(d.pb.DestroySandboxRequest(sandbox_id=sid), timeout=60)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+
+
+def eval_code(d, sid, code, timeout):
+    return d.stub.Eval(d.pb.EvalRequest(sandbox_id=sid, code=code), timeout=timeout)
+
+
+class WithSandbox(unittest.TestCase):
+    """Runs code: needs the docker, image and sandbox layers."""
+
+    def setUp(self):
+        self.ids = []
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                for sid in self.ids:
+                    try:
+                        d.stub.DestroySandbox(d.pb.DestroySandboxRequest(sandbox_id=sid),
+                                              timeout=60)
+                    except grpc.RpcError:
+                        pass
+                self.ids = []
+            d.__exit__(None, None, None)
+        destroy_everywhere(self.ids)
+
+    def start(self, *args):
+        d = Daemon(extra_args=BASE + list(args))
+        self.daemons.append(d)
+        return d
+
+    def sandbox(self, d):
+        sid = create_sandbox(d)
+        self.ids.append(sid)
+        return sid
+
+    def test_deadline(self):
+        d = self.start()
+        sid = self.sandbox(d)
+        r = eval_code(d, sid, "print('hi')", 60)
+        self.assertEqual(r.result.stdout, b"hi\n")
+        t = time.monotonic()
+        e = expect_code(lambda: eval_code(d, sid, "import time; time.sleep(5)", 0.3),
+                        grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertLess(time.monotonic() - t, 1.0, e)
+        # The server stops the run too, instead of letting it sleep 5 s.
+        end = time.monotonic() + 10
+        pat = re.compile(r"rpc Eval status=(DEADLINE_EXCEEDED|CANCELLED) duration_ms=([0-9.]+)")
+        while time.monotonic() < end:
+            m = pat.search(d.log())
+            if m:
+                self.assertLess(float(m.group(2)), 2500, m.group(0))
+                break
+            time.sleep(0.1)
+        else:
+            self.fail("the Eval was not stopped at its deadline:\n" + d.log())
+        # The sandbox still works.
+        r = eval_code(d, sid, "print(6*7)", 60)
+        self.assertEqual(r.result.stdout, b"42\n")
+
+    def test_sigterm_lets_inflight_finish(self):
+        d = self.start()
+        sid = self.sandbox(d)
+        out = {}
+
+        def run():
+            try:
+                out["r"] = eval_code(d, sid, "import time; time.sleep(1.5); print('done')", 30)
+            except grpc.RpcError as e:
+                out["e"] = e
+
+        th = threading.Thread(target=run)
+        th.start()
+        time.sleep(0.3)
+        d.proc.send_signal(signal.SIGTERM)
+        th.join(30)
+        self.assertNotIn("e", out, out.get("e"))
+        self.assertEqual(out["r"].result.stdout, b"done\n")
+        self.assertEqual(d.proc.wait(30), 0, d.log())
+
+    def test_grace_over_cancels(self):
+        d = self.start("--grace-ms", "500")
+        sid = self.sandbox(d)
+        out = {}
+
+        def run():
+            try:
+                out["r"] = eval_code(d, sid, "import time; time.sleep(20)", 60)
+            except grpc.RpcError as e:
+                out["e"] = e
+
+        th = threading.Thread(target=run)
+        th.start()
+        time.sleep(0.5)
+        t = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(d.proc.wait(15), 0, d.log())
+        self.assertLess(time.monotonic() - t, 8, d.log())
+        th.join(30)
+        self.assertIn("e", out)
+        self.assertIn(out["e"].code(), (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE))
+
+    def test_full_queue(self):
+        d = self.start("--workers", "1", "--queue-depth", "1")
+        sid = self.sandbox(d)
+        results = []
+        lock = threading.Lock()
+
+        def run():
+            t = time.monotonic()
+            try:
+                eval_code(d, sid, "import time; time.sleep(1.5)", 60)
+                res = ("ok", time.monotonic() - t)
+            except grpc.RpcError as e:
+                res = (e.code(), time.monotonic() - t)
+            with lock:
+                results.append(res)
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for th in threads:
+            th.start()
+        time.sleep(0.3)
+        # Health is answered by the poller even though the only worker is busy.
+        t = time.monotonic()
+        d.health.Check(d.health_pb.HealthCheckRequest(), timeout=2)
+        self.assertLess(time.monotonic() - t, 0.5)
+        for th in threads:
+            th.join(60)
+        exhausted = [r for r in results if r[0] == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        ok = [r for r in results if r[0] == "ok"]
+        self.assertGreaterEqual(len(exhausted), 1, results)
+        self.assertGreaterEqual(len(ok), 1, results)
+        for r in exhausted:
+            self.assertLess(r[1], 1.0, results)  # refused at once, not after waiting
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
