@@ -294,9 +294,19 @@ build_image(image_cache *ic, const ensure_plan *p, const char *version, docker_p
                  (long long)(clock_mono_ms() - t0), err->msg);
         se_err_prefix(err, "build image for python %s", version);
         /* A failed classic build leaves its committed steps as dangling
-         * images; do not let them pile up. */
+         * images; do not let them pile up. But another build in the air has
+         * dangling (untagged, childless) steps too, its latest one about to
+         * become the parent of its next step: prune only when this build is
+         * the only one, else leave it to the next prune. */
+        pthread_mutex_lock(&ic->mu);
+        size_t in_air = 0;
+        for (const flight *f = ic->flights; f; f = f->next)
+            in_air += !f->done;
+        pthread_mutex_unlock(&ic->mu);
         se_err perr = {0};
-        if (image_prune_dangling(ic, &perr) < 0)
+        if (in_air > 1)
+            log_info("prune after failed build skipped: %zu builds in progress", in_air - 1);
+        else if (image_prune_dangling(ic, &perr) < 0)
             log_warn("prune after failed build: %s", perr.msg);
         goto out;
     }
