@@ -312,6 +312,14 @@ docker_path(char **out, const char *prefix, const char *id, const char *suffix, 
     *out = NULL;
     if (!id || !*id || strlen(id) > 512)
         return se_err_set(err, SE_INVALID, "docker: empty or overlong name or id");
+    /* Container and exec ids/names are [a-zA-Z0-9][a-zA-Z0-9_.-]*: anything
+     * else (a '/', "..") could make the engine's router resolve another
+     * resource. Image references keep their '/', ':' and '@' (escaped). */
+    if (strcmp(prefix, "/images/") != 0 &&
+        (strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+             strlen(id) ||
+         id[0] == '.' || id[0] == '-' || id[0] == '_'))
+        return se_err_set(err, SE_INVALID, "docker: malformed container or exec id");
     char *esc = docker_escape(id);
     if (!esc)
         return se_err_set(err, SE_INTERNAL, "out of memory");

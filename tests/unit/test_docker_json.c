@@ -453,6 +453,29 @@ test_filters(void **state)
     free(q);
 }
 
+static void
+test_paths(void **state)
+{
+    (void)state;
+    char *p = NULL;
+    se_err err = {0};
+    assert_int_equal(docker_path(&p, "/containers/", "abc_1.x-y", "/json", &err), 0);
+    assert_string_equal(p, "/containers/abc_1.x-y/json");
+    free(p);
+    const char *bad[] = {"", "../x", "a/b", ".", "..", "-x", "a b", "a?b", "a%2Fb", "a#b", "\\x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(docker_path(&p, "/containers/", bad[i], "/json", &err), -SE_INVALID);
+        assert_null(p);
+    }
+    char *longid = repeat("", 'a', 513, "");
+    assert_int_equal(docker_path(&p, "/exec/", longid, "/json", &err), -SE_INVALID);
+    free(longid);
+    /* Image references keep their syntax, escaped. */
+    assert_int_equal(docker_path(&p, "/images/", "safeeval/python:3.11", "/json", &err), 0);
+    assert_string_equal(p, "/images/safeeval%2Fpython%3A3.11/json");
+    free(p);
+}
+
 int
 main(void)
 {
@@ -469,6 +492,7 @@ main(void)
         cmocka_unit_test(test_tar_one_file),
         cmocka_unit_test(test_tar_hostile),
         cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
