@@ -187,9 +187,10 @@ static void
 progress_log(const char *line, void *ud)
 {
     progress_ctx *p = ud;
-    log_debug("image build: %s", line);
     if (p->fn)
         p->fn(line, p->ud);
+    else
+        log_debug("image build: %s", line);
 }
 
 int
@@ -241,6 +242,7 @@ sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req
         goto out;
     }
     /* From here on, any failure removes the container. */
+    log_debug("sandbox %s: container %s created", e->id, cid);
     rc = docker_container_start(m->dc, cid, err);
     if (rc < 0) {
         se_err_prefix(err, "start container");
