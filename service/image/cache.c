@@ -304,7 +304,11 @@ build_image(image_cache *ic, const ensure_plan *p, const char *version, docker_p
             in_air += !f->done;
         pthread_mutex_unlock(&ic->mu);
         se_err perr = {0};
-        if (in_air > 1)
+        /* Cancelled or engine trouble: the build may still be running in the
+         * engine, and its steps are not ours to take away yet. */
+        if (rc != -SE_PRECONDITION)
+            log_debug("prune after failed build skipped: %s", se_code_name(-rc));
+        else if (in_air > 1)
             log_info("prune after failed build skipped: %zu builds in progress", in_air - 1);
         else if (image_prune_dangling(ic, &perr) < 0)
             log_warn("prune after failed build: %s", perr.msg);
