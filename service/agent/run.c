@@ -205,13 +205,18 @@ push_etc_python(struct argv_b *a)
     closedir(d);
 }
 
+/* A writable tmpfs: what goes in, plus room for writing. tmpfs pages are
+ * memory charged to the container, outside the jail's RSS sum, so the room
+ * is bounded by the run's memory limit as well as by 1 GiB. */
 static uint64_t
-tmpfs_size(uint64_t base, uint64_t max_file)
+tmpfs_size(uint64_t base, uint64_t max_file, uint64_t memory)
 {
-    uint64_t extra = max_file < 64 * MIB ? 64 * MIB : max_file;
+    uint64_t extra = max_file < 16 * MIB ? 16 * MIB : max_file;
+    uint64_t mem_room = memory < 16 * MIB ? 16 * MIB : memory;
+    if (extra > mem_room)
+        extra = mem_room;
     if (extra > 1024 * MIB)
         extra = 1024 * MIB;
-    /* round up to pages */
     return (base + extra + 4095) & ~4095ull;
 }
 
@@ -253,11 +258,11 @@ build_argv(struct argv_b *a, struct fdlist *fds, const agent_request *req, const
     argv_push(a, "--dev");
     argv_push(a, "/dev");
     argv_push(a, "--size");
-    argv_pushf(a, "%llu", (unsigned long long)tmpfs_size(0, 64 * MIB));
+    argv_pushf(a, "%llu", (unsigned long long)tmpfs_size(0, 64 * MIB, l->memory_bytes));
     argv_push(a, "--tmpfs");
     argv_push(a, "/dev/shm");
     argv_push(a, "--size");
-    argv_pushf(a, "%llu", (unsigned long long)tmpfs_size(0, l->max_file_bytes));
+    argv_pushf(a, "%llu", (unsigned long long)tmpfs_size(0, l->max_file_bytes, l->memory_bytes));
     argv_push(a, "--tmpfs");
     argv_push(a, "/tmp");
 
@@ -265,7 +270,7 @@ build_argv(struct argv_b *a, struct fdlist *fds, const agent_request *req, const
     for (size_t i = 0; i < req->n_files; i++)
         input += req->files[i]->content.len + 4096;
     argv_push(a, "--size");
-    argv_pushf(a, "%llu", (unsigned long long)tmpfs_size(input, l->max_file_bytes));
+    argv_pushf(a, "%llu", (unsigned long long)tmpfs_size(input, l->max_file_bytes, l->memory_bytes));
     argv_push(a, "--tmpfs");
     argv_push(a, AGENT_WORKDIR);
 
