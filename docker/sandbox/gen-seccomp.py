@@ -7,8 +7,8 @@ per-run jail: clone with namespace flags, unshare, mount, umount2 and
 pivot_root. The jail's own filter (the agent's libseccomp filter) then takes
 those away again from the jailed program.
 
-Run: python3 gen-seccomp.py > seccomp.json   (the file is committed; a test
-checks it is up to date)
+Run: python3 gen-seccomp.py > seccomp.json   (the output is committed;
+regenerate it after editing this file)
 """
 import json
 import sys
