@@ -17,11 +17,11 @@ typedef Safeeval__V1__ExecResult agent_result;
 #define AGENT_MAX_FILES 256
 #define AGENT_MAX_ARGS 256
 #define AGENT_MAX_ENV 256
-#define AGENT_MAX_PATH 1024        /* bytes of one relative file path */
-#define AGENT_MAX_COMPONENT 255    /* bytes of one path component / file name */
-#define AGENT_MAX_DEPTH 32         /* components of one file path */
-#define AGENT_MAX_ARG 65536        /* bytes of one argument or env value */
-#define AGENT_MAX_ENV_NAME 256     /* bytes of one env name */
+#define AGENT_MAX_PATH 1024                /* bytes of one relative file path */
+#define AGENT_MAX_COMPONENT 255            /* bytes of one path component / file name */
+#define AGENT_MAX_DEPTH 32                 /* components of one file path */
+#define AGENT_MAX_ARG 65536                /* bytes of one argument or env value */
+#define AGENT_MAX_ENV_NAME 256             /* bytes of one env name */
 #define AGENT_MAX_ARGV_TOTAL (1024 * 1024) /* args + env, all together */
 #define AGENT_MAX_PROCESSES 4096
 /* Per stream: the response frame must fit under FRAME_MAX. */

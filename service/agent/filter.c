@@ -13,29 +13,79 @@
 #include "agent/agent.h"
 
 static const char *const deny_names[] = {
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-    "mount", "umount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount",
-    "fspick", "move_mount", "open_tree", "mount_setattr", "name_to_handle_at",
-    "open_by_handle_at", "unshare", "setns", "keyctl", "add_key", "request_key", "bpf",
-    "perf_event_open", "userfaultfd", "kexec_load", "kexec_file_load", "init_module",
-    "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "iopl", "ioperm",
-    "modify_ldt", "lookup_dcookie", "quotactl", "quotactl_fd", "settimeofday", "clock_settime",
-    "clock_adjtime", "adjtimex", "syslog", "vhangup", "uselib", "sethostname", "setdomainname",
-    "io_uring_setup", "io_uring_enter", "io_uring_register", "nfsservctl", "_sysctl",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "iopl",
+    "ioperm",
+    "modify_ldt",
+    "lookup_dcookie",
+    "quotactl",
+    "quotactl_fd",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "syslog",
+    "vhangup",
+    "uselib",
+    "sethostname",
+    "setdomainname",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "nfsservctl",
+    "_sysctl",
     "fanotify_init",
 };
 
 /* clone() flags that create namespaces: a jailed program must not nest its
  * own sandbox (and widen the kernel surface) inside ours. */
 static const unsigned long ns_flags[] = {
-    CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS,
-    CLONE_NEWCGROUP, 0x00000080 /* CLONE_NEWTIME */,
+    CLONE_NEWNS,  CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET,
+    CLONE_NEWIPC, CLONE_NEWUTS,  CLONE_NEWCGROUP, 0x00000080 /* CLONE_NEWTIME */,
 };
 
 /* personality() bits that weaken the address space. The query value
  * 0xffffffff has bit 31 set, so "flag set and bit 31 clear" leaves it free. */
 static const unsigned long bad_persona[] = {
-    ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, ADDR_COMPAT_LAYOUT,
+    ADDR_NO_RANDOMIZE,
+    READ_IMPLIES_EXEC,
+    MMAP_PAGE_ZERO,
+    ADDR_COMPAT_LAYOUT,
 };
 
 int
@@ -78,9 +128,9 @@ agent_filter_load(char *msg, size_t msg_len)
         goto out;
     }
     for (size_t i = 0; i < sizeof bad_persona / sizeof bad_persona[0]; i++) {
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality), 1,
-                             SCMP_A0(SCMP_CMP_MASKED_EQ, bad_persona[i] | 0x80000000ul,
-                                     bad_persona[i]));
+        r = seccomp_rule_add(
+            ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality), 1,
+            SCMP_A0(SCMP_CMP_MASKED_EQ, bad_persona[i] | 0x80000000ul, bad_persona[i]));
         if (r < 0) {
             snprintf(msg, msg_len, "seccomp personality rule: %s", strerror(-r));
             goto out;

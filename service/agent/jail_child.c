@@ -73,8 +73,7 @@ struct setup_err {
     char msg[96];
 };
 
-static void __attribute__((noreturn))
-child_fail(int fd, int e, const char *msg)
+static void __attribute__((noreturn)) child_fail(int fd, int e, const char *msg)
 {
     struct setup_err se;
     memset(&se, 0, sizeof se);
@@ -86,8 +85,7 @@ child_fail(int fd, int e, const char *msg)
     _exit(127);
 }
 
-static void __attribute__((noreturn))
-child_exec(int errfd, unsigned long long lim[5], char **cmd)
+static void __attribute__((noreturn)) child_exec(int errfd, unsigned long long lim[5], char **cmd)
 {
     /* Only stdin/stdout/stderr (and the CLOEXEC error pipe) survive. */
     if (close_from_except(3, errfd) < 0)

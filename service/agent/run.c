@@ -60,8 +60,7 @@ argv_push(struct argv_b *a, const char *s)
     a->v[a->n] = NULL;
 }
 
-static void __attribute__((format(printf, 2, 3)))
-argv_pushf(struct argv_b *a, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) argv_pushf(struct argv_b *a, const char *fmt, ...)
 {
     char tmp[AGENT_MAX_PATH + 64];
     va_list ap;
@@ -270,7 +269,8 @@ build_argv(struct argv_b *a, struct fdlist *fds, const agent_request *req, const
     for (size_t i = 0; i < req->n_files; i++)
         input += req->files[i]->content.len + 4096;
     argv_push(a, "--size");
-    argv_pushf(a, "%llu", (unsigned long long)tmpfs_size(input, l->max_file_bytes, l->memory_bytes));
+    argv_pushf(a, "%llu",
+               (unsigned long long)tmpfs_size(input, l->max_file_bytes, l->memory_bytes));
     argv_push(a, "--tmpfs");
     argv_push(a, AGENT_WORKDIR);
 
@@ -814,8 +814,8 @@ out:
         kill(bw, SIGKILL);
         waitpid(bw, NULL, 0);
     }
-    int *all[] = {&in_p[0], &in_p[1], &out_p[0], &out_p[1], &err_p[0],
-                  &err_p[1], &st_p[0], &st_p[1], &ex_p[0], &ex_p[1]};
+    int *all[] = {&in_p[0],  &in_p[1], &out_p[0], &out_p[1], &err_p[0],
+                  &err_p[1], &st_p[0], &st_p[1],  &ex_p[0],  &ex_p[1]};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         close_fd(all[i]);
     close_fd(&so.fd);

@@ -154,7 +154,8 @@ agent_request_validate(const agent_request *req, se_err *err)
             if (strcmp(o, f->path) == 0)
                 return se_err_set(err, SE_INVALID, "files[%zu] duplicates files[%zu]", i, j);
             if (is_dir_prefix(o, f->path) || is_dir_prefix(f->path, o))
-                return se_err_set(err, SE_INVALID, "files[%zu] and files[%zu]: a file is used as a directory", i, j);
+                return se_err_set(err, SE_INVALID,
+                                  "files[%zu] and files[%zu]: a file is used as a directory", i, j);
         }
     }
     return 0;

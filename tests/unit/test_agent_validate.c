@@ -17,12 +17,13 @@ test_paths(void **state)
 {
     (void)state;
     se_err e;
-    const char *good[] = {"a", "main.py", "data/in.csv", "a/b/c/d.txt", "..a", "a..", ".hidden",
-                          "a/.b", "sp ace", "ünï"};
+    const char *good[] = {"a",   "main.py", "data/in.csv", "a/b/c/d.txt", "..a",
+                          "a..", ".hidden", "a/.b",        "sp ace",      "ünï"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         assert_int_equal(agent_path_validate(good[i], &e), 0);
-    const char *bad[] = {"", "/etc/passwd", "../x", "a/../b", "a/..", "..", ".", "./a", "a/./b",
-                         "a//b", "a/", "/", "a\nb", "a\x7f", "tab\there"};
+    const char *bad[] = {"",   "/etc/passwd", "../x", "a/../b", "a/..",
+                         "..", ".",           "./a",  "a/./b",  "a//b",
+                         "a/", "/",           "a\nb", "a\x7f",  "tab\there"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(agent_path_validate(bad[i], &e), -SE_INVALID);
         assert_int_equal(e.code, SE_INVALID);

@@ -163,8 +163,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_header_roundtrip), cmocka_unit_test(test_short_input),
-        cmocka_unit_test(test_zero_length),      cmocka_unit_test(test_cap),
+        cmocka_unit_test(test_header_roundtrip),   cmocka_unit_test(test_short_input),
+        cmocka_unit_test(test_zero_length),        cmocka_unit_test(test_cap),
         cmocka_unit_test(test_stream_every_split), cmocka_unit_test(test_random_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
