@@ -30,15 +30,14 @@ def daemon():
 
 def socket_path(d):
     """The unix socket path the harness daemon listens on."""
-    for name in ("socket_path", "socket", "sock", "path"):
-        v = getattr(d, name, None)
-        if isinstance(v, str) and v:
-            return v[len("unix:"):] if v.startswith("unix:") else v
-    for name in ("target", "address", "addr"):
-        v = getattr(d, name, None)
-        if isinstance(v, str) and v.startswith("unix:"):
-            return v[len("unix:"):]
-    raise AssertionError("harness.Daemon exposes no socket path: %r" % vars(d))
+    if not d.address.startswith("unix:"):
+        raise AssertionError("harness daemon is not on a unix socket: %r" % d.address)
+    return d.address[len("unix:"):]
+
+
+def log_tail(d, lines=60):
+    """The last lines of the daemon's log, for a failure report."""
+    return "\n".join(d.log().splitlines()[-lines:])
 
 
 def generate_stubs():

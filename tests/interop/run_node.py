@@ -46,6 +46,8 @@ def main():
         path = common.socket_path(d)
         r = subprocess.run([node, os.path.join(NODE_DIR, "client.js"), path], env=env,
                            timeout=CLIENT_TIMEOUT_S)
+        if r.returncode != 0:
+            print("---- daemon log (tail) ----\n" + common.log_tail(d))
     if r.returncode != 0:
         print("FAIL: node client exited with %d" % r.returncode)
         return 1

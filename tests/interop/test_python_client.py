@@ -198,7 +198,13 @@ def main():
             path = common.socket_path(d)
             with grpc.insecure_channel("unix:" + path) as ch:
                 grpc.channel_ready_future(ch).result(timeout=30)
-                run_cycle(pb, pbg, pbg.SandboxServiceStub(ch))
+                try:
+                    run_cycle(pb, pbg, pbg.SandboxServiceStub(ch))
+                except BaseException:
+                    print("---- daemon log (tail) ----\n" + common.log_tail(d))
+                    raise
+                if failures:
+                    print("---- daemon log (tail) ----\n" + common.log_tail(d))
     finally:
         shutil.rmtree(stubdir, ignore_errors=True)
     if failures:
