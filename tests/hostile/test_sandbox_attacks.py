@@ -8,7 +8,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 from harness import Daemon  # noqa: E402
-from sandbox_engine import container_of_sandbox, daemon_args, make_wheelhouse, ours_left  # noqa
+from sandbox_engine import cleanup_after_failure, container_of_sandbox, daemon_args, make_wheelhouse, ours_left  # noqa
 
 # (name, code, limits, check(result) -> None or raises)
 CASES = []
@@ -232,6 +232,9 @@ def main():
         cid = container_of_sandbox(sb.id)["Id"]
         try:
             attack(d, sb, cid)
+        except BaseException:
+            cleanup_after_failure([d.log()])
+            raise
         finally:
             d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
         left = ours_left([d.log()])
@@ -240,70 +243,70 @@ def main():
 
 
 def attack(d, sb, cid):
-        pb = d.pb
+    pb = d.pb
 
-        def ev(code, **lim):
-            return d.stub.Eval(pb.EvalRequest(sandbox_id=sb.id, code=code,
-                                              limits=pb.Limits(**lim)), timeout=120).result
+    def ev(code, **lim):
+        return d.stub.Eval(pb.EvalRequest(sandbox_id=sb.id, code=code,
+                                          limits=pb.Limits(**lim)), timeout=120).result
 
-        probe = ("import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]),"
-                 " sorted(os.listdir('.')))")
-        baseline = ev(probe).stdout  # the jail's own processes and files
-        assert baseline.endswith(b" ['main.py']\n"), baseline
-        failures = []
-        for name, code, limits, check in CASES:
-            t = time.monotonic()
-            r = ev(code, **limits)
-            dt = time.monotonic() - t
-            try:
-                check(r)
-                status = "ok"
-            except AssertionError as e:
-                status = "FAIL: %s" % (e,)
-                failures.append(name)
-            print("%-34s %-26s %5.2fs %s" % (name, pb.ExitReason.Name(r.reason), dt, status))
-            # The sandbox still answers, with nothing left of the attack.
-            a = ev(probe)
-            if a.reason != 1 or a.stdout != baseline:
-                failures.append(name + " (after)")
-                print("   after %s: %r %r" % (name, a.stdout, a.stderr[-300:]))
-            assert container_of_sandbox(sb.id)["Id"] == cid
+    probe = ("import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]),"
+             " sorted(os.listdir('.')))")
+    baseline = ev(probe).stdout  # the jail's own processes and files
+    assert baseline.endswith(b" ['main.py']\n"), baseline
+    failures = []
+    for name, code, limits, check in CASES:
+        t = time.monotonic()
+        r = ev(code, **limits)
+        dt = time.monotonic() - t
+        try:
+            check(r)
+            status = "ok"
+        except AssertionError as e:
+            status = "FAIL: %s" % (e,)
+            failures.append(name)
+        print("%-34s %-26s %5.2fs %s" % (name, pb.ExitReason.Name(r.reason), dt, status))
+        # The sandbox still answers, with nothing left of the attack.
+        a = ev(probe)
+        if a.reason != 1 or a.stdout != baseline:
+            failures.append(name + " (after)")
+            print("   after %s: %r %r" % (name, a.stdout, a.stderr[-300:]))
+        assert container_of_sandbox(sb.id)["Id"] == cid
 
-        r = ev(SHM_NEXT)
-        ok = r.stdout == b"False False\n"
-        print("%-34s %s" % ("/dev/shm, /tmp: next run", "ok" if ok else "FAIL %r" % r.stdout))
-        if not ok:
-            failures.append("/dev/shm next run")
+    r = ev(SHM_NEXT)
+    ok = r.stdout == b"False False\n"
+    print("%-34s %s" % ("/dev/shm, /tmp: next run", "ok" if ok else "FAIL %r" % r.stdout))
+    if not ok:
+        failures.append("/dev/shm next run")
 
-        # Another run's working directory, while it runs.
-        holder = {}
+    # Another run's working directory, while it runs.
+    holder = {}
 
-        def victim():
-            holder["r"] = ev("import os, time\nopen('secret.txt', 'w').write('s3cret')\n"
-                             "print(os.getcwd(), flush=True)\ntime.sleep(3)\n")
-        th = threading.Thread(target=victim)
-        th.start()
-        time.sleep(1.2)
-        r = ev("import os, glob\nfound = []\n"
-               "for top in ('/', '/tmp', '/work', '/run', '/var', '/home'):\n"
-               "    for p in glob.glob(top + '/*/secret.txt') + glob.glob(top + '/secret.txt'):\n"
-               "        found.append(p)\n"
-               "for pid in os.listdir('/proc'):\n"
-               "    if pid.isdigit():\n"
-               "        try: found += [x for x in os.listdir('/proc/%s/cwd' % pid) "
-               "if x == 'secret.txt']\n"
-               "        except OSError: pass\n"
-               "print(found)\n")
-        th.join()
-        ok = r.stdout == b"[]\n" and holder["r"].reason == 1
-        print("%-34s %s" % ("another run's /work", "ok" if ok else "FAIL %r %r" % (
-            r.stdout, holder["r"])))
-        if not ok:
-            failures.append("another run's work dir")
+    def victim():
+        holder["r"] = ev("import os, time\nopen('secret.txt', 'w').write('s3cret')\n"
+                         "print(os.getcwd(), flush=True)\ntime.sleep(3)\n")
+    th = threading.Thread(target=victim)
+    th.start()
+    time.sleep(1.2)
+    r = ev("import os, glob\nfound = []\n"
+           "for top in ('/', '/tmp', '/work', '/run', '/var', '/home'):\n"
+           "    for p in glob.glob(top + '/*/secret.txt') + glob.glob(top + '/secret.txt'):\n"
+           "        found.append(p)\n"
+           "for pid in os.listdir('/proc'):\n"
+           "    if pid.isdigit():\n"
+           "        try: found += [x for x in os.listdir('/proc/%s/cwd' % pid) "
+           "if x == 'secret.txt']\n"
+           "        except OSError: pass\n"
+           "print(found)\n")
+    th.join()
+    ok = r.stdout == b"[]\n" and holder["r"].reason == 1
+    print("%-34s %s" % ("another run's /work", "ok" if ok else "FAIL %r %r" % (
+        r.stdout, holder["r"])))
+    if not ok:
+        failures.append("another run's work dir")
 
-        if failures:
-            print("FAILED:", failures)
-            sys.exit(1)
+    if failures:
+        print("FAILED:", failures)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,8 @@ def daemon_args(wheelhouse, *extra):
 
 def containers_made(log_text):
     """Container ids this daemon created (from its debug log)."""
+    # Only containers it created: a daemon also recovers containers of other
+    # daemons sharing the engine, which are not this test's to judge.
     return set(re.findall(r"sandbox [0-9a-f]+: container ([0-9a-f]{64}) created", log_text))
 
 
@@ -104,3 +106,22 @@ def ours_left(logs, live_ids=()):
     for t in logs:
         made |= containers_made(t)
     return sorted(c for c in made - keep if container_exists(c))
+
+
+def engine_remove(cid):
+    c = _UnixConn(DOCKER_SOCK)
+    try:
+        c.request("DELETE", "/containers/%s?force=1" % urllib.parse.quote(cid))
+        c.getresponse().read()
+    finally:
+        c.close()
+
+
+def cleanup_after_failure(logs):
+    """A failed test removes what its daemons made (found in their logs)."""
+    made = set()
+    for t in logs:
+        made |= containers_made(t)
+    for cid in made:
+        if container_exists(cid):
+            engine_remove(cid)

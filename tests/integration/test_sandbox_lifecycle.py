@@ -10,8 +10,9 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Daemon, expect_code  # noqa: E402
-from sandbox_engine import (container_exists, container_of_sandbox, daemon_args,  # noqa: E402
-                            dangling_ours, engine_get, make_wheelhouse, ours_left)
+from sandbox_engine import (cleanup_after_failure, container_exists,  # noqa: E402
+                            container_of_sandbox, daemon_args, dangling_ours, engine_get,
+                            make_wheelhouse, ours_left)
 
 C = grpc.StatusCode
 T = 600  # create may build an image
@@ -81,7 +82,7 @@ def main():
         print("create again (cached): %.2f s" % t_second)
         assert sb2.image == sb1.image and sb2.id != sb1.id
         assert t_second < 15, t_second
-        if cold:
+        if cold and t_first > 3:  # a real build (not all layers in the build cache)
             assert t_second < t_first / 2, (t_first, t_second)
 
         # 3.13, with a module from the local wheelhouse (no network anywhere).
@@ -166,7 +167,10 @@ def main():
     # Restart: the same sandboxes, the same ids, still running code.
     with Daemon(extra_args=args, timeout=60) as d:
         pb = d.pb
-        ls = d.stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10).sandboxes
+        allsb = d.stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10).sandboxes
+        # Other daemons on this engine may have sandboxes too: look at ours.
+        mine = {sb1.id, sb2.id, sb3.id, sb4.id}
+        ls = [s for s in allsb if s.id in mine]
         ids = [s.id for s in ls]
         assert ids == [sb1.id, sb3.id], (ids, d.log()[-3000:])
         assert ls[0].python_version == sb1.python_version and ls[0].image == sb1.image
@@ -179,7 +183,9 @@ def main():
             cid = container_of_sandbox(s.id)["Id"]
             d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=s.id), timeout=60)
             assert not container_exists(cid)
-        assert not d.stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10).sandboxes
+        left_ids = {s.id for s in d.stub.ListSandboxes(pb.ListSandboxesRequest(),
+                                                        timeout=10).sandboxes}
+        assert not left_ids & mine, left_ids & mine
         logs.append(d.log())
 
     left = ours_left(logs)
@@ -189,4 +195,16 @@ def main():
 
 
 if __name__ == "__main__":
+    import harness
+    _orig_exit = harness.Daemon.__exit__
+
+    all_logs = []
+
+    def _exit(self, exc_type, *rest):
+        # A failing test removes what its daemons made, then reports.
+        all_logs.append(self.log())
+        if exc_type is not None:
+            cleanup_after_failure(all_logs)
+        return _orig_exit(self, exc_type, *rest)
+    harness.Daemon.__exit__ = _exit
     main()
