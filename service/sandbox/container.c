@@ -79,8 +79,7 @@ json_uint(uint64_t *out, const cJSON *obj, const char *name, uint64_t max, se_er
 }
 
 int
-sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char *json,
-                       se_err *err)
+sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char *json, se_err *err)
 {
     memset(out, 0, sizeof(*out));
     if (!json || strlen(json) > SPEC_JSON_MAX)
@@ -107,8 +106,7 @@ sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char 
     const cJSON *jm = cJSON_GetObjectItemCaseSensitive(root, "modules");
     const cJSON *jl = cJSON_GetObjectItemCaseSensitive(root, "labels");
     const cJSON *jlim = cJSON_GetObjectItemCaseSensitive(root, "limits");
-    if (!cJSON_IsString(py) || !cJSON_IsArray(jm) || !cJSON_IsObject(jl) ||
-        !cJSON_IsObject(jlim)) {
+    if (!cJSON_IsString(py) || !cJSON_IsArray(jm) || !cJSON_IsObject(jl) || !cJSON_IsObject(jlim)) {
         rc = se_err_set(err, SE_INVALID, "spec label: python/modules/labels/limits malformed");
         goto out;
     }
@@ -259,16 +257,16 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
     uint32_t runs = cfg->max_concurrent_runs ? cfg->max_concurrent_runs : 1;
     uint64_t mem = spec->limits.memory_bytes * runs + CONTAINER_MEMORY_EXTRA;
     uint64_t pids = (uint64_t)spec->limits.max_processes * runs + CONTAINER_PIDS_EXTRA;
-    if (!capdrop || add_strings(capdrop, caps, 1) < 0 || !jsec || add_strings(jsec, secopts, 2) < 0 ||
-        !tmpfs || !cJSON_AddStringToObject(tmpfs, "/tmp", "rw,nosuid,nodev,size=64m") ||
+    if (!capdrop || add_strings(capdrop, caps, 1) < 0 || !jsec ||
+        add_strings(jsec, secopts, 2) < 0 || !tmpfs ||
+        !cJSON_AddStringToObject(tmpfs, "/tmp", "rw,nosuid,nodev,size=64m") ||
         !cJSON_AddStringToObject(hc, "NetworkMode", "none") ||
         !cJSON_AddBoolToObject(hc, "ReadonlyRootfs", 1) ||
         /* Empty, not absent: the jail mounts a fresh /proc, which the kernel
          * refuses while parts of the container's /proc are over-mounted.
          * Safe only because the container user is not root. */
         !cJSON_AddArrayToObject(hc, "MaskedPaths") ||
-        !cJSON_AddArrayToObject(hc, "ReadonlyPaths") ||
-        !cJSON_AddBoolToObject(hc, "Init", 1) ||
+        !cJSON_AddArrayToObject(hc, "ReadonlyPaths") || !cJSON_AddBoolToObject(hc, "Init", 1) ||
         !cJSON_AddBoolToObject(hc, "Privileged", 0) ||
         !cJSON_AddNumberToObject(hc, "Memory", (double)mem) ||
         !cJSON_AddNumberToObject(hc, "MemorySwap", (double)mem) ||

@@ -14,8 +14,8 @@
 #include "agent.pb-c.h"
 #include "sandbox/sandbox.h"
 
-#define SANDBOX_ID_LEN 24    /* hex chars we generate */
-#define SANDBOX_ID_MAX 64    /* what we accept from outside */
+#define SANDBOX_ID_LEN 24 /* hex chars we generate */
+#define SANDBOX_ID_MAX 64 /* what we accept from outside */
 #define SANDBOX_VERSION_MAX 32
 #define SANDBOX_MAX_LABELS 32
 #define SANDBOX_LABEL_KEY_MAX 63

@@ -44,8 +44,9 @@ seccomp_load(char **out, const char *path, se_err *err)
 {
     *out = NULL;
     if (!path || !*path)
-        return se_err_set(err, SE_INVALID, "seccomp profile: no path configured; refusing to "
-                                           "run containers without one");
+        return se_err_set(err, SE_INVALID,
+                          "seccomp profile: no path configured; refusing to "
+                          "run containers without one");
     FILE *f = fopen(path, "rb");
     if (!f)
         return se_err_errno(err, SE_INVALID, "seccomp profile %s", path);
@@ -59,16 +60,15 @@ seccomp_load(char **out, const char *path, se_err *err)
     fclose(f);
     if (ferr || n > SECCOMP_FILE_MAX) {
         free(buf);
-        return se_err_set(err, SE_INVALID, "seccomp profile %s: unreadable or over %u bytes",
-                          path, SECCOMP_FILE_MAX);
+        return se_err_set(err, SE_INVALID, "seccomp profile %s: unreadable or over %u bytes", path,
+                          SECCOMP_FILE_MAX);
     }
     buf[n] = '\0';
     cJSON *j = cJSON_ParseWithLength(buf, n);
     free(buf);
     if (!cJSON_IsObject(j) || !cJSON_GetObjectItemCaseSensitive(j, "defaultAction")) {
         cJSON_Delete(j);
-        return se_err_set(err, SE_INVALID, "seccomp profile %s: not a seccomp JSON profile",
-                          path);
+        return se_err_set(err, SE_INVALID, "seccomp profile %s: not a seccomp JSON profile", path);
     }
     *out = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -137,8 +137,8 @@ sandbox_read_python_version(sandbox_manager *m, const char *cid, char out[SANDBO
 {
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = docker_archive_get_file(m->dc, cid, SANDBOX_VERSION_FILE, VERSION_FILE_MAX, &buf,
-                                     &len, err);
+    int rc = docker_archive_get_file(m->dc, cid, SANDBOX_VERSION_FILE, VERSION_FILE_MAX, &buf, &len,
+                                     err);
     if (rc < 0)
         return se_err_prefix(err, "read %s", SANDBOX_VERSION_FILE);
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))

@@ -131,8 +131,7 @@ sandbox_entry_unref(sandbox_registry *r, sandbox_entry *e)
 }
 
 int
-sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, unsigned max_running,
-                        se_err *err)
+sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, unsigned max_running, se_err *err)
 {
     int rc = 0;
     pthread_mutex_lock(&r->mu);

@@ -111,8 +111,7 @@ sandbox_run_parse(Safeeval__V1__ExecResult **out, const uint8_t *buf, size_t len
     if (fr < 0)
         return se_err_set(err, SE_INTERNAL, "agent: response frame over the cap");
     if (fr == 0)
-        return se_err_set(err, SE_INTERNAL, "agent: no complete response frame (%zu bytes)",
-                          len);
+        return se_err_set(err, SE_INTERNAL, "agent: no complete response frame (%zu bytes)", len);
     if (consumed != len)
         return se_err_set(err, SE_INTERNAL, "agent: %zu stray bytes after the response",
                           len - consumed);
@@ -163,8 +162,8 @@ out:
 
 int
 sandbox_run_exec(docker_client *dc, const char *container_id, const sandbox_run_input *in,
-                 const sandbox_limits *lim, Safeeval__V1__ExecResult **out,
-                 const se_cancel *cancel, se_err *err)
+                 const sandbox_limits *lim, Safeeval__V1__ExecResult **out, const se_cancel *cancel,
+                 se_err *err)
 {
     *out = NULL;
     uint8_t *frame = NULL;

@@ -35,13 +35,11 @@ sandbox_validate_id(const char *id, se_err *err)
         return se_err_set(err, SE_INVALID, "sandbox_id: must not be empty");
     size_t n = strlen(id);
     if (n > SANDBOX_ID_MAX)
-        return se_err_set(err, SE_INVALID, "sandbox_id: longer than %d characters",
-                          SANDBOX_ID_MAX);
+        return se_err_set(err, SE_INVALID, "sandbox_id: longer than %d characters", SANDBOX_ID_MAX);
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
-            return se_err_set(err, SE_INVALID,
-                              "sandbox_id: character %zu is not [a-z0-9]", i);
+            return se_err_set(err, SE_INVALID, "sandbox_id: character %zu is not [a-z0-9]", i);
     }
     return 0;
 }
@@ -49,8 +47,8 @@ sandbox_validate_id(const char *id, se_err *err)
 static bool
 label_key_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-' || c == '/';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+           c == '/';
 }
 
 int
@@ -99,8 +97,8 @@ limit_pick(uint64_t *out, uint64_t req, uint64_t dflt, uint64_t ceil, const char
         return 0;
     }
     if (req > ceil)
-        return se_err_set(err, SE_INVALID, "limits.%s: %" PRIu64 " is above the %s %" PRIu64,
-                          name, req, what, ceil);
+        return se_err_set(err, SE_INVALID, "limits.%s: %" PRIu64 " is above the %s %" PRIu64, name,
+                          req, what, ceil);
     *out = req;
     return 0;
 }
@@ -138,7 +136,7 @@ sandbox_limits_for_sandbox(sandbox_limits *out, const sandbox_config *cfg,
     int rc = limits_merge(out, &cfg->default_limits, &cfg->max_limits, req, "maximum", err);
     if (rc < 0)
         return rc;
-    /* A default above a lowered ceiling (config mistake) is clamped. */
+        /* A default above a lowered ceiling (config mistake) is clamped. */
 #define CLAMP(f)                                                                                   \
     if (out->f > cfg->max_limits.f && cfg->max_limits.f)                                           \
         out->f = cfg->max_limits.f;
@@ -196,8 +194,8 @@ sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
                         const Safeeval__V1__CreateSandboxRequest *req, se_err *err)
 {
     memset(out, 0, sizeof(*out));
-    const char *ver = req->python_version && *req->python_version ? req->python_version
-                                                                   : cfg->default_python;
+    const char *ver =
+        req->python_version && *req->python_version ? req->python_version : cfg->default_python;
     if (!ver || !*ver)
         return se_err_set(err, SE_INVALID, "python_version: empty and no default configured");
     if (strlen(ver) > SANDBOX_VERSION_MAX)
@@ -224,8 +222,7 @@ sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
         module_name(names[i], sizeof(names[i]), m);
         for (size_t j = 0; j < i; j++)
             if (strcmp(names[i], names[j]) == 0)
-                return se_err_set(err, SE_INVALID, "modules[%zu]: duplicate of modules[%zu]", i,
-                                  j);
+                return se_err_set(err, SE_INVALID, "modules[%zu]: duplicate of modules[%zu]", i, j);
     }
 
     if (req->idle_timeout_s > cfg->max_idle_timeout_s)
@@ -279,8 +276,8 @@ oom:
 static bool
 name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 int
@@ -353,8 +350,8 @@ int
 sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
 {
     if (in->script_len == 0 || !in->script)
-        return se_err_set(err, SE_INVALID, is_eval ? "code: must not be empty"
-                                                   : "content: must not be empty");
+        return se_err_set(err, SE_INVALID,
+                          is_eval ? "code: must not be empty" : "content: must not be empty");
     int rc = sandbox_validate_filename(in->filename, err);
     if (rc < 0)
         return rc;
@@ -393,17 +390,16 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
         if (rc < 0)
             return se_err_prefix(err, "files[%zu].path", i);
         if (strcmp(f->path, in->filename) == 0 || is_parent(f->path, in->filename))
-            return se_err_set(err, SE_INVALID, "files[%zu].path: collides with the script %s",
-                              i, in->filename);
+            return se_err_set(err, SE_INVALID, "files[%zu].path: collides with the script %s", i,
+                              in->filename);
         for (size_t j = 0; j < i; j++) {
             const char *o = in->files[j]->path;
             if (strcmp(o, f->path) == 0)
-                return se_err_set(err, SE_INVALID, "files[%zu].path: duplicate of files[%zu]",
-                                  i, j);
+                return se_err_set(err, SE_INVALID, "files[%zu].path: duplicate of files[%zu]", i,
+                                  j);
             if (is_parent(o, f->path) || is_parent(f->path, o))
                 return se_err_set(err, SE_INVALID,
-                                  "files[%zu].path: a file and a directory of files[%zu]", i,
-                                  j);
+                                  "files[%zu].path: a file and a directory of files[%zu]", i, j);
         }
     }
 
@@ -426,8 +422,8 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
     for (size_t i = 0; i < in->n_env; i++) {
         const char *k = in->env_keys[i], *v = in->env_values[i];
         if (!env_name_ok(k))
-            return se_err_set(err, SE_INVALID,
-                              "env[%zu]: name must match [A-Za-z_][A-Za-z0-9_]*", i);
+            return se_err_set(err, SE_INVALID, "env[%zu]: name must match [A-Za-z_][A-Za-z0-9_]*",
+                              i);
         if (strncmp(k, "SAFEEVAL_", 9) == 0)
             return se_err_set(err, SE_INVALID, "env[%.64s]: the SAFEEVAL_ prefix is reserved", k);
         if (!v)

@@ -4,6 +4,7 @@ wheel with no network, image reuse, bad input that leaves nothing behind,
 --max-sandboxes, the idle reaper, recovery after a restart, destroy."""
 import os
 import sys
+import threading
 import time
 
 import grpc
@@ -97,9 +98,24 @@ def main():
         e = expect_code(lambda: create(d, python_version="3.11"), C.RESOURCE_EXHAUSTED)
         assert "max-sandboxes" in e.details(), e.details()
 
-        # Destroy: the container is gone.
+        # Destroy during a run: the run answers NOT_FOUND, the container is gone.
         cid2 = container_of_sandbox(sb2.id)["Id"]
+        box = {}
+
+        def long_run():
+            try:
+                box["r"] = ev(d, sb2.id, "import time\ntime.sleep(8)\nprint('finished')")
+            except grpc.RpcError as e:
+                box["e"] = e
+        th = threading.Thread(target=long_run)
+        th.start()
+        time.sleep(1.0)
+        t = time.monotonic()
         d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb2.id), timeout=60)
+        th.join()
+        print("destroy during a run: %.2f s, run -> %s" % (
+            time.monotonic() - t, box["e"].code() if "e" in box else box["r"]))
+        assert "e" in box and box["e"].code() == C.NOT_FOUND, box
         assert not container_exists(cid2)
         expect_code(lambda: d.stub.DestroySandbox(
             pb.DestroySandboxRequest(sandbox_id=sb2.id), timeout=10), C.NOT_FOUND)

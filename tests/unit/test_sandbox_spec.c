@@ -78,9 +78,8 @@ test_container_body(void **state)
     cJSON *b = NULL;
     se_err err;
     const char *seccomp = "{\"defaultAction\":\"SCMP_ACT_ERRNO\"}";
-    assert_int_equal(sandbox_container_body(&b, &cfg, seccomp, &s, "0123abcd", "safeeval/sandbox:x",
-                                            &err),
-                     0);
+    assert_int_equal(
+        sandbox_container_body(&b, &cfg, seccomp, &s, "0123abcd", "safeeval/sandbox:x", &err), 0);
     assert_string_equal(str_at(b, "Image"), "safeeval/sandbox:x");
     assert_string_equal(str_at(b, "User"), "10001:10001");
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(b, "Cmd");

@@ -34,7 +34,7 @@ test_cfg(void)
         se_err_clear(&e_);                                                                         \
         int rc_ = (call);                                                                          \
         if (rc_ != -(code) || !strstr(e_.msg, (needle)))                                           \
-            fail_msg("%s: rc %d msg '%s' (want %d '%s')", #call, rc_, e_.msg, -(code), needle);   \
+            fail_msg("%s: rc %d msg '%s' (want %d '%s')", #call, rc_, e_.msg, -(code), needle);    \
     } while (0)
 #define ERRP (&e_)
 
@@ -338,12 +338,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_id),
-        cmocka_unit_test(test_create_ok_and_defaults),
-        cmocka_unit_test(test_create_bad),
-        cmocka_unit_test(test_labels),
-        cmocka_unit_test(test_run_limits),
-        cmocka_unit_test(test_filename_and_paths),
+        cmocka_unit_test(test_id),         cmocka_unit_test(test_create_ok_and_defaults),
+        cmocka_unit_test(test_create_bad), cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_run_limits), cmocka_unit_test(test_filename_and_paths),
         cmocka_unit_test(test_run_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
