@@ -237,6 +237,8 @@ sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req
     char name[SANDBOX_ID_MAX + 16];
     snprintf(name, sizeof(name), "safeeval-%s", e->id);
     rc = docker_container_create(m->dc, name, body, &cid, err);
+    cJSON_Delete(body);
+    body = NULL;
     if (rc < 0) {
         se_err_prefix(err, "create container");
         goto out;

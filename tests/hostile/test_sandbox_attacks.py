@@ -239,6 +239,8 @@ def main():
             d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
         left = ours_left([d.log()])
         assert not left, left
+        rc = d.stop()  # non-zero also when a sanitizer build finds a leak
+        assert rc == 0, (rc, d.log()[-6000:])
     print("OK")
 
 
