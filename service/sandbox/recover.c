@@ -79,6 +79,14 @@ sandbox_manager_recover(sandbox_manager *m, se_err *err)
         if (!cJSON_IsString(jid) || strlen(jid->valuestring) > 128)
             continue;
         const char *cid = jid->valuestring;
+        /* Only sandbox containers carry the sandbox label. Image build
+         * containers inherit safeeval.managed from the recipe's LABEL and
+         * must be left alone: removing one breaks a build in progress. */
+        const cJSON *labels = cJSON_GetObjectItemCaseSensitive(c, "Labels");
+        if (!label_of(labels, SE_LABEL_SANDBOX)) {
+            log_debug("recover: container %.12s is not a sandbox: left alone", cid);
+            continue;
+        }
         se_err e2;
         se_err_clear(&e2);
         if (recover_one(m, c, cid, &e2) == 0) {
