@@ -110,7 +110,7 @@ limits_merge(sandbox_limits *out, const sandbox_limits *dflt, const sandbox_limi
     Safeeval__V1__Limits zero = SAFEEVAL__V1__LIMITS__INIT;
     if (!req)
         req = &zero;
-    uint64_t v;
+    uint64_t v = 0;
     int rc;
 #define PICK(f)                                                                                    \
     do {                                                                                           \
