@@ -38,6 +38,7 @@ static struct settings {
     char *docker_host, *docker_tls_ca, *docker_tls_cert, *docker_tls_key;
     uint32_t docker_timeout_ms;
     char *base_image, *recipe_dir, *agent, *wheelhouse, *default_python, *seccomp_profile;
+    char *instance;
     uint32_t max_sandboxes, idle_timeout_s, max_idle_timeout_s, reap_interval_s;
     uint32_t max_concurrent_runs;
     uint32_t default_wall_ms, default_cpu_ms, default_max_processes;
@@ -91,6 +92,10 @@ static const config_opt settings_table[] = {
     {"default-python", CONFIG_STRING, "3.11", 0, 0, "Python version when a request gives none",
      &S.default_python},
     /* sandboxes */
+    {"instance", CONFIG_STRING, "default", 0, 0,
+     "name labelling this daemon's containers ([a-z0-9-]); daemons sharing one engine need "
+     "different names",
+     &S.instance},
     {"max-sandboxes", CONFIG_U32, "64", 1, 100000, "live sandboxes at most", &S.max_sandboxes},
     {"idle-timeout-s", CONFIG_U32, "1800", 1, 0, "default idle time before a sandbox is reaped",
      &S.idle_timeout_s},
@@ -111,7 +116,7 @@ static const config_opt settings_table[] = {
      &S.default_memory_bytes},
     {"default-max-processes", CONFIG_U32, "64", 1, 65536, "default processes of a run",
      &S.default_max_processes},
-    {"default-max-output-bytes", CONFIG_BYTES, "1M", 1 * KIB, 1024 * GIB,
+    {"default-max-output-bytes", CONFIG_BYTES, "1M", 1 * KIB, 24 * MIB,
      "default bytes kept per output stream", &S.default_max_output_bytes},
     {"default-max-file-bytes", CONFIG_BYTES, "16M", 1 * KIB, 1024 * GIB,
      "default largest file a run may write", &S.default_max_file_bytes},
@@ -120,7 +125,8 @@ static const config_opt settings_table[] = {
     {"max-memory-bytes", CONFIG_BYTES, "4G", 16 * MIB, 1024 * GIB, "memory ceiling",
      &S.max_memory_bytes},
     {"max-processes", CONFIG_U32, "1024", 1, 65536, "processes ceiling", &S.max_processes},
-    {"max-output-bytes", CONFIG_BYTES, "64M", 1 * KIB, 1024 * GIB, "output ceiling per stream",
+    /* Both streams of a run come back in one agent frame (FRAME_MAX). */
+    {"max-output-bytes", CONFIG_BYTES, "16M", 1 * KIB, 24 * MIB, "output ceiling per stream",
      &S.max_output_bytes},
     {"max-file-bytes", CONFIG_BYTES, "1G", 1 * KIB, 1024 * GIB, "file size ceiling",
      &S.max_file_bytes},
@@ -257,6 +263,7 @@ main(int argc, char **argv)
     }
 
     sandbox_config scfg = {
+        .instance = S.instance,
         .max_sandboxes = S.max_sandboxes,
         .default_idle_timeout_s = S.idle_timeout_s,
         .max_idle_timeout_s = S.max_idle_timeout_s,

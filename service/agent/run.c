@@ -548,7 +548,11 @@ agent_run(agent_result *out, const agent_request *req, se_err *err)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(AGENT_BWRAP, a.v);
+        /* bwrap stays the jail's pid 1 with the environment it was started
+         * with, readable by the run as /proc/1/environ: give it nothing of
+         * the container's (the run's own comes from --setenv). */
+        static char *const bwrap_env[] = {NULL};
+        execve(AGENT_BWRAP, a.v, bwrap_env);
         int e = errno;
         if (write(ex_p[1], &e, sizeof e) < 0) {
             /* the parent sees EOF without data and still reports failure */

@@ -162,18 +162,59 @@ base_image_id(image_cache *ic, const char *base_ref, const char *version, char *
     return rc;
 }
 
+/* A build reports each committed step as " ---> <12 hex>": those are the
+ * images this build made (or reused from the cache). */
+#define BUILD_MAX_STEPS 64
+
 typedef struct build_progress {
     docker_progress_fn fn;
     void *ud;
+    char steps[BUILD_MAX_STEPS][13];
+    size_t n_steps;
 } build_progress;
+
+static void
+note_step_image(build_progress *bp, const char *line)
+{
+    while (*line == ' ')
+        line++;
+    if (strncmp(line, "---> ", 5) != 0)
+        return;
+    line += 5;
+    size_t n = strspn(line, "0123456789abcdef");
+    if (n != 12 || (line[n] != '\0' && line[n] != '\n') || bp->n_steps == BUILD_MAX_STEPS)
+        return;
+    memcpy(bp->steps[bp->n_steps], line, 12);
+    bp->steps[bp->n_steps][12] = '\0';
+    bp->n_steps++;
+}
 
 static void
 on_build_line(const char *line, void *ud)
 {
     build_progress *bp = ud;
     log_debug("image build: %s", line);
+    note_step_image(bp, line);
     if (bp->fn)
         bp->fn(line, bp->ud);
+}
+
+/* A failed classic build leaves its committed steps behind as untagged
+ * images. Remove exactly those, newest first, without force: a step that is
+ * also the parent of another image (a layer cache another build shares)
+ * answers "conflict" and stays. Other builds' steps are never touched, so
+ * daemons sharing one engine cannot break each other's builds. */
+static void
+remove_step_images(image_cache *ic, const build_progress *bp)
+{
+    for (size_t i = bp->n_steps; i-- > 0;) {
+        se_err rerr = {0};
+        int r = docker_image_remove(ic->dc, bp->steps[i], false, &rerr);
+        if (r == 0)
+            log_info("removed step image %s of a failed build", bp->steps[i]);
+        else if (r != -SE_NOT_FOUND && r != -SE_CONFLICT)
+            log_warn("remove step image %s: %s", bp->steps[i], rerr.msg);
+    }
 }
 
 /* Everything one ensure needs, read once. */
@@ -293,25 +334,10 @@ build_image(image_cache *ic, const ensure_plan *p, const char *version, docker_p
         log_warn("image %s: build failed after %lld ms: %s", p->tag,
                  (long long)(clock_mono_ms() - t0), err->msg);
         se_err_prefix(err, "build image for python %s", version);
-        /* A failed classic build leaves its committed steps as dangling
-         * images; do not let them pile up. But another build in the air has
-         * dangling (untagged, childless) steps too, its latest one about to
-         * become the parent of its next step: prune only when this build is
-         * the only one, else leave it to the next prune. */
-        pthread_mutex_lock(&ic->mu);
-        size_t in_air = 0;
-        for (const flight *f = ic->flights; f; f = f->next)
-            in_air += !f->done;
-        pthread_mutex_unlock(&ic->mu);
-        se_err perr = {0};
-        /* Cancelled or engine trouble: the build may still be running in the
+        /* Cancelled or engine trouble: the build may still run in the
          * engine, and its steps are not ours to take away yet. */
-        if (rc != -SE_PRECONDITION)
-            log_debug("prune after failed build skipped: %s", se_code_name(-rc));
-        else if (in_air > 1)
-            log_info("prune after failed build skipped: %zu builds in progress", in_air - 1);
-        else if (image_prune_dangling(ic, &perr) < 0)
-            log_warn("prune after failed build: %s", perr.msg);
+        if (rc == -SE_PRECONDITION)
+            remove_step_images(ic, &bp);
         goto out;
     }
     log_info("built image %s in %lld ms", p->tag, (long long)(clock_mono_ms() - t0));
@@ -454,8 +480,9 @@ out:
 }
 
 int
-image_prune_dangling(image_cache *ic, se_err *err)
+image_prune_dangling(image_cache *ic, int64_t min_age_s, se_err *err)
 {
+    int64_t now_s = clock_wall_ms() / 1000;
     static const char *const filters[] = {SE_LABEL_MANAGED "=1", NULL};
     cJSON *list = NULL;
     int rc = docker_image_list(ic->dc, filters, true, &list, err);
@@ -467,6 +494,11 @@ image_prune_dangling(image_cache *ic, se_err *err)
     {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(img, "Id");
         if (!cJSON_IsString(id) || !id->valuestring[0])
+            continue;
+        /* A build in progress (ours or another daemon's) has young dangling
+         * steps; only old ones are leftovers. */
+        const cJSON *created = cJSON_GetObjectItemCaseSensitive(img, "Created");
+        if (!cJSON_IsNumber(created) || now_s - (int64_t)created->valuedouble < min_age_s)
             continue;
         se_err rerr = {0};
         int r = docker_image_remove(ic->dc, id->valuestring, true, &rerr);

@@ -7,6 +7,7 @@
 #define SAFEEVAL_IMAGE_IMAGE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "docker/docker.h"
 #include "util/cancel.h"
@@ -16,6 +17,7 @@
 #define SE_LABEL_MANAGED "safeeval.managed"     /* = "1" */
 #define SE_LABEL_SANDBOX "safeeval.sandbox"     /* = sandbox id (containers) */
 #define SE_LABEL_SPEC "safeeval.spec"           /* = spec hash (images) */
+#define SE_LABEL_INSTANCE "safeeval.instance"   /* = the daemon instance (containers) */
 #define SE_IMAGE_REPO "safeeval/sandbox"
 #define SE_MAX_MODULES 64
 #define SE_MAX_MODULE_LEN 200
@@ -54,7 +56,9 @@ int image_ensure(image_cache *ic, const char *version, const char *const *module
                  size_t n_modules, image_ref *out, docker_progress_fn progress, void *ud,
                  const se_cancel *cancel, se_err *err);
 
-/* Removes dangling (untagged, childless) images that carry our label. */
-int image_prune_dangling(image_cache *ic, se_err *err);
+/* Removes dangling (untagged, childless) images that carry our label and
+ * are at least min_age_s old: leftovers of builds that died with a daemon.
+ * Younger ones may be the steps of a build in progress. */
+int image_prune_dangling(image_cache *ic, int64_t min_age_s, se_err *err);
 
 #endif

@@ -237,6 +237,7 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
         !cJSON_AddStringToObject(b, "WorkingDir", "/tmp") ||
         !cJSON_AddStringToObject(labels, SE_LABEL_MANAGED, "1") ||
         !cJSON_AddStringToObject(labels, SE_LABEL_SANDBOX, id) ||
+        !cJSON_AddStringToObject(labels, SE_LABEL_INSTANCE, cfg->instance) ||
         !cJSON_AddStringToObject(labels, SANDBOX_LABEL_PYTHON, spec->python) ||
         !cJSON_AddStringToObject(labels, SE_LABEL_SPEC, spec_str))
         goto oom;

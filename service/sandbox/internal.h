@@ -70,6 +70,8 @@ typedef struct sandbox_run_input {
 
 /* ---- validate.c (pure) ---- */
 int sandbox_validate_id(const char *id, se_err *err);
+/* The daemon's --instance name: [a-z0-9-]{1,32}. */
+int sandbox_instance_check(const char *name, se_err *err);
 int sandbox_validate_labels(char *const *keys, char *const *values, size_t n, se_err *err);
 /* Limits of a sandbox: 0 = the default, above the ceiling = SE_INVALID. */
 int sandbox_limits_for_sandbox(sandbox_limits *out, const sandbox_config *cfg,
@@ -165,6 +167,7 @@ int sandbox_run_exec(docker_client *dc, const char *container_id, const sandbox_
 struct sandbox_manager {
     sandbox_config cfg;
     char *default_python;
+    char *instance;
     char *seccomp_json;
     docker_client *dc;
     image_cache *ic;

@@ -102,6 +102,15 @@ sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_cli
         goto fail;
     }
     m->cfg.default_python = m->default_python;
+    rc = sandbox_instance_check(cfg->instance, err);
+    if (rc < 0)
+        goto fail;
+    m->instance = strdup(cfg->instance);
+    if (!m->instance) {
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto fail;
+    }
+    m->cfg.instance = m->instance;
     m->cfg.seccomp_profile = NULL; /* not kept: the content is */
     if (m->cfg.reap_interval_s > 0) {
         rc = sandbox_reaper_start(m, err);
@@ -126,6 +135,7 @@ sandbox_manager_free(sandbox_manager *m)
     pthread_cond_destroy(&m->stop_cv);
     free(m->seccomp_json);
     free(m->default_python);
+    free(m->instance);
     free(m);
 }
 

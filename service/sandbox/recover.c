@@ -66,7 +66,11 @@ fail:
 int
 sandbox_manager_recover(sandbox_manager *m, se_err *err)
 {
-    static const char *const filters[] = {SE_LABEL_MANAGED "=1", NULL};
+    /* Only this instance's sandboxes: other daemons on the same engine
+     * keep theirs. */
+    char instance_filter[64];
+    snprintf(instance_filter, sizeof(instance_filter), SE_LABEL_INSTANCE "=%s", m->cfg.instance);
+    const char *const filters[] = {SE_LABEL_MANAGED "=1", SE_LABEL_SANDBOX, instance_filter, NULL};
     cJSON *list = NULL;
     int rc = docker_container_list(m->dc, filters, true, &list, err);
     if (rc < 0)
@@ -104,7 +108,7 @@ sandbox_manager_recover(sandbox_manager *m, se_err *err)
     log_info("recover: %zu sandboxes recovered, %zu containers removed", ok, removed);
     se_err e3;
     se_err_clear(&e3);
-    if (image_prune_dangling(m->ic, &e3) < 0)
+    if (image_prune_dangling(m->ic, 3600, &e3) < 0)
         log_warn("recover: prune dangling images: %s", e3.msg);
     return 0;
 }

@@ -30,6 +30,8 @@ typedef struct sandbox_limits {
 } sandbox_limits;
 
 typedef struct sandbox_config {
+    const char *instance;            /* [a-z0-9-]{1,32}: labels our containers, so daemons
+                                        sharing one engine own only their own sandboxes */
     uint32_t max_sandboxes;          /* RESOURCE_EXHAUSTED beyond */
     uint32_t default_idle_timeout_s; /* for idle_timeout_s = 0 */
     uint32_t max_idle_timeout_s;

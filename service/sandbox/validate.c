@@ -44,6 +44,20 @@ sandbox_validate_id(const char *id, se_err *err)
     return 0;
 }
 
+int
+sandbox_instance_check(const char *name, se_err *err)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 32)
+        return se_err_set(err, SE_INVALID, "instance: must be 1 to 32 characters");
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return se_err_set(err, SE_INVALID, "instance: character %zu is not [a-z0-9-]", i);
+    }
+    return 0;
+}
+
 static bool
 label_key_char(char c)
 {

@@ -12,7 +12,8 @@ it over a real channel. Keep this API small and stable; every test uses it.
 
 Daemon(extra_args=(), listen=None, timeout=30)
     Starts build/bin/safeevald on a fresh unix socket in a temp dir (or on
-    `listen` if given) with --log-level debug, and waits until
+    `listen` if given) with --log-level debug and --instance INSTANCE (unless
+    extra_args names one), and waits until
     grpc.health.v1.Health/Check answers SERVING (raises RuntimeError with the
     daemon's log if it does not within `timeout` s or exits first).
     Attributes: .channel (grpc.Channel), .stub (SandboxServiceStub), .pb (the
@@ -28,6 +29,10 @@ protos() -> a namespace with sandbox_pb2, sandbox_pb2_grpc, health_pb2,
     health_pb2_grpc: generated once per process with grpc_tools.protoc from
     proto/ into a temp dir (health.proto is written here; Debian may lack the
     grpc_health package).
+INSTANCE
+    This test program's daemon instance name ("t-" + random hex): every
+    daemon it starts owns the same sandboxes (so a restart recovers them), and
+    never those of other programs or of a daemon already running here.
 Paths: SAFEEVAL_BUILD_DIR (default <repo>/build), SAFEEVAL_SOURCE_DIR
 (default: the repo holding this file). Sanitizer builds need nothing special.
 """
@@ -62,6 +67,8 @@ service Health { rpc Check(HealthCheckRequest) returns (HealthCheckResponse); }
 
 _protos = None
 
+
+INSTANCE = "t-" + os.urandom(6).hex()
 
 def protos():
     """The generated modules (built once per process)."""
@@ -119,6 +126,8 @@ class Daemon:
 
     def _start(self, extra_args, timeout):
         args = [DAEMON, "--listen", self.address, "--log-level", "debug"] + extra_args
+        if "--instance" not in extra_args:
+            args += ["--instance", INSTANCE]
         self._logf = open(self._logpath, "wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._logf,
                                      stderr=self._logf)

@@ -17,6 +17,7 @@ static sandbox_config
 test_cfg(void)
 {
     sandbox_config c = {
+        .instance = "unit",
         .max_sandboxes = 2,
         .default_idle_timeout_s = 600,
         .max_idle_timeout_s = 3600,
@@ -89,6 +90,7 @@ test_container_body(void **state)
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(b, "Labels");
     assert_string_equal(str_at(labels, "safeeval.managed"), "1");
     assert_string_equal(str_at(labels, "safeeval.sandbox"), "0123abcd");
+    assert_string_equal(str_at(labels, "safeeval.instance"), "unit");
     assert_string_equal(str_at(labels, "safeeval.python"), "3.13");
     const char *spec_label = str_at(labels, "safeeval.spec");
 

@@ -19,6 +19,7 @@ test_cfg(void)
         .max_sandboxes = 4,
         .default_idle_timeout_s = 600,
         .max_idle_timeout_s = 3600,
+        .instance = "unit",
         .default_python = "3.11",
         .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20},
         .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20},
@@ -61,6 +62,21 @@ test_id(void **state)
     assert_int_equal(strlen(id), 24);
     assert_int_equal(sandbox_validate_id(id, &err), 0);
     assert_string_not_equal(id, id2);
+}
+
+static void
+test_instance(void **state)
+{
+    (void)state;
+    se_err err;
+    assert_int_equal(sandbox_instance_check("default", &err), 0);
+    assert_int_equal(sandbox_instance_check("t-0a1b", &err), 0);
+    EXPECT_ERR(sandbox_instance_check("", ERRP), SE_INVALID, "instance");
+    EXPECT_ERR(sandbox_instance_check(NULL, ERRP), SE_INVALID, "instance");
+    EXPECT_ERR(sandbox_instance_check("a=b", ERRP), SE_INVALID, "instance");
+    EXPECT_ERR(sandbox_instance_check("Prod", ERRP), SE_INVALID, "instance");
+    EXPECT_ERR(sandbox_instance_check("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ERRP), SE_INVALID,
+               "instance");
 }
 
 static void
@@ -338,7 +354,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_id),         cmocka_unit_test(test_create_ok_and_defaults),
+        cmocka_unit_test(test_id),         cmocka_unit_test(test_instance),         cmocka_unit_test(test_create_ok_and_defaults),
         cmocka_unit_test(test_create_bad), cmocka_unit_test(test_labels),
         cmocka_unit_test(test_run_limits), cmocka_unit_test(test_filename_and_paths),
         cmocka_unit_test(test_run_input),
