@@ -680,9 +680,10 @@ agent_run(agent_result *out, const agent_request *req, se_err *err)
             }
         }
         if (!reaped && !killed && !final) {
-            if (now >= wall_deadline) {
-                killed = SAFEEVAL__V1__EXIT_REASON__EXIT_REASON_WALL_TIMEOUT;
-            } else if (now >= next_scan) {
+            bool wall = now >= wall_deadline;
+            /* A wall kill scans once more first: the CPU and memory used
+             * since the last tick would be lost with the processes. */
+            if (wall || now >= next_scan) {
                 next_scan = now + POLL_TICK_MS * 1000;
                 uint64_t ticks, pages;
                 proc_scan(bw, &ticks, &pages);
@@ -691,7 +692,9 @@ agent_run(agent_result *out, const agent_request *req, se_err *err)
                 uint64_t rss = pages * (uint64_t)page;
                 if (rss > peak_rss)
                     peak_rss = rss;
-                if (cpu_ticks_max * 1000 / (uint64_t)tck >= l->cpu_time_ms)
+                if (wall)
+                    killed = SAFEEVAL__V1__EXIT_REASON__EXIT_REASON_WALL_TIMEOUT;
+                else if (cpu_ticks_max * 1000 / (uint64_t)tck >= l->cpu_time_ms)
                     killed = SAFEEVAL__V1__EXIT_REASON__EXIT_REASON_CPU_TIMEOUT;
                 else if (rss > l->memory_bytes)
                     killed = SAFEEVAL__V1__EXIT_REASON__EXIT_REASON_MEMORY_LIMIT;
