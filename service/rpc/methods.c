@@ -2,16 +2,35 @@
  * sandbox layer, which validates every field, and wraps what it returns in
  * the response message. Responses are malloc'd so that the server frees them
  * with protobuf_c_message_free_unpacked(msg, NULL) like everything else. */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "rpc/rpc.h"
 #include "sandbox/sandbox.h"
 
-#define RESPONSE_NEW(var, type, init)                                                              \
-    type *var = malloc(sizeof(type));                                                              \
-    if (!var)                                                                                      \
-        return se_err_set(err, SE_INTERNAL, "out of memory");                                      \
-    *var = (type)init
+/* Makes the response `desc` and puts `child` (may be NULL) into its first
+ * field, which must be a singular message field: every response of this
+ * service but ListSandboxes is that one field. Takes ownership of child. */
+static int
+respond(ProtobufCMessage **out, const ProtobufCMessageDescriptor *desc, ProtobufCMessage *child,
+        se_err *err)
+{
+    ProtobufCMessage *resp = malloc(desc->sizeof_message);
+    if (!resp) {
+        if (child)
+            protobuf_c_message_free_unpacked(child, NULL);
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    protobuf_c_message_init(desc, resp);
+    if (child) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[0];
+        assert(desc->n_fields >= 1 && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+               f->label != PROTOBUF_C_LABEL_REPEATED);
+        *(ProtobufCMessage **)((char *)resp + f->offset) = child;
+    }
+    *out = resp;
+    return 0;
+}
 
 static int
 method_create(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
@@ -22,15 +41,7 @@ method_create(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
                            cancel, err);
     if (r < 0)
         return r;
-    Safeeval__V1__CreateSandboxResponse *resp = malloc(sizeof(*resp));
-    if (!resp) {
-        protobuf_c_message_free_unpacked(&sb->base, NULL);
-        return se_err_set(err, SE_INTERNAL, "out of memory");
-    }
-    *resp = (Safeeval__V1__CreateSandboxResponse)SAFEEVAL__V1__CREATE_SANDBOX_RESPONSE__INIT;
-    resp->sandbox = sb;
-    *out = &resp->base;
-    return 0;
+    return respond(out, &safeeval__v1__create_sandbox_response__descriptor, &sb->base, err);
 }
 
 static int
@@ -41,15 +52,7 @@ method_eval(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out, cons
     int r = sandbox_eval(svc, (const Safeeval__V1__EvalRequest *)req, &res, cancel, err);
     if (r < 0)
         return r;
-    Safeeval__V1__EvalResponse *resp = malloc(sizeof(*resp));
-    if (!resp) {
-        protobuf_c_message_free_unpacked(&res->base, NULL);
-        return se_err_set(err, SE_INTERNAL, "out of memory");
-    }
-    *resp = (Safeeval__V1__EvalResponse)SAFEEVAL__V1__EVAL_RESPONSE__INIT;
-    resp->result = res;
-    *out = &resp->base;
-    return 0;
+    return respond(out, &safeeval__v1__eval_response__descriptor, &res->base, err);
 }
 
 static int
@@ -61,15 +64,7 @@ method_execute_file(void *svc, const ProtobufCMessage *req, ProtobufCMessage **o
         sandbox_execute_file(svc, (const Safeeval__V1__ExecuteFileRequest *)req, &res, cancel, err);
     if (r < 0)
         return r;
-    Safeeval__V1__ExecuteFileResponse *resp = malloc(sizeof(*resp));
-    if (!resp) {
-        protobuf_c_message_free_unpacked(&res->base, NULL);
-        return se_err_set(err, SE_INTERNAL, "out of memory");
-    }
-    *resp = (Safeeval__V1__ExecuteFileResponse)SAFEEVAL__V1__EXECUTE_FILE_RESPONSE__INIT;
-    resp->result = res;
-    *out = &resp->base;
-    return 0;
+    return respond(out, &safeeval__v1__execute_file_response__descriptor, &res->base, err);
 }
 
 static int
@@ -80,10 +75,7 @@ method_destroy(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
     int rc = sandbox_destroy(svc, r->sandbox_id, cancel, err);
     if (rc < 0)
         return rc;
-    RESPONSE_NEW(resp, Safeeval__V1__DestroySandboxResponse,
-                 SAFEEVAL__V1__DESTROY_SANDBOX_RESPONSE__INIT);
-    *out = &resp->base;
-    return 0;
+    return respond(out, &safeeval__v1__destroy_sandbox_response__descriptor, NULL, err);
 }
 
 static int
@@ -96,15 +88,7 @@ method_get(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out, const
     int rc = sandbox_get(svc, r->sandbox_id, &sb, err);
     if (rc < 0)
         return rc;
-    Safeeval__V1__GetSandboxResponse *resp = malloc(sizeof(*resp));
-    if (!resp) {
-        protobuf_c_message_free_unpacked(&sb->base, NULL);
-        return se_err_set(err, SE_INTERNAL, "out of memory");
-    }
-    *resp = (Safeeval__V1__GetSandboxResponse)SAFEEVAL__V1__GET_SANDBOX_RESPONSE__INIT;
-    resp->sandbox = sb;
-    *out = &resp->base;
-    return 0;
+    return respond(out, &safeeval__v1__get_sandbox_response__descriptor, &sb->base, err);
 }
 
 static int
