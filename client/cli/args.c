@@ -623,7 +623,7 @@ static const char usage_main[] =
     "  128+N  the script was killed by signal N\n"
     "  124    the wall-time limit ended the run (like timeout(1))\n"
     "  152    the CPU-time limit ended the run (128 + SIGXCPU)\n"
-    "  137    the memory limit ended the run (128 + SIGKILL, like the OOM killer)\n"
+    "  125    the memory limit ended the run\n"
     "  153    the file-size limit ended the run (128 + SIGXFSZ)\n"
     "  130    safeeval was interrupted (SIGINT/SIGTERM); `run` destroyed its sandbox\n"
     "safeeval's own failures (one line on stderr, \"safeeval: CMD: STATUS: message\"):\n"

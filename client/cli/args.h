@@ -16,7 +16,9 @@ enum {
     CLI_EXIT_LOCAL = 4,   /* a local file or stdin could not be read */
     /* A run that a limit ended (what the same limit gives a local shell). */
     CLI_EXIT_WALL_TIMEOUT = 124,    /* like timeout(1) */
-    CLI_EXIT_MEMORY_LIMIT = 137,    /* 128 + SIGKILL, as the OOM killer */
+    /* Not 137 (128 + SIGKILL): a script killed by a plain SIGKILL must stay
+     * distinguishable from one the memory limit ended. */
+    CLI_EXIT_MEMORY_LIMIT = 125,
     CLI_EXIT_CPU_TIMEOUT = 152,     /* 128 + SIGXCPU */
     CLI_EXIT_FILE_SIZE_LIMIT = 153, /* 128 + SIGXFSZ */
     CLI_EXIT_INTERRUPTED = 130,     /* 128 + SIGINT: the command was interrupted */

@@ -288,7 +288,8 @@ test_exit_codes(void **state)
     r.reason = SAFEEVAL_EXIT_CPU_TIMEOUT;
     assert_int_equal(cli_exit_code(&r), 152);
     r.reason = SAFEEVAL_EXIT_MEMORY_LIMIT;
-    assert_int_equal(cli_exit_code(&r), 137);
+    assert_int_equal(cli_exit_code(&r), 125);
+    assert_int_not_equal(cli_exit_code(&r), 128 + SIGKILL);
     r.reason = SAFEEVAL_EXIT_FILE_SIZE_LIMIT;
     assert_int_equal(cli_exit_code(&r), 153);
     /* Distinct from each other and from the command's own codes. */

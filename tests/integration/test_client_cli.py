@@ -130,6 +130,16 @@ class ClientCli(unittest.TestCase):
         r = self.cli("eval", "--cpu-ms", "300", "--wall-ms", "4000", self.sid, "-c",
                      "while True: pass")
         self.assertIn(r.returncode, (152, 124), r.stderr)  # CPU limit (wall as a backstop)
+        r = self.cli("eval", "--memory", "64M", self.sid, "-c",
+                     "x = []\nwhile True: x.append(' ' * 10**6)")
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertIn(b"memory limit", r.stderr)
+        r = self.cli("eval", "--max-file", "64K", self.sid, "-c",
+                     "open('big', 'w').write('x' * 10**6)")
+        self.assertEqual(r.returncode, 153, r.stderr)
+        # A plain SIGKILL stays distinguishable from the memory limit.
+        r = self.cli("eval", self.sid, "-c", "import os; os.kill(os.getpid(), 9)")
+        self.assertEqual(r.returncode, 128 + signal.SIGKILL, r.stderr)
 
     def test_json(self):
         r = self.cli("eval", "--json", self.sid, "-c",
