@@ -24,6 +24,7 @@ typedef Safeeval__V1__ExecResult agent_result;
 #define AGENT_MAX_ENV_NAME 256             /* bytes of one env name */
 #define AGENT_MAX_ARGV_TOTAL (1024 * 1024) /* args + env, all together */
 #define AGENT_MAX_PROCESSES 4096
+#define AGENT_MIN_MEMORY (1024u * 1024) /* bytes: less cannot start Python */
 /* Per stream: the response frame must fit under FRAME_MAX. */
 #define AGENT_MAX_OUTPUT (24u * 1024 * 1024)
 

@@ -89,7 +89,7 @@ validate_limits(const Safeeval__V1__Limits *l, se_err *err)
         return se_err_set(err, SE_INVALID, "limits: every field must be set");
     if (l->max_processes > AGENT_MAX_PROCESSES)
         return se_err_set(err, SE_INVALID, "limits.max_processes over %d", AGENT_MAX_PROCESSES);
-    if (l->memory_bytes < 1024 * 1024)
+    if (l->memory_bytes < AGENT_MIN_MEMORY)
         return se_err_set(err, SE_INVALID, "limits.memory_bytes under 1 MiB");
     if (l->memory_bytes > (1ull << 40) || l->max_file_bytes > (1ull << 40))
         return se_err_set(err, SE_INVALID, "limits: bytes over 1 TiB");

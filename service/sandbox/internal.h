@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "agent/agent.h"
 #include "agent.pb-c.h"
 #include "sandbox/sandbox.h"
 
@@ -20,12 +21,13 @@
 #define SANDBOX_MAX_LABELS 32
 #define SANDBOX_LABEL_KEY_MAX 63
 #define SANDBOX_LABEL_VALUE_MAX 256
-#define SANDBOX_MAX_FILES 256
-#define SANDBOX_PATH_MAX 1024
-#define SANDBOX_NAME_MAX 255
-#define SANDBOX_MAX_ARGS 256
-#define SANDBOX_ARG_MAX (64u * 1024)
-#define SANDBOX_MAX_ENV 256
+/* A run's caps are the agent's: one rule on both sides of the exec. */
+#define SANDBOX_MAX_FILES AGENT_MAX_FILES
+#define SANDBOX_PATH_MAX AGENT_MAX_PATH
+#define SANDBOX_NAME_MAX AGENT_MAX_COMPONENT
+#define SANDBOX_MAX_ARGS AGENT_MAX_ARGS
+#define SANDBOX_ARG_MAX AGENT_MAX_ARG
+#define SANDBOX_MAX_ENV AGENT_MAX_ENV
 #define SANDBOX_STDERR_CAP (64u * 1024)
 #define SANDBOX_AGENT_PATH "/usr/local/bin/safeeval-agent"
 #define SANDBOX_VERSION_FILE "/opt/safeeval/python-version"

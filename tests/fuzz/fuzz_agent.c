@@ -6,12 +6,11 @@
  *     (one frame holding a RunResponse);
  *   2 a bare RunRequest payload (no frame), unpacked and validated;
  *   3 a bare RunResponse payload, framed here and parsed by the daemon.
- * validate.c is compiled in (the daemon's library does not carry the agent),
- * as tests/unit/test_agent_validate.c does. */
+ * The agent's validate.c is part of the daemon's library too. */
 #include <string.h>
 
 #include "agent/frame.h"
-#include "agent/validate.c"
+#include "agent/agent.h"
 #include "fuzz.h"
 #include "sandbox/internal.h"
 

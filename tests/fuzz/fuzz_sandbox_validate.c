@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "agent/frame.h"
-#include "agent/validate.c"
+#include "agent/agent.h"
 #include "fuzz.h"
 #include "image/image.h"
 #include "sandbox/internal.h"

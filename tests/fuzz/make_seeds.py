@@ -19,21 +19,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
 
 
-# Seeds that show a bug not fixed yet: written to crashes/<target>/ (not
-# committed, not replayed by ctest) until the fix lands, then move them here.
-HELD_BACK = {
-    # the daemon accepts these run requests and the agent refuses them, so a
-    # client's mistake comes back as INTERNAL instead of INVALID_ARGUMENT
-    ("sandbox_validate", "eval-ctrl-path"),
-    ("sandbox_validate", "eval-deep-path"),
-    ("sandbox_validate", "eval-lowmem"),
-    ("sandbox_validate", "eval-lowlimits"),
-}
-CRASHES = os.path.join(HERE, "crashes")
-
-
 def write(target, name, data):
-    d = os.path.join(CRASHES if (target, name) in HELD_BACK else CORPUS, target)
+    d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
     if isinstance(data, str):
         data = data.encode()

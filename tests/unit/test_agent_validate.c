@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "agent/validate.c"
+#include "agent/agent.h"
 
 static void
 test_paths(void **state)

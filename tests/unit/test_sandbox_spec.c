@@ -142,7 +142,7 @@ test_spec_hostile(void **state)
 {
     (void)state;
     sandbox_config cfg = test_cfg();
-    const char *lim = "\"limits\":{\"wall_time_ms\":1,\"cpu_time_ms\":1,\"memory_bytes\":1,"
+    const char *lim = "\"limits\":{\"wall_time_ms\":1,\"cpu_time_ms\":1,\"memory_bytes\":1048576,"
                       "\"max_processes\":1,\"max_output_bytes\":1,\"max_file_bytes\":1}";
     char buf[2048];
     struct {

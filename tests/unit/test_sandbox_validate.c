@@ -224,6 +224,10 @@ test_run_limits(void **state)
     l.cpu_time_ms = 0;
     l.max_file_bytes = (1 << 20) + 1;
     EXPECT_ERR(sandbox_limits_for_run(&out, &sb, &l, ERRP), SE_INVALID, "limits.max_file_bytes");
+    /* Below what Python needs to start: refused here, not by the agent. */
+    l.max_file_bytes = 0;
+    l.memory_bytes = 1;
+    EXPECT_ERR(sandbox_limits_for_run(&out, &sb, &l, ERRP), SE_INVALID, "limits.memory_bytes");
 }
 
 static void
@@ -243,7 +247,10 @@ test_filename_and_paths(void **state)
 
     assert_int_equal(sandbox_validate_path("data/in.csv", &err), 0);
     assert_int_equal(sandbox_validate_path("a/b/c", &err), 0);
-    const char *badp[] = {"", "/abs", "a//b", "a/", "../x", "a/../b", "./a", "a/.", ".."};
+    /* Control characters: the agent refuses them, so the daemon must too
+     * (a fuzzing find: they used to reach the agent and come back INTERNAL). */
+    const char *badp[] = {"", "/abs", "a//b", "a/", "../x", "a/../b", "./a", "a/.", "..",
+                          "a\tb", "a/b\n", "x\x7f"};
     for (size_t i = 0; i < sizeof(badp) / sizeof(badp[0]); i++) {
         se_err e;
         se_err_clear(&e);
@@ -259,6 +266,17 @@ test_filename_and_paths(void **state)
         total[i] = (i % 10 == 9) ? '/' : 'p';
     total[1030] = 0;
     assert_int_equal(sandbox_validate_path(total, &err), -SE_INVALID);
+    /* Depth: 32 components pass, 33 do not (the agent's cap). */
+    char deep[80];
+    for (int i = 0; i < 33; i++) {
+        deep[2 * i] = 'd';
+        deep[2 * i + 1] = '/';
+    }
+    deep[2 * 32 - 1] = 0;
+    assert_int_equal(sandbox_validate_path(deep, &err), 0);
+    deep[2 * 32 - 1] = '/';
+    deep[2 * 33 - 1] = 0;
+    assert_int_equal(sandbox_validate_path(deep, &err), -SE_INVALID);
 }
 
 static sandbox_run_input
