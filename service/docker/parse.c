@@ -190,20 +190,23 @@ ring_push(docker_build_log *l, const char *s, size_t len)
 static void
 out_line_done(docker_build_log *l)
 {
-    const char *s = l->out.data ? (const char *)l->out.data : "";
+    if (!l->out.data) {
+        ring_push(l, "", 0);
+        if (l->progress)
+            l->progress("", l->ud);
+        return;
+    }
+    /* The build's output is the container's: strip colour sequences and
+     * control bytes in place (the result is never longer, and the buffer
+     * has room for the NUL) before it reaches a log line or an error. */
+    char *s = (char *)l->out.data;
     size_t n = l->out.len;
     if (n && s[n - 1] == '\r')
         n--;
-    ring_push(l, s, n);
-    if (l->progress) {
-        /* NUL-terminate at n for the callback (the buffer always has room). */
-        char saved = l->out.data ? (char)l->out.data[n] : 0;
-        if (l->out.data)
-            l->out.data[n] = '\0';
+    copy_printable(s, n, s, n + 1);
+    ring_push(l, s, strlen(s));
+    if (l->progress)
         l->progress(s, l->ud);
-        if (l->out.data)
-            l->out.data[n] = (uint8_t)saved;
-    }
     se_buf_reset(&l->out);
 }
 

@@ -188,21 +188,6 @@ container_remove_quiet(sandbox_manager *m, const char *cid)
         log_warn("remove container %.64s: %s", cid, e2.msg);
 }
 
-typedef struct progress_ctx {
-    docker_progress_fn fn;
-    void *ud;
-} progress_ctx;
-
-static void
-progress_log(const char *line, void *ud)
-{
-    progress_ctx *p = ud;
-    if (p->fn)
-        p->fn(line, p->ud);
-    else
-        log_debug("image build: %s", line);
-}
-
 int
 sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req,
                Safeeval__V1__Sandbox **out, docker_progress_fn progress, void *ud,
@@ -225,9 +210,9 @@ sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req
 
     image_ref ref;
     memset(&ref, 0, sizeof(ref));
-    progress_ctx pc = {progress, ud};
+    /* The image module logs every build line at debug. */
     rc = image_ensure(m->ic, spec.python, (const char *const *)spec.modules, spec.n_modules, &ref,
-                      progress_log, &pc, cancel, err);
+                      progress, ud, cancel, err);
     if (rc < 0)
         goto out;
     int64_t t_image = clock_mono_ms();

@@ -281,6 +281,12 @@ test_build_hostile_lines(void **state)
     docker_build_log_feed(&log, junk, strlen(junk));
     assert_int_equal(l.n, 1);
     assert_string_equal(l.last, "after");
+    /* Colour sequences and control bytes from the build's container never
+     * reach a progress line (pip colours its errors). */
+    const char *ansi = "{\"stream\":\"\\u001b[91mERROR: no\\u001b[0m\\u0007 bell\\r\\n\"}\n";
+    docker_build_log_feed(&log, ansi, strlen(ansi));
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.last, "ERROR: no? bell");
     /* A huge "stream" text without newlines is cut into bounded lines. */
     char *wide = repeat("{\"stream\":\"", 'y', 100000, "\"}\n");
     docker_build_log_feed(&log, wide, strlen(wide));

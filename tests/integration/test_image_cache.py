@@ -1,0 +1,105 @@
+"""The image cache against the real engine: two concurrent creates of one
+new spec build its image once; a pip failure is FAILED_PRECONDITION with
+pip's own lines and leaves no container or dangling image behind."""
+import http.client
+import os
+import re
+import sys
+import threading
+import urllib.parse
+
+import grpc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Daemon, expect_code  # noqa: E402
+from sandbox_engine import (DOCKER_SOCK, _UnixConn, cleanup_after_failure,  # noqa: E402
+                            daemon_args, dangling_ours, make_wheelhouse, ours_left)
+
+T = 600  # a create may build an image
+
+
+def remove_image(tag):
+    c = _UnixConn(DOCKER_SOCK)
+    try:
+        c.request("DELETE", "/images/%s" % urllib.parse.quote(tag, safe=""))
+        c.getresponse().read()
+    except http.client.HTTPException:
+        pass
+    finally:
+        c.close()
+
+
+def concurrent_creates_build_once(d):
+    pb = d.pb
+    # A spec no earlier run has built: the version floor is unique (the
+    # test wheel is 1.0, which satisfies it), and so is the tag.
+    floor = "0.%d" % int.from_bytes(os.urandom(3), "big")
+    spec = dict(python_version="3.11", modules=["safeeval_testpkg>=" + floor])
+    out = [None, None]
+
+    def create(i):
+        try:
+            out[i] = d.stub.CreateSandbox(pb.CreateSandboxRequest(**spec), timeout=T).sandbox
+        except grpc.RpcError as e:
+            out[i] = e
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for sb in out:
+        assert isinstance(sb, pb.Sandbox), sb
+    a, b = out
+    try:
+        assert a.id != b.id and a.image == b.image, (a, b)
+        builds = re.findall(r"building image (\S+)", d.log())
+        assert builds.count(a.image) == 1, builds
+        print("two concurrent creates, one build of %s" % a.image)
+        r = d.stub.Eval(pb.EvalRequest(sandbox_id=b.id, code="import safeeval_testpkg as p\n"
+                                       "print(p.VALUE)"), timeout=60).result
+        assert r.stdout == b"42\n", (r.stdout, r.stderr)
+    finally:
+        for sb in out:
+            d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
+        remove_image(a.image)
+
+
+def pip_failure(d):
+    pb = d.pb
+    e = expect_code(lambda: d.stub.CreateSandbox(pb.CreateSandboxRequest(
+        python_version="3.11", modules=["safeeval_nosuchpkg==1.0"]), timeout=T),
+        grpc.StatusCode.FAILED_PRECONDITION)
+    # pip's own words, not just "build failed".
+    assert "No matching distribution found for safeeval_nosuchpkg==1.0" in e.details(), \
+        e.details()
+    # The failed build's own steps (named in its output, logged at debug) are
+    # gone. Other daemons' builds may have dangling steps of their own in
+    # flight, so only this build's count.
+    failed = d.log().rsplit("building image", 1)[1]
+    steps = set(re.findall(r"image build:\s*---> ([0-9a-f]{12})\s*$", failed, re.M))
+    assert steps, "no build steps in the log"
+    left = {i for i in dangling_ours() if i[len("sha256:"):][:12] in steps}
+    assert not left, left
+    assert not d.stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10).sandboxes
+    print("pip failure: FAILED_PRECONDITION with pip's lines, nothing left")
+
+
+def main():
+    wheels = make_wheelhouse()
+    logs = []
+    with Daemon(extra_args=daemon_args(wheels), timeout=60) as d:
+        try:
+            concurrent_creates_build_once(d)
+            pip_failure(d)
+        except BaseException:
+            logs.append(d.log())
+            cleanup_after_failure(logs)
+            raise
+        logs.append(d.log())
+    left = ours_left(logs)
+    assert not left, left
+    print("OK")
+
+
+if __name__ == "__main__":
+    main()
