@@ -15,7 +15,7 @@ enum {
     CLI_EXIT_SERVICE = 3, /* the service answered with an error status */
     CLI_EXIT_LOCAL = 4,   /* a local file or stdin could not be read */
     /* A run that a limit ended (what the same limit gives a local shell). */
-    CLI_EXIT_WALL_TIMEOUT = 124,    /* like timeout(1) */
+    CLI_EXIT_WALL_TIMEOUT = 124, /* like timeout(1) */
     /* Not 137 (128 + SIGKILL): a script killed by a plain SIGKILL must stay
      * distinguishable from one the memory limit ended. */
     CLI_EXIT_MEMORY_LIMIT = 125,

@@ -14,10 +14,10 @@
 #include "util/err.h"
 
 /* Labels on everything safeeval makes. */
-#define SE_LABEL_MANAGED "safeeval.managed"     /* = "1" */
-#define SE_LABEL_SANDBOX "safeeval.sandbox"     /* = sandbox id (containers) */
-#define SE_LABEL_SPEC "safeeval.spec"           /* = spec hash (images) */
-#define SE_LABEL_INSTANCE "safeeval.instance"   /* = the daemon instance (containers) */
+#define SE_LABEL_MANAGED "safeeval.managed"   /* = "1" */
+#define SE_LABEL_SANDBOX "safeeval.sandbox"   /* = sandbox id (containers) */
+#define SE_LABEL_SPEC "safeeval.spec"         /* = spec hash (images) */
+#define SE_LABEL_INSTANCE "safeeval.instance" /* = the daemon instance (containers) */
 #define SE_IMAGE_REPO "safeeval/sandbox"
 #define SE_MAX_MODULES 64
 #define SE_MAX_MODULE_LEN 200
@@ -52,9 +52,9 @@ typedef struct image_ref {
  * Inputs must already be valid. progress gets build output lines (may be
  * NULL). SE_PRECONDITION with pip's or the build's own last lines when the
  * build fails; SE_PRECONDITION when there is no base image for version. */
-int image_ensure(image_cache *ic, const char *version, const char *const *modules,
-                 size_t n_modules, image_ref *out, docker_progress_fn progress, void *ud,
-                 const se_cancel *cancel, se_err *err);
+int image_ensure(image_cache *ic, const char *version, const char *const *modules, size_t n_modules,
+                 image_ref *out, docker_progress_fn progress, void *ud, const se_cancel *cancel,
+                 se_err *err);
 
 /* Removes dangling (untagged, childless) images that carry our label and
  * are at least min_age_s old: leftovers of builds that died with a daemon.

@@ -35,12 +35,12 @@ typedef struct sandbox_config {
     uint32_t max_sandboxes;          /* RESOURCE_EXHAUSTED beyond */
     uint32_t default_idle_timeout_s; /* for idle_timeout_s = 0 */
     uint32_t max_idle_timeout_s;
-    const char *default_python;      /* for python_version = "" */
-    sandbox_limits default_limits;   /* for 0 fields of a sandbox's limits */
-    sandbox_limits max_limits;       /* a sandbox may not ask for more */
-    const char *seccomp_profile;     /* JSON file: the container's seccomp profile */
-    uint32_t max_concurrent_runs;    /* per sandbox; sizes the container's memory/pids */
-    uint32_t reap_interval_s;        /* how often the idle reaper looks */
+    const char *default_python;    /* for python_version = "" */
+    sandbox_limits default_limits; /* for 0 fields of a sandbox's limits */
+    sandbox_limits max_limits;     /* a sandbox may not ask for more */
+    const char *seccomp_profile;   /* JSON file: the container's seccomp profile */
+    uint32_t max_concurrent_runs;  /* per sandbox; sizes the container's memory/pids */
+    uint32_t reap_interval_s;      /* how often the idle reaper looks */
 } sandbox_config;
 
 /* Does not take ownership of dc or ic; they must outlive the manager. */

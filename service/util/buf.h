@@ -10,7 +10,7 @@ typedef struct se_buf {
     uint8_t *data; /* NUL-terminated after len for convenience (not counted) */
     size_t len;
     size_t alloc;
-    size_t cap;    /* hard cap on len */
+    size_t cap; /* hard cap on len */
 } se_buf;
 
 void se_buf_init(se_buf *b, size_t cap);

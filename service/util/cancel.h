@@ -10,7 +10,7 @@
 #include "util/err.h"
 
 typedef struct se_cancel {
-    int64_t deadline_ms;           /* CLOCK_MONOTONIC ms; INT64_MAX = none */
+    int64_t deadline_ms;            /* CLOCK_MONOTONIC ms; INT64_MAX = none */
     bool (*is_cancelled)(void *ud); /* may be NULL; must be cheap and thread-safe */
     void *ud;
 } se_cancel;

@@ -74,17 +74,28 @@ const char *
 se_code_name(int code)
 {
     switch (code) {
-    case SE_OK: return "ok";
-    case SE_INVALID: return "invalid";
-    case SE_NOT_FOUND: return "not-found";
-    case SE_EXHAUSTED: return "exhausted";
-    case SE_UNAVAILABLE: return "unavailable";
-    case SE_PRECONDITION: return "precondition";
-    case SE_DEADLINE: return "deadline";
-    case SE_CANCELLED: return "cancelled";
-    case SE_INTERNAL: return "internal";
-    case SE_CONFLICT: return "conflict";
-    case SE_PROTOCOL: return "protocol";
+    case SE_OK:
+        return "ok";
+    case SE_INVALID:
+        return "invalid";
+    case SE_NOT_FOUND:
+        return "not-found";
+    case SE_EXHAUSTED:
+        return "exhausted";
+    case SE_UNAVAILABLE:
+        return "unavailable";
+    case SE_PRECONDITION:
+        return "precondition";
+    case SE_DEADLINE:
+        return "deadline";
+    case SE_CANCELLED:
+        return "cancelled";
+    case SE_INTERNAL:
+        return "internal";
+    case SE_CONFLICT:
+        return "conflict";
+    case SE_PROTOCOL:
+        return "protocol";
     }
     return "unknown";
 }

@@ -31,8 +31,7 @@ typedef struct se_err {
 
 /* Fills err (may be NULL) and returns -code, so `return se_err_set(...)`
  * reads naturally. */
-int se_err_set(se_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int se_err_set(se_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Like se_err_set, with sys_errno = errno and ": strerror" appended. */
 int se_err_errno(se_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prefixes context: "create sandbox x: <old message>". Returns -err->code. */

@@ -58,8 +58,8 @@ log_write(int level, const char *fmt, ...)
         /* Built with cJSON so that a message holding quotes stays one valid line. */
         cJSON *o = cJSON_CreateObject();
         char *line = NULL;
-        if (o && cJSON_AddStringToObject(o, "ts", when) && cJSON_AddStringToObject(o, "level", lvl) &&
-            cJSON_AddStringToObject(o, "msg", msg))
+        if (o && cJSON_AddStringToObject(o, "ts", when) &&
+            cJSON_AddStringToObject(o, "level", lvl) && cJSON_AddStringToObject(o, "msg", msg))
             line = cJSON_PrintUnformatted(o);
         if (line)
             fprintf(stderr, "%s\n", line);

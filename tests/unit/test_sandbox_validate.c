@@ -249,8 +249,8 @@ test_filename_and_paths(void **state)
     assert_int_equal(sandbox_validate_path("a/b/c", &err), 0);
     /* Control characters: the agent refuses them, so the daemon must too
      * (a fuzzing find: they used to reach the agent and come back INTERNAL). */
-    const char *badp[] = {"", "/abs", "a//b", "a/", "../x", "a/../b", "./a", "a/.", "..",
-                          "a\tb", "a/b\n", "x\x7f"};
+    const char *badp[] = {"",    "/abs", "a//b", "a/",   "../x",  "a/../b",
+                          "./a", "a/.",  "..",   "a\tb", "a/b\n", "x\x7f"};
     for (size_t i = 0; i < sizeof(badp) / sizeof(badp[0]); i++) {
         se_err e;
         se_err_clear(&e);
@@ -372,9 +372,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_id),         cmocka_unit_test(test_instance),         cmocka_unit_test(test_create_ok_and_defaults),
-        cmocka_unit_test(test_create_bad), cmocka_unit_test(test_labels),
-        cmocka_unit_test(test_run_limits), cmocka_unit_test(test_filename_and_paths),
+        cmocka_unit_test(test_id),
+        cmocka_unit_test(test_instance),
+        cmocka_unit_test(test_create_ok_and_defaults),
+        cmocka_unit_test(test_create_bad),
+        cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_run_limits),
+        cmocka_unit_test(test_filename_and_paths),
         cmocka_unit_test(test_run_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
