@@ -64,6 +64,15 @@ ensure_base_images() {
     done
 }
 
+# prepare_machine WHO: as root, the packages, a running engine and the base
+# images: what every command here needs before it builds.
+prepare_machine() {
+    [ "$(id -u)" = 0 ] || { echo "$1: run as root (apt-get, dockerd)" >&2; exit 1; }
+    install_packages
+    ensure_dockerd
+    ensure_base_images
+}
+
 # build_tree DIR [cmake args...]: configure and build into DIR.
 build_tree() {
     local dir=$1

@@ -6,10 +6,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || { echo "run: run as root (apt-get, dockerd)" >&2; exit 1; }
-install_packages
-ensure_dockerd
-ensure_base_images
+prepare_machine run
 build_tree "$SAFEEVAL_ROOT/build"
 
 bin="$SAFEEVAL_ROOT/build/bin"
@@ -25,10 +22,19 @@ say "safeevald: starting on $target (log: /var/log/safeevald.log)"
 nohup "$bin/safeevald" --listen "$target" --base-image 'safeeval/python:{version}' \
     >/var/log/safeevald.log 2>&1 &
 echo $! >/run/safeeval/safeevald.pid
+up=0
 for _ in $(seq 1 100); do
-    "$bin/safeeval" ls >/dev/null 2>&1 && break
+    if "$bin/safeeval" ls >/dev/null 2>&1; then
+        up=1
+        break
+    fi
     sleep 0.1
 done
+if [ "$up" != 1 ]; then
+    tail -n 20 /var/log/safeevald.log >&2
+    say "safeevald: did not answer within 10 s"
+    exit 1
+fi
 
 say "demo: a Python 3.11 sandbox with numpy (the first create builds its image)"
 id=$("$bin/safeeval" create --python 3.11 --module numpy)

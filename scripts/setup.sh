@@ -4,8 +4,5 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || { echo "setup: run as root (apt-get, dockerd)" >&2; exit 1; }
-install_packages
-ensure_dockerd
-ensure_base_images
+prepare_machine setup
 build_tree "$SAFEEVAL_ROOT/build"

@@ -7,11 +7,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || { echo "test: run as root (apt-get, dockerd)" >&2; exit 1; }
 start=$(date +%s)
-install_packages
-ensure_dockerd
-ensure_base_images
+prepare_machine test
 
 build_tree "$SAFEEVAL_ROOT/build"
 say "ctest: all labels"
