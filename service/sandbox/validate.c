@@ -379,9 +379,6 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
                           "request: %" PRIu64 " bytes of script, stdin and files; at most %u",
                           total, FRAME_MAX - FRAME_SLACK);
 
-    if (in->n_files > SANDBOX_MAX_FILES)
-        return se_err_set(err, SE_INVALID, "files: %zu entries, at most %d", in->n_files,
-                          SANDBOX_MAX_FILES);
     for (size_t i = 0; i < in->n_files; i++) {
         const Safeeval__V1__File *f = in->files[i];
         if (!f)
@@ -403,9 +400,6 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
         }
     }
 
-    if (in->n_args > SANDBOX_MAX_ARGS)
-        return se_err_set(err, SE_INVALID, "args: %zu entries, at most %d", in->n_args,
-                          SANDBOX_MAX_ARGS);
     for (size_t i = 0; i < in->n_args; i++) {
         /* Protobuf strings reach us NUL-terminated: an embedded NUL would
          * silently cut the argument, so the length must match. */
@@ -416,9 +410,6 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
                               SANDBOX_ARG_MAX);
     }
 
-    if (in->n_env > SANDBOX_MAX_ENV)
-        return se_err_set(err, SE_INVALID, "env: %zu entries, at most %d", in->n_env,
-                          SANDBOX_MAX_ENV);
     for (size_t i = 0; i < in->n_env; i++) {
         const char *k = in->env_keys[i], *v = in->env_values[i];
         if (!env_name_ok(k))
