@@ -297,8 +297,7 @@ out:
 
 static int
 run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
-           const Safeeval__V1__Limits *req_limits, Safeeval__V1__ExecResult **out,
-           const se_cancel *cancel, se_err *err)
+           Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
     int rc = sandbox_validate_id(in->sandbox_id, err);
@@ -311,7 +310,7 @@ run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
     if (rc < 0)
         goto out;
     sandbox_limits lim;
-    rc = sandbox_limits_for_run(&lim, &e->spec.limits, req_limits, err);
+    rc = sandbox_limits_for_run(&lim, &e->spec.limits, in->limits, err);
     if (rc < 0)
         goto out;
     rc = sandbox_entry_run_begin(&m->reg, e, m->cfg.max_concurrent_runs, err);
@@ -371,7 +370,7 @@ sandbox_eval(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
         .files = req->files,
         .n_files = req->n_files,
     };
-    return run_common(m, &in, true, req->limits, out, cancel, err);
+    return run_common(m, &in, true, out, cancel, err);
 }
 
 int
@@ -400,7 +399,7 @@ sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest 
         .files = req->files,
         .n_files = req->n_files,
     };
-    return run_common(m, &in, false, req->limits, out, cancel, err);
+    return run_common(m, &in, false, out, cancel, err);
 }
 
 int
