@@ -41,9 +41,12 @@ sandbox_spec_to_json(const sandbox_spec *s)
     cJSON *mods = cJSON_AddArrayToObject(o, "modules");
     cJSON *labels = cJSON_AddObjectToObject(o, "labels");
     cJSON *lim = limits_to_json(&s->limits);
+    if (lim && !cJSON_AddItemToObject(o, "limits", lim)) {
+        cJSON_Delete(lim);
+        lim = NULL;
+    }
     if (!mods || !labels || !lim)
         goto fail;
-    cJSON_AddItemToObject(o, "limits", lim);
     if (!cJSON_AddNumberToObject(o, "v", SANDBOX_SPEC_VERSION) ||
         !cJSON_AddStringToObject(o, "python", s->python) ||
         !cJSON_AddNumberToObject(o, "idle_timeout_s", (double)s->idle_timeout_s) ||
