@@ -89,22 +89,34 @@ sandbox_registry_find(sandbox_registry *r, const char *id)
     return e;
 }
 
-sandbox_entry *
-sandbox_registry_remove(sandbox_registry *r, const char *id)
+static bool entry_idle(const sandbox_entry *e, int64_t now_ms);
+
+/* Unlinks the entry and marks it dead, under the lock; with only_idle, only
+ * if it is still idle at now_ms. Returns the registry's reference or NULL. */
+static sandbox_entry *
+registry_unlink(sandbox_registry *r, const char *id, bool only_idle, int64_t now_ms)
 {
     pthread_mutex_lock(&r->mu);
     sandbox_entry **pp = &r->head, *e = NULL;
     for (; *pp; pp = &(*pp)->next)
         if (strcmp((*pp)->id, id) == 0) {
-            e = *pp;
-            *pp = e->next;
-            e->next = NULL;
-            e->dead = true;
-            r->count--;
+            if (!only_idle || entry_idle(*pp, now_ms)) {
+                e = *pp;
+                *pp = e->next;
+                e->next = NULL;
+                e->dead = true;
+                r->count--;
+            }
             break;
         }
     pthread_mutex_unlock(&r->mu);
     return e;
+}
+
+sandbox_entry *
+sandbox_registry_remove(sandbox_registry *r, const char *id)
+{
+    return registry_unlink(r, id, false, 0);
 }
 
 void
@@ -177,8 +189,6 @@ sandbox_registry_snapshot(sandbox_registry *r, sandbox_entry ***out, size_t *n, 
     *n = i;
     return 0;
 }
-
-static bool entry_idle(const sandbox_entry *e, int64_t now_ms);
 
 int
 sandbox_registry_idle(sandbox_registry *r, int64_t now_ms, char ***out, size_t *n)
@@ -279,21 +289,7 @@ entry_idle(const sandbox_entry *e, int64_t now_ms)
 sandbox_entry *
 sandbox_registry_remove_idle(sandbox_registry *r, const char *id, int64_t now_ms)
 {
-    pthread_mutex_lock(&r->mu);
-    sandbox_entry **pp = &r->head, *e = NULL;
-    for (; *pp; pp = &(*pp)->next)
-        if (strcmp((*pp)->id, id) == 0) {
-            if (entry_idle(*pp, now_ms)) {
-                e = *pp;
-                *pp = e->next;
-                e->next = NULL;
-                e->dead = true;
-                r->count--;
-            }
-            break;
-        }
-    pthread_mutex_unlock(&r->mu);
-    return e;
+    return registry_unlink(r, id, true, now_ms);
 }
 
 void
