@@ -85,8 +85,9 @@ typedef struct hijack {
 static int
 hijack_wait(hijack *hj, short events, se_err *err)
 {
-    if (se_cancel_check(hj->cancel, err) < 0)
-        return -err->code;
+    int rc = se_cancel_check(hj->cancel, err);
+    if (rc < 0)
+        return rc;
     struct pollfd p = {.fd = hj->fd, .events = events};
     int n = poll(&p, 1, EXEC_POLL_MS);
     if (n < 0 && errno != EINTR)
@@ -250,8 +251,9 @@ hijack_pump(hijack *hj, const docker_exec_opts *o, demux *d, sink *s, se_err *er
             return se_err_set(err, SE_UNAVAILABLE, "exec: recv: %s", curl_easy_strerror(cr));
         }
         if (progress) {
-            if (se_cancel_check(hj->cancel, err) < 0)
-                return -err->code;
+            int rc = se_cancel_check(hj->cancel, err);
+            if (rc < 0)
+                return rc;
             continue;
         }
         int r = hijack_wait(hj, (short)(POLLIN | (in_left ? POLLOUT : 0)), err);

@@ -128,8 +128,9 @@ docker_http(docker_client *c, const docker_req *req, docker_resp *resp, se_err *
 
     resp->status = 0;
     se_buf_init(&resp->body, req->cap ? req->cap : DOCKER_JSON_CAP);
-    if (se_cancel_check(req->cancel, err) < 0)
-        return -err->code;
+    rc = se_cancel_check(req->cancel, err);
+    if (rc < 0)
+        return rc;
 
     h = docker_curl_new(c);
     url = docker_url(c, req->path, req->query, req->unversioned);
