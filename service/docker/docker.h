@@ -40,8 +40,7 @@ int docker_ping(docker_client *c, se_err *err);
 int docker_image_inspect(docker_client *c, const char *ref, cJSON **out, se_err *err);
 /* Builds from a tar context (POST /build, rm=1, forcerm=1, pull=0).
  * labels: cJSON object of string labels (borrowed, may be NULL).
- * buildargs: cJSON object of string build args (borrowed, may be NULL); this
- * parameter was added after the first draft of this header (additive change).
+ * buildargs: cJSON object of string build args (borrowed, may be NULL).
  * progress (may be NULL) gets each "stream" line of the build output, without
  * its trailing newline. On failure err holds the last lines of the output
  * (SE_PRECONDITION for a failed step, SE_UNAVAILABLE when the engine is gone,

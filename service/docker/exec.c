@@ -115,7 +115,8 @@ hijack_send_all(hijack *hj, const char *data, size_t len, se_err *err)
     return 0;
 }
 
-/* Reads until "\r\n\r\n"; whatever follows the head stays in *rest. */
+/* Reads until "\r\n\r\n" and sets *head_len to the head's length; whatever
+ * follows the head (the start of the stream) stays in head after it. */
 static int
 hijack_read_head(hijack *hj, se_buf *head, size_t *head_len, se_err *err)
 {
