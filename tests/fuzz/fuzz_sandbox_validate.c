@@ -182,18 +182,24 @@ spec_equal(const sandbox_spec *a, const sandbox_spec *b)
     FUZZ_CHECK(a->created_at_ms == b->created_at_ms);
 }
 
-/* The label the daemon writes for a valid spec reads back as the same spec. */
+/* A spec the daemon accepts (from a client or from a label at recovery) is
+ * one a client could have asked for, and the label the daemon writes for it
+ * reads back as the same spec. */
 static void
-spec_roundtrip(const sandbox_spec *s, const sandbox_config *cfg)
+check_valid_spec(const sandbox_spec *s, const sandbox_config *cfg)
 {
+    se_err err;
+    se_err_clear(&err);
+    FUZZ_CHECK(image_validate_version(s->python, &err) == 0);
+    for (size_t i = 0; i < s->n_modules; i++)
+        FUZZ_CHECK(image_validate_module(s->modules[i], &err) == 0);
+
     cJSON *j = sandbox_spec_to_json(s);
     FUZZ_CHECK(j != NULL);
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     FUZZ_CHECK(text != NULL);
     sandbox_spec back;
-    se_err err;
-    se_err_clear(&err);
     int rc = sandbox_spec_from_json(&back, cfg, text, &err);
     if (rc < 0)
         fprintf(stderr, "spec label did not read back: %s\nlabel: %s\n", err.msg, text);
@@ -216,11 +222,8 @@ fuzz_create(const uint8_t *data, size_t size)
     se_err_clear(&err);
     int rc = sandbox_validate_create(&spec, &cfg, r, &err);
     if (rc == 0) {
-        FUZZ_CHECK(image_validate_version(spec.python, &err) == 0);
-        for (size_t i = 0; i < spec.n_modules; i++)
-            FUZZ_CHECK(image_validate_module(spec.modules[i], &err) == 0);
         FUZZ_CHECK(spec.idle_timeout_s > 0 && spec.idle_timeout_s <= cfg.max_idle_timeout_s);
-        spec_roundtrip(&spec, &cfg);
+        check_valid_spec(&spec, &cfg);
     } else {
         FUZZ_CHECK(err.code == -rc);
     }
@@ -239,13 +242,8 @@ fuzz_spec(const uint8_t *data, size_t size)
     se_err err;
     se_err_clear(&err);
     int rc = sandbox_spec_from_json(&spec, &cfg, json, &err);
-    if (rc == 0) {
-        /* What recovery accepts is a spec a client could have asked for. */
-        FUZZ_CHECK(image_validate_version(spec.python, &err) == 0);
-        for (size_t i = 0; i < spec.n_modules; i++)
-            FUZZ_CHECK(image_validate_module(spec.modules[i], &err) == 0);
-        spec_roundtrip(&spec, &cfg);
-    }
+    if (rc == 0)
+        check_valid_spec(&spec, &cfg);
     sandbox_spec_clear(&spec);
     free(json);
 }
