@@ -11,19 +11,24 @@
 
 enum { P_VERSION, P_MESSAGE, P_INSPECT, P_CREATE, P_BUILD, P_TAR, P_COUNT };
 
+/* Engine text that reaches a log line or an error: terminated within its
+ * buffer, printable ASCII only (no terminal escapes, no control bytes). */
+static void
+check_printable(const char *s, size_t cap)
+{
+    FUZZ_CHECK(strnlen(s, cap) < cap);
+    for (const char *p = s; *p; p++)
+        FUZZ_CHECK((unsigned char)*p >= 0x20 && (unsigned char)*p != 0x7f);
+}
+
 static void
 on_progress(const char *line, void *ud)
 {
     size_t *n = ud;
     FUZZ_CHECK(line != NULL);
-    (*n) += strlen(line) + 1; /* reads the whole line: ASan checks its end */
-}
-
-static void
-check_printable(const char *s, size_t cap)
-{
-    size_t n = strnlen(s, cap);
-    FUZZ_CHECK(n < cap);
+    size_t len = strlen(line); /* reads the whole line: ASan checks its end */
+    check_printable(line, len + 1);
+    (*n) += len + 1;
 }
 
 static void
@@ -127,9 +132,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!out)
             abort();
         docker_engine_message((const char *)body, size, out, outlen);
-        FUZZ_CHECK(strnlen(out, outlen) < outlen);
-        for (const char *p = out; *p; p++)
-            FUZZ_CHECK((unsigned char)*p >= 0x20 && (unsigned char)*p != 0x7f);
+        check_printable(out, outlen);
         free(out);
         break;
     }
