@@ -24,13 +24,14 @@
 #include <cjson/cJSON.h>
 #include <safeeval/safeeval.h>
 
+#include "agent/agent.h"
 #include "docker/docker.h"
+#include "image/image.h"
 #include "util/clock.h"
 #include "util/err.h"
 
 #define BENCH_MAX_MODULES 32
 #define BENCH_MAX_RUNS 100000
-#define BENCH_VENV_PYTHON "/opt/safeeval/venv/bin/python3"
 
 typedef struct bench_opts {
     const char *target;
@@ -219,7 +220,7 @@ container_find(docker_client *dc, const char *sandbox_id, char *out, size_t out_
     se_err err = {0};
     int rc = -1;
 
-    snprintf(filter, sizeof(filter), "safeeval.sandbox=%s", sandbox_id);
+    snprintf(filter, sizeof(filter), SE_LABEL_SANDBOX "=%s", sandbox_id);
     if (docker_container_list(dc, filters, false, &list, &err) != 0) {
         fprintf(stderr, "safeeval-bench: list containers: %s\n", err.msg);
         return -1;
@@ -287,7 +288,7 @@ usage(FILE *f)
             "  --exec-python P     interpreter for the bare exec (default %s)\n"
             "The cold case removes the sandbox image of this spec (force): do not run it\n"
             "while other sandboxes of the same spec are in use.\n",
-            SAFEEVAL_DEFAULT_TARGET, BENCH_VENV_PYTHON);
+            SAFEEVAL_DEFAULT_TARGET, AGENT_PYTHON);
 }
 
 static int
@@ -388,7 +389,7 @@ main(int argc, char **argv)
         .python_version = "3.11",
         .modules = {"numpy"},
         .n_modules = 1,
-        .exec_python = BENCH_VENV_PYTHON,
+        .exec_python = AGENT_PYTHON, /* the interpreter a run gets */
         .runs = 200,
         .creates = 5,
     };
