@@ -401,8 +401,8 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
     }
 
     for (size_t i = 0; i < in->n_args; i++) {
-        /* Protobuf strings reach us NUL-terminated: an embedded NUL would
-         * silently cut the argument, so the length must match. */
+        /* protobuf-c hands strings over NUL-terminated: an argument with an
+         * embedded NUL ends there, as it would on any command line. */
         if (!in->args[i])
             return se_err_set(err, SE_INVALID, "args[%zu]: missing", i);
         if (strlen(in->args[i]) > SANDBOX_ARG_MAX)
