@@ -345,10 +345,53 @@ build_argv(struct argv_b *a, struct fdlist *fds, const agent_request *req, const
 struct proc_ent {
     pid_t pid, ppid;
     uint64_t own_ticks, child_ticks, rss_pages;
-    int depth; /* -1 = not ours */
+    int depth; /* below the outer bwrap; DEPTH_NOT_OURS, or DEPTH_UNKNOWN while scanning */
 };
 
+#define DEPTH_NOT_OURS -1
+#define DEPTH_UNKNOWN -2
+/* pid -> index + 1 (0 = empty); a power of two, at most half full. */
+#define PROC_HASH (2 * PROC_MAX)
+
 static struct proc_ent procs[PROC_MAX];
+static int proc_hash[PROC_HASH];
+
+static int
+proc_find(pid_t pid)
+{
+    for (size_t h = (size_t)pid & (PROC_HASH - 1);; h = (h + 1) & (PROC_HASH - 1)) {
+        if (!proc_hash[h])
+            return -1;
+        if (procs[proc_hash[h] - 1].pid == pid)
+            return proc_hash[h] - 1;
+    }
+}
+
+/* Follows i's parents up to a process of known depth and sets the depth of
+ * every one on the way: each process is walked once per scan, however deep
+ * the tree (a depth cap would let a long chain of processes hide below it). */
+static void
+proc_resolve(int i, size_t n)
+{
+    static int chain[PROC_MAX];
+    size_t len = 0;
+    int j = i;
+    bool cycle = false;
+    while (j >= 0 && procs[j].depth == DEPTH_UNKNOWN) {
+        if (len == n) {
+            cycle = true; /* only with pids reused during the scan: not ours */
+            break;
+        }
+        chain[len++] = j;
+        j = proc_find(procs[j].ppid);
+    }
+    int d = cycle || j < 0 ? DEPTH_NOT_OURS : procs[j].depth;
+    while (len) {
+        if (d != DEPTH_NOT_OURS)
+            d++;
+        procs[chain[--len]].depth = d;
+    }
+}
 
 /* Sums CPU and RSS over the jail: every process under the outer bwrap
  * except bwrap itself and its namespace init (depth 0 and 1); the init's
@@ -363,6 +406,7 @@ proc_scan(pid_t root, uint64_t *cpu_ticks, uint64_t *rss_pages)
         return;
     size_t n = 0;
     struct dirent *e;
+    memset(proc_hash, 0, sizeof proc_hash);
     while ((e = readdir(d)) && n < PROC_MAX) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
@@ -399,26 +443,16 @@ proc_scan(pid_t root, uint64_t *cpu_ticks, uint64_t *rss_pages)
         procs[n].own_ticks = f[10] + f[11];
         procs[n].child_ticks = f[12] + f[13];
         procs[n].rss_pages = f[20];
-        procs[n].depth = pid == root ? 0 : -1;
+        procs[n].depth = pid == root ? 0 : DEPTH_UNKNOWN;
+        size_t h = (size_t)pid & (PROC_HASH - 1);
+        while (proc_hash[h])
+            h = (h + 1) & (PROC_HASH - 1);
+        proc_hash[h] = (int)n + 1;
         n++;
     }
     closedir(d);
-    /* Mark descendants; each pass reaches one level deeper. */
-    for (int level = 0; level < 64; level++) {
-        bool changed = false;
-        for (size_t i = 0; i < n; i++) {
-            if (procs[i].depth >= 0)
-                continue;
-            for (size_t j = 0; j < n; j++)
-                if (procs[j].depth == level && procs[i].ppid == procs[j].pid) {
-                    procs[i].depth = level + 1;
-                    changed = true;
-                    break;
-                }
-        }
-        if (!changed)
-            break;
-    }
+    for (size_t i = 0; i < n; i++)
+        proc_resolve((int)i, n);
     for (size_t i = 0; i < n; i++) {
         if (procs[i].depth == 1)
             *cpu_ticks += procs[i].child_ticks;
