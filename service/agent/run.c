@@ -126,8 +126,8 @@ memfd_with(const uint8_t *data, size_t len, se_err *err)
     return fd;
 }
 
-/* --dir for every parent of path under /work, each once (bwrap fails on a
- * second --dir of the same path? no, but keep the command line short). */
+/* --dir for every parent of path under /work, each once while seen has room
+ * (a repeated --dir is harmless to bwrap; skipping it keeps the line short). */
 static void
 push_parent_dirs(struct argv_b *a, const char *path, char (*seen)[AGENT_MAX_PATH + 1],
                  size_t *n_seen, size_t max_seen)
@@ -195,9 +195,9 @@ push_etc_python(struct argv_b *a)
     int n = 0;
     while ((e = readdir(d)) && n < 8) {
         if (strncmp(e->d_name, "python3", 7) == 0 && strlen(e->d_name) < 32) {
-            argv_pushf(a, "--ro-bind-try");
-            argv_pushf(a, "/etc/%s", e->d_name);
-            argv_pushf(a, "/etc/%s", e->d_name);
+            char path[64];
+            snprintf(path, sizeof path, "/etc/%s", e->d_name);
+            push_ro_try(a, path);
             n++;
         }
     }
@@ -758,7 +758,7 @@ agent_run(agent_result *out, const agent_request *req, se_err *err)
     if (rc < 0)
         goto out;
 
-    struct agent_status started = {0}, done = {0};
+    struct agent_status done = {0};
     bool got_started = false, got_done = false;
     for (size_t off = 0; off + sizeof(struct agent_status) <= stlen;
          off += sizeof(struct agent_status)) {
@@ -768,14 +768,12 @@ agent_run(agent_result *out, const agent_request *req, se_err *err)
             break;
         st.msg[sizeof st.msg - 1] = 0;
         if (st.kind == AGENT_STATUS_STARTED) {
-            started = st;
             got_started = true;
         } else if (!got_done) {
             done = st;
             got_done = true;
         }
     }
-    (void)started;
     if (got_done && done.kind == AGENT_STATUS_FAILED) {
         errno = done.sys_errno;
         if (done.sys_errno)
