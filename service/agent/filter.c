@@ -139,7 +139,7 @@ agent_filter_load(char *msg, size_t msg_len)
     /* Typing into a terminal we might share (the jail has a new session, so
      * this is belt and braces). */
     static const unsigned long bad_ioctls[] = {TIOCSTI, TIOCLINUX};
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof bad_ioctls / sizeof bad_ioctls[0]; i++) {
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
                              SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, bad_ioctls[i]));
         if (r < 0) {
