@@ -15,6 +15,9 @@
 /* Writes the 4-byte header for a payload of len bytes into hdr. */
 void frame_put_header(uint8_t hdr[FRAME_HDR], uint32_t len);
 
+/* The payload length a 4-byte header announces (not checked against a cap). */
+uint32_t frame_get_len(const uint8_t hdr[FRAME_HDR]);
+
 /* Looks for one whole frame at the start of buf.
  * Returns 1 and sets *payload / *payload_len / *consumed when it is there,
  * 0 when more bytes are needed, -1 when the length is over max. */

@@ -37,66 +37,32 @@ wait_for_stop(void)
     return 0;
 }
 
-/* Reads exactly one frame from fd into *out (caller frees). */
+/* Reads exactly one frame from fd into b (initialised by the caller, who
+ * frees it); *payload points into b. Reads no further than the frame. */
 static int
-frame_read_fd(int fd, uint8_t **out, uint32_t *out_len, se_err *err)
+frame_read_fd(const uint8_t **payload, uint32_t *payload_len, se_buf *b, int fd, se_err *err)
 {
-    se_buf b;
-    se_buf_init(&b, (size_t)FRAME_MAX + FRAME_HDR);
     uint8_t tmp[65536];
     for (;;) {
-        const uint8_t *payload;
-        uint32_t plen;
         size_t consumed;
-        int r = frame_parse(b.data ? b.data : (const uint8_t *)"", b.len, FRAME_MAX, &payload,
-                            &plen, &consumed);
-        if (r < 0) {
-            se_buf_free(&b);
+        int r = frame_parse(b->data, b->len, FRAME_MAX, payload, payload_len, &consumed);
+        if (r < 0)
             return se_err_set(err, SE_PROTOCOL, "request frame over %u bytes", FRAME_MAX);
-        }
-        if (r == 1) {
-            if (consumed != b.len) {
-                se_buf_free(&b);
-                return se_err_set(err, SE_PROTOCOL, "bytes after the request frame");
-            }
-            uint8_t *copy = malloc(plen ? plen : 1);
-            if (!copy) {
-                se_buf_free(&b);
-                return se_err_set(err, SE_INTERNAL, "out of memory");
-            }
-            memcpy(copy, payload, plen);
-            se_buf_free(&b);
-            *out = copy;
-            *out_len = plen;
+        if (r == 1)
             return 0;
-        }
-        /* Read no further than the frame needs, so a trailing byte is an error
-         * only when it arrives in the same read. */
-        size_t want = sizeof tmp;
-        if (b.len >= FRAME_HDR) {
-            uint32_t n = ((uint32_t)b.data[0] << 24) | ((uint32_t)b.data[1] << 16) |
-                         ((uint32_t)b.data[2] << 8) | b.data[3];
-            size_t left = FRAME_HDR + (size_t)n - b.len;
-            if (left < want)
-                want = left;
-        } else {
-            want = FRAME_HDR - b.len;
-        }
+        size_t want = b->len < FRAME_HDR ? FRAME_HDR - b->len
+                                         : FRAME_HDR + (size_t)frame_get_len(b->data) - b->len;
+        if (want > sizeof tmp)
+            want = sizeof tmp;
         ssize_t n = read(fd, tmp, want);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            se_buf_free(&b);
+        if (n < 0)
             return se_err_errno(err, SE_PROTOCOL, "read request");
-        }
-        if (n == 0) {
-            se_buf_free(&b);
+        if (n == 0)
             return se_err_set(err, SE_PROTOCOL, "request frame cut short");
-        }
-        if (se_buf_append(&b, tmp, (size_t)n) < 0) {
-            se_buf_free(&b);
+        if (se_buf_append(b, tmp, (size_t)n) < 0)
             return se_err_set(err, SE_INTERNAL, "out of memory");
-        }
     }
 }
 
@@ -143,12 +109,16 @@ static int
 run_once(void)
 {
     se_err err = {0};
-    uint8_t *payload = NULL;
+    se_buf in;
+    se_buf_init(&in, (size_t)FRAME_MAX + FRAME_HDR);
+    const uint8_t *payload = NULL;
     uint32_t plen = 0;
-    if (frame_read_fd(0, &payload, &plen, &err) < 0)
+    if (frame_read_fd(&payload, &plen, &in, 0, &err) < 0) {
+        se_buf_free(&in);
         return respond_error(err.msg) < 0 ? 1 : 0;
+    }
     agent_request *req = safeeval__agent__v1__run_request__unpack(NULL, plen, payload);
-    free(payload);
+    se_buf_free(&in);
     if (!req)
         return respond_error("malformed RunRequest") < 0 ? 1 : 0;
     int rc = agent_request_validate(req, &err);

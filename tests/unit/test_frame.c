@@ -21,8 +21,10 @@ test_header_roundtrip(void **state)
     assert_int_equal(h[1], 2);
     assert_int_equal(h[2], 3);
     assert_int_equal(h[3], 4);
+    assert_int_equal(frame_get_len(h), 0x01020304u);
     frame_put_header(h, 0xffffffffu);
     assert_memory_equal(h, "\xff\xff\xff\xff", 4);
+    assert_int_equal(frame_get_len(h), 0xffffffffu);
 }
 
 static void
