@@ -3,6 +3,7 @@ over its unix socket (http.client, never the docker CLI), a daemon with the
 test recipe, and what "nothing of ours left behind" means.
 
     from sandbox_engine import engine_get, container_exists, daemon_args, ours_left
+    from sandbox_engine import run_in_sandbox   # one daemon, one sandbox, checked cleanup
 """
 import http.client
 import json
@@ -85,6 +86,31 @@ def daemon_args(wheelhouse, *extra):
     return ["--base-image", "safeeval/python:{version}",
             "--recipe-dir", os.path.join(harness.SOURCE_DIR, "docker", "sandbox"),
             "--wheelhouse", wheelhouse] + list(extra)
+
+
+def run_in_sandbox(limits, body):
+    """Starts a daemon with the test recipe, creates one 3.11 + numpy sandbox
+    with these limits and calls body(d, sb). A failing body first removes what
+    the daemon made; the sandbox is destroyed either way. Then nothing of ours
+    may be left, and the daemon must stop cleanly (a sanitizer build that finds
+    a leak exits non-zero)."""
+    wheels = make_wheelhouse()
+    with harness.Daemon(extra_args=daemon_args(wheels), timeout=60) as d:
+        pb = d.pb
+        sb = d.stub.CreateSandbox(pb.CreateSandboxRequest(
+            python_version="3.11", modules=["numpy"], limits=pb.Limits(**limits)),
+            timeout=600).sandbox
+        try:
+            body(d, sb)
+        except BaseException:
+            cleanup_after_failure([d.log()])
+            raise
+        finally:
+            d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
+        left = ours_left([d.log()])
+        assert not left, left
+        rc = d.stop()
+        assert rc == 0, (rc, d.log()[-6000:])
 
 
 def containers_made(log_text):

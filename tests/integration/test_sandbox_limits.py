@@ -10,30 +10,13 @@ import time
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Daemon  # noqa: E402
-from sandbox_engine import cleanup_after_failure, daemon_args, make_wheelhouse, ours_left  # noqa: E402
+from sandbox_engine import run_in_sandbox  # noqa: E402
 
 
 def main():
-    wheels = make_wheelhouse()
-    with Daemon(extra_args=daemon_args(wheels), timeout=60) as d:
-        pb = d.pb
-        sb = d.stub.CreateSandbox(pb.CreateSandboxRequest(
-            python_version="3.11", modules=["numpy"],
-            limits=pb.Limits(wall_time_ms=20000, cpu_time_ms=20000, memory_bytes=256 << 20,
-                             max_processes=32, max_output_bytes=1 << 20,
-                             max_file_bytes=8 << 20)), timeout=600).sandbox
-        try:
-            limits(d, sb)
-        except BaseException:
-            cleanup_after_failure([d.log()])
-            raise
-        finally:
-            d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
-        left = ours_left([d.log()])
-        assert not left, left
-        rc = d.stop()  # non-zero also when a sanitizer build finds a leak
-        assert rc == 0, (rc, d.log()[-6000:])
+    run_in_sandbox(dict(wall_time_ms=20000, cpu_time_ms=20000, memory_bytes=256 << 20,
+                        max_processes=32, max_output_bytes=1 << 20, max_file_bytes=8 << 20),
+                   limits)
     print("OK")
 
 
