@@ -5,10 +5,12 @@ test recipe, and what "nothing of ours left behind" means.
     from sandbox_engine import engine_get, container_exists, daemon_args, ours_left
     from sandbox_engine import run_in_sandbox   # one daemon, one sandbox, checked cleanup
 """
+import atexit
 import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -16,6 +18,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import make_wheel  # noqa: E402
 
 DOCKER_SOCK = "/var/run/docker.sock"
 
@@ -76,8 +79,7 @@ def dangling_ours():
 def make_wheelhouse():
     """A temp wheelhouse with the test package (make_wheel.py, stdlib only)."""
     d = tempfile.mkdtemp(prefix="safeeval-wheels-")
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import make_wheel  # noqa: E402
+    atexit.register(shutil.rmtree, d, True)
     make_wheel.make_wheel(d)
     return d
 
