@@ -136,13 +136,20 @@ def ours_left(logs, live_ids=()):
     return sorted(c for c in made - keep if container_exists(c))
 
 
-def engine_remove(cid):
+def engine_delete(path):
+    """DELETE an Engine API path; returns the HTTP status."""
     c = _UnixConn(DOCKER_SOCK)
     try:
-        c.request("DELETE", "/containers/%s?force=1" % urllib.parse.quote(cid))
-        c.getresponse().read()
+        c.request("DELETE", path)
+        r = c.getresponse()
+        r.read()
+        return r.status
     finally:
         c.close()
+
+
+def engine_remove(cid):
+    engine_delete("/containers/%s?force=1" % urllib.parse.quote(cid))
 
 
 def cleanup_after_failure(logs):

@@ -12,21 +12,17 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Daemon, expect_code  # noqa: E402
-from sandbox_engine import (DOCKER_SOCK, _UnixConn, cleanup_after_failure,  # noqa: E402
-                            daemon_args, dangling_ours, make_wheelhouse, ours_left)
+from sandbox_engine import (cleanup_after_failure, daemon_args, dangling_ours,  # noqa: E402
+                            engine_delete, make_wheelhouse, ours_left)
 
 T = 600  # a create may build an image
 
 
 def remove_image(tag):
-    c = _UnixConn(DOCKER_SOCK)
     try:
-        c.request("DELETE", "/images/%s" % urllib.parse.quote(tag, safe=""))
-        c.getresponse().read()
+        engine_delete("/images/%s" % urllib.parse.quote(tag, safe=""))
     except http.client.HTTPException:
         pass
-    finally:
-        c.close()
 
 
 def concurrent_creates_build_once(d):
