@@ -75,7 +75,9 @@ class ServerOnly(unittest.TestCase):
 
     def test_list(self):
         d = self.d
-        d.stub.ListSandboxes(d.pb.ListSandboxesRequest(), timeout=10)
+        r = d.stub.ListSandboxes(d.pb.ListSandboxesRequest(), timeout=10)
+        # A fresh instance name (harness.INSTANCE): nothing to recover, none made.
+        self.assertEqual(list(r.sandboxes), [])
 
     def test_calls_are_logged(self):
         d = self.d
