@@ -5,6 +5,7 @@ during run), the tl;dr example, and libsafeeval's Eval latency."""
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,10 +37,12 @@ class ClientCli(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.cli("destroy", cls.sid)
+        destroyed = cls.cli("destroy", cls.sid)
         rc = cls.d.stop()
         log = cls.d.log()
         cls.d.__exit__(None, None, None)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        assert destroyed.returncode == 0, destroyed.stderr
         assert rc == 0, "daemon exit code %d\n%s" % (rc, log)
 
     @classmethod
