@@ -10,7 +10,6 @@ data file) -> wall-time limit hit -> get -> list -> destroy -> get = NOT_FOUND.
 import json
 import os
 import re
-import shutil
 import sys
 import time
 
@@ -193,21 +192,18 @@ def run_cycle(pb, pbg, stub):
 
 
 def main():
-    pb, pbg, stubdir = common.generate_stubs()
-    try:
-        with common.daemon() as d:
-            path = common.socket_path(d)
-            with grpc.insecure_channel("unix:" + path) as ch:
-                grpc.channel_ready_future(ch).result(timeout=30)
-                try:
-                    run_cycle(pb, pbg, pbg.SandboxServiceStub(ch))
-                except BaseException:
-                    print("---- daemon log (tail) ----\n" + common.log_tail(d))
-                    raise
-                if failures:
-                    print("---- daemon log (tail) ----\n" + common.log_tail(d))
-    finally:
-        shutil.rmtree(stubdir, ignore_errors=True)
+    pb, pbg = common.stubs()
+    with common.daemon() as d:
+        path = common.socket_path(d)
+        with grpc.insecure_channel("unix:" + path) as ch:
+            grpc.channel_ready_future(ch).result(timeout=30)
+            try:
+                run_cycle(pb, pbg, pbg.SandboxServiceStub(ch))
+            except BaseException:
+                print("---- daemon log (tail) ----\n" + common.log_tail(d))
+                raise
+            if failures:
+                print("---- daemon log (tail) ----\n" + common.log_tail(d))
     if failures:
         print("%d check(s) failed:" % len(failures))
         for f in failures:
