@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "util/cleanup.h"
+#include "util/file.h"
 #include "util/log.h"
 
 typedef struct flight {
@@ -127,7 +128,7 @@ agent_digest(image_cache *ic, uint8_t out[SHA256_DIGEST_LEN], se_err *err)
         return 0;
     cleanup_free uint8_t *data = NULL;
     size_t len;
-    int rc = image_read_file(ic->agent_path, IMAGE_AGENT_CAP, &data, &len, &st, err);
+    int rc = file_read_all(ic->agent_path, IMAGE_AGENT_CAP, FILE_NOFOLLOW, &data, &len, &st, err);
     if (rc < 0)
         return se_err_prefix(err, "agent binary");
     sha256_digest(out, data, len);
@@ -287,7 +288,8 @@ build_image(image_cache *ic, const ensure_plan *p, const char *version, docker_p
     cJSON *labels = NULL, *args = NULL;
     se_buf_init(&ctx, IMAGE_CONTEXT_CAP);
 
-    rc = image_read_file(ic->agent_path, IMAGE_AGENT_CAP, &agent, &agent_len, NULL, err);
+    rc = file_read_all(ic->agent_path, IMAGE_AGENT_CAP, FILE_NOFOLLOW, &agent, &agent_len, NULL,
+                       err);
     if (rc < 0) {
         se_err_prefix(err, "agent binary");
         goto out;

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "util/cleanup.h"
+#include "util/file.h"
 
 typedef struct ctx_entry {
     char name[IMAGE_NAME_MAX + sizeof(IMAGE_CTX_WHEELHOUSE) + 2];
@@ -80,7 +81,7 @@ write_entry(struct archive *a, struct archive_entry *ae, const ctx_entry *e,
             (int)sizeof(path))
             return se_err_set(err, SE_PRECONDITION, "wheelhouse path too long");
         struct stat st;
-        int rc = image_read_file(path, IMAGE_CONTEXT_CAP, &wheel_data, &len, &st, err);
+        int rc = file_read_all(path, IMAGE_CONTEXT_CAP, FILE_NOFOLLOW, &wheel_data, &len, &st, err);
         if (rc < 0)
             return rc;
         if ((uint64_t)len != e->wheel->size)

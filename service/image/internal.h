@@ -84,12 +84,6 @@ typedef struct image_wheelhouse {
 int image_wheelhouse_list(image_wheelhouse *out, const char *dir, se_err *err);
 void image_wheelhouse_free(image_wheelhouse *w);
 
-/* Reads a whole regular file (no symlinks) of at most cap bytes. *out is
- * malloc'd (NUL-terminated after *out_len); st_out (may be NULL) gets its
- * fstat. */
-struct stat;
-int image_read_file(const char *path, size_t cap, uint8_t **out, size_t *out_len,
-                    struct stat *st_out, se_err *err);
 
 /* tag.c: the content address. Pure: the same inputs always give the same tag,
  * module order and duplicates do not matter, any other change gives a new one. */

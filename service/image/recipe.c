@@ -12,43 +12,7 @@
 #include <unistd.h>
 
 #include "util/cleanup.h"
-
-int
-image_read_file(const char *path, size_t cap, uint8_t **out, size_t *out_len, struct stat *st_out,
-                se_err *err)
-{
-    cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return se_err_errno(err, errno == ENOENT ? SE_NOT_FOUND : SE_INTERNAL, "open %s", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return se_err_errno(err, SE_INTERNAL, "stat %s", path);
-    if (!S_ISREG(st.st_mode))
-        return se_err_set(err, SE_INVALID, "%s is not a regular file", path);
-    if (st.st_size < 0 || (uint64_t)st.st_size > cap)
-        return se_err_set(err, SE_EXHAUSTED, "%s is larger than %zu bytes", path, cap);
-    size_t want = (size_t)st.st_size;
-    cleanup_free uint8_t *data = malloc(want + 1);
-    if (!data)
-        return se_err_set(err, SE_INTERNAL, "out of memory reading %s", path);
-    size_t got = 0;
-    while (got < want) {
-        ssize_t r = read(fd, data + got, want - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return se_err_errno(err, SE_INTERNAL, "read %s", path);
-        if (r == 0)
-            return se_err_set(err, SE_INTERNAL, "%s shrank while being read", path);
-        got += (size_t)r;
-    }
-    data[got] = '\0';
-    *out = steal_pointer(&data);
-    *out_len = got;
-    if (st_out)
-        *st_out = st;
-    return 0;
-}
+#include "util/file.h"
 
 static int
 cmp_file(const void *a, const void *b)
@@ -144,7 +108,8 @@ image_recipe_load(image_recipe *out, const char *dir, se_err *err)
         }
         image_file *f = &r.files[r.n];
         struct stat fst;
-        rc = image_read_file(path, IMAGE_RECIPE_FILE_CAP, &f->data, &f->len, &fst, err);
+        rc =
+            file_read_all(path, IMAGE_RECIPE_FILE_CAP, FILE_NOFOLLOW, &f->data, &f->len, &fst, err);
         if (rc < 0)
             goto out;
         f->name = strdup(name);

@@ -37,6 +37,7 @@
 #include <grpc/support/time.h>
 
 #include "util/cleanup.h"
+#include "util/file.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -703,29 +704,17 @@ unix_prepare(const char *listen, se_err *err)
 static int
 read_pem(const char *path, char **out, se_err *err)
 {
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return se_err_errno(err, SE_INVALID, "read %s", path);
-    cleanup_free char *buf = malloc(RPC_PEM_MAX + 1);
-    if (!buf)
-        return se_err_set(err, SE_INTERNAL, "out of memory");
+    cleanup_free uint8_t *buf = NULL;
     size_t got = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + got, RPC_PEM_MAX + 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return se_err_errno(err, SE_INVALID, "read %s", path);
-        if (r == 0)
-            break;
-        got += (size_t)r;
-        if (got > RPC_PEM_MAX)
-            return se_err_set(err, SE_INVALID, "read %s: larger than %u bytes", path, RPC_PEM_MAX);
+    if (file_read_all(path, RPC_PEM_MAX, 0, &buf, &got, NULL, err) < 0) {
+        if (!err)
+            return -SE_INVALID;
+        err->code = SE_INVALID;
+        return se_err_prefix(err, "TLS file");
     }
-    buf[got] = '\0';
     if (got == 0 || memchr(buf, '\0', got))
         return se_err_set(err, SE_INVALID, "read %s: empty or not PEM text", path);
-    *out = steal_pointer(&buf);
+    *out = (char *)steal_pointer(&buf);
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "util/cleanup.h"
+#include "util/file.h"
 
 const config_opt *
 config_find(const config_opt *table, size_t n, const char *name, size_t name_len)
@@ -263,33 +264,16 @@ config_apply_text(const config_opt *table, size_t n, const char *text, size_t le
 int
 config_apply_file(const config_opt *table, size_t n, const char *path, se_err *err)
 {
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return se_err_errno(err, SE_INVALID, "config file %s", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return se_err_errno(err, SE_INVALID, "config file %s", path);
-    if (!S_ISREG(st.st_mode))
-        return se_err_set(err, SE_INVALID, "config file %s: not a regular file", path);
-    if (st.st_size > (off_t)CONFIG_FILE_MAX)
-        return se_err_set(err, SE_INVALID, "config file %s: larger than %u bytes", path,
-                          CONFIG_FILE_MAX);
-    cleanup_free char *text = malloc((size_t)st.st_size + 1);
-    if (!text)
-        return se_err_errno(err, SE_INTERNAL, "config file %s", path);
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, text + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return se_err_errno(err, SE_INVALID, "config file %s", path);
-        if (r == 0)
-            break;
-        got += (size_t)r;
+    cleanup_free uint8_t *text = NULL;
+    size_t len = 0;
+    if (file_read_all(path, CONFIG_FILE_MAX, 0, &text, &len, NULL, err) < 0) {
+        /* Any failure to read it is a bad setting of the operator's. */
+        if (!err)
+            return -SE_INVALID;
+        err->code = SE_INVALID;
+        return se_err_prefix(err, "config file");
     }
-    text[got] = '\0';
-    return config_apply_text(table, n, text, got, path, err);
+    return config_apply_text(table, n, (const char *)text, len, path, err);
 }
 
 /* "--name=value" or "--name"; sets *name, *name_len and *value (NULL when the

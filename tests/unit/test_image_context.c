@@ -14,6 +14,7 @@
 #include <archive_entry.h>
 #include <cmocka.h>
 
+#include "util/file.h"
 #include "image/internal.h"
 
 typedef struct fx {
@@ -258,13 +259,13 @@ test_read_file(void **state)
     size_t n;
     se_err err;
     snprintf(p, sizeof(p), "%s/seccomp.json", f->recipe);
-    assert_int_equal(image_read_file(p, 100, &d, &n, NULL, &err), 0);
+    assert_int_equal(file_read_all(p, 100, FILE_NOFOLLOW, &d, &n, NULL, &err), 0);
     assert_int_equal(n, 8);
     free(d);
-    assert_int_equal(image_read_file(p, 7, &d, &n, NULL, &err), -SE_EXHAUSTED);
+    assert_int_equal(file_read_all(p, 7, FILE_NOFOLLOW, &d, &n, NULL, &err), -SE_EXHAUSTED);
     snprintf(p, sizeof(p), "%s/link.txt", f->recipe);
-    assert_true(image_read_file(p, 100, &d, &n, NULL, &err) < 0); /* no symlinks */
-    assert_int_equal(image_read_file(f->recipe, 100, &d, &n, NULL, &err), -SE_INVALID);
+    assert_true(file_read_all(p, 100, FILE_NOFOLLOW, &d, &n, NULL, &err) < 0); /* no symlinks */
+    assert_int_equal(file_read_all(f->recipe, 100, FILE_NOFOLLOW, &d, &n, NULL, &err), -SE_INVALID);
 }
 
 int
