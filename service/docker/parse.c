@@ -181,7 +181,11 @@ docker_build_log_free(docker_build_log *l)
 static void
 ring_push(docker_build_log *l, const char *s, size_t len)
 {
-    copy_printable(s, len, l->ring[l->ring_next], DOCKER_BUILD_RING_LINE);
+    /* Lines come here printable already (out_line_done, or our own text). */
+    if (len >= DOCKER_BUILD_RING_LINE)
+        len = DOCKER_BUILD_RING_LINE - 1;
+    memcpy(l->ring[l->ring_next], s, len);
+    l->ring[l->ring_next][len] = '\0';
     l->ring_next = (l->ring_next + 1) % DOCKER_BUILD_RING;
     if (l->ring_count < DOCKER_BUILD_RING)
         l->ring_count++;
