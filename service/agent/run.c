@@ -352,6 +352,7 @@ struct proc_ent {
 #define DEPTH_UNKNOWN -2
 /* pid -> index + 1 (0 = empty); a power of two, at most half full. */
 #define PROC_HASH (2 * PROC_MAX)
+_Static_assert((PROC_HASH & (PROC_HASH - 1)) == 0, "PROC_HASH must be a power of two");
 
 static struct proc_ent procs[PROC_MAX];
 static int proc_hash[PROC_HASH];
