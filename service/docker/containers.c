@@ -1,5 +1,5 @@
-/* Containers: create, start, inspect, stop, kill, remove, list, and files in
- * and out of them (archive). */
+/* Containers: create, start, inspect, stop, kill, remove, list, the memory
+ * limit of a running one (update), and files in and out of them (archive). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,5 +261,54 @@ out:
     free(esc);
     free(query);
     free(upath);
+    return rc;
+}
+
+/* cJSON numbers are doubles: past 2^53 the engine would get another value. */
+#define UPDATE_MEMORY_MAX (1ull << 53)
+
+int
+docker_container_update_memory(docker_client *c, const char *id, uint64_t bytes, se_err *err)
+{
+    char *path = NULL;
+    char *json = NULL;
+    docker_resp resp = {0};
+    cJSON *b = NULL;
+    int rc;
+
+    rc = docker_path(&path, "/containers/", id, "/update", err);
+    if (rc < 0)
+        return rc;
+    if (bytes == 0 || bytes > UPDATE_MEMORY_MAX) {
+        rc = se_err_set(err, SE_INVALID, "container update %.12s: memory %llu out of range", id,
+                        (unsigned long long)bytes);
+        goto out;
+    }
+    b = cJSON_CreateObject();
+    if (!b || !cJSON_AddNumberToObject(b, "Memory", (double)bytes) ||
+        !cJSON_AddNumberToObject(b, "MemorySwap", (double)bytes) ||
+        !(json = cJSON_PrintUnformatted(b))) {
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto out;
+    }
+    docker_req req = {
+        .method = "POST", .path = path, .body = json, .body_len = strlen(json), .cap = 1 << 20};
+    rc = docker_http(c, &req, &resp, err);
+    if (rc < 0) {
+        se_err_prefix(err, "container update %.12s", id);
+        goto out;
+    }
+    if (resp.status < 200 || resp.status >= 300) {
+        char msg[512];
+        docker_engine_message((const char *)resp.body.data, resp.body.len, msg, sizeof(msg));
+        rc = se_err_set(err, docker_update_fail_code(resp.status, msg),
+                        "container update %.12s: memory %llu: engine answered %ld: %s", id,
+                        (unsigned long long)bytes, resp.status, msg);
+    }
+out:
+    se_buf_free(&resp.body);
+    cJSON_Delete(b);
+    free(json);
+    free(path);
     return rc;
 }

@@ -76,6 +76,65 @@ int docker_archive_get_file(docker_client *c, const char *id, const char *path, 
 int docker_archive_put(docker_client *c, const char *id, const char *path, const void *tar,
                        size_t tar_len, se_err *err);
 
+/* Memory limit of a running container (POST /containers/{id}/update):
+ * Memory = MemorySwap = bytes (1 .. 2^53, else SE_INVALID). Applies to
+ * running processes at once. Refusals: SE_CONFLICT when the kernel refuses a
+ * limit below the current usage (cgroup v1; the engine answers 500 with
+ * runc's "unable to set memory limit ... (current usage: ...)"; on cgroup v2
+ * the kernel reclaims and OOM-kills instead of refusing), SE_INVALID for a
+ * limit under the engine's minimum (6 MiB on 20.10), SE_NOT_FOUND for an
+ * unknown container. */
+int docker_container_update_memory(docker_client *c, const char *id, uint64_t bytes, se_err *err);
+
+/* A persistent attach to a running container's stdin/stdout/stderr
+ * (POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1, hijacked
+ * like exec; never logs=1 or stream=0). The container must be created with
+ * OpenStdin=true, StdinOnce=false, Tty=false: closing the stream then leaves
+ * the container and its stdin open, and a later attach reaches the same
+ * process (and the same stdin byte stream). What the container writes while
+ * no stream is attached is lost (there is no log with LogConfig none), and
+ * so may be what it writes while the engine is still wiring a new attach up:
+ * speak first (a request on stdin), then read the answer. stdout and stderr
+ * are separate pipes, not ordered with respect to each other. Not
+ * thread-safe: one user at a time. *out is freed with docker_stream_close.
+ * SE_NOT_FOUND for an unknown container, SE_UNAVAILABLE for one that is not
+ * running (checked after the attach: the engine would attach to a stopped
+ * one and stay silent). */
+typedef struct docker_stream docker_stream;
+int docker_stream_attach(docker_client *c, const char *container_id, docker_stream **out,
+                         se_err *err);
+/* Sends all of data to the container's stdin; gives up at deadline_ms
+ * (CLOCK_MONOTONIC ms, INT64_MAX = none) with SE_DEADLINE. SE_UNAVAILABLE
+ * when the stream is gone. After SE_DEADLINE a prefix of data may have been
+ * sent: the stdin byte stream is cut mid-message, also for later attaches. */
+int docker_stream_send(docker_stream *s, const void *data, size_t len, int64_t deadline_ms,
+                       se_err *err);
+/* Waits at most timeout_ms (0 = not at all, < 0 = no limit) for the
+ * container's stdout and returns what is there (at most cap bytes, as soon as
+ * there are any) in *n (0 = nothing yet). It reads at most cap bytes from the
+ * socket per call, so memory stays bounded: the rest of a large frame waits
+ * in the socket (and the container, once the pipes are full, on its
+ * stdout). Bytes the container writes to stderr are kept (the last 4 KiB)
+ * for docker_stream_stderr. SE_UNAVAILABLE once the stream has ended (the
+ * process or container is gone; bytes that came before the end are returned
+ * first), SE_PROTOCOL if the engine's multiplexed stream is malformed; both
+ * are sticky. */
+int docker_stream_recv(docker_stream *s, uint8_t *buf, size_t cap, int timeout_ms, size_t *n,
+                       se_err *err);
+/* The container's recent stderr (borrowed until docker_stream_close,
+ * NUL-terminated, printable: control bytes become '?', line breaks and tabs
+ * ' '). */
+const char *docker_stream_stderr(const docker_stream *s);
+/* The stream's socket, to poll on for POLLIN (readable = docker_stream_recv
+ * has something, or the end). Bytes can also wait inside the stream without
+ * the socket being readable (the stream's first bytes, which came with the
+ * engine's answer; the rest of a TLS record): poll only after
+ * docker_stream_recv returned *n == 0. */
+int docker_stream_fd(const docker_stream *s);
+/* Closes the connection: the engine detaches, the container runs on. NULL is
+ * fine. */
+void docker_stream_close(docker_stream *s);
+
 /* Exec: create + start (hijacked, stdin attached) + demux + inspect. */
 typedef struct docker_exec_opts {
     const char *const *argv; /* NULL-terminated */

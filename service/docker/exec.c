@@ -1,9 +1,7 @@
-/* Exec: create the exec, start it on a hijacked connection (the HTTP request
- * is sent by hand over a CURLOPT_CONNECT_ONLY connection, so the same code
- * works over the unix socket and tcp/TLS), stream stdin in while the
- * multiplexed output streams out (one poll() loop for both directions, so a
- * big stdin and a big output cannot deadlock), then read the exit code. */
-#include <errno.h>
+/* Exec: create the exec, start it on a hijacked connection (hijack.c),
+ * stream stdin in while the multiplexed output streams out (one poll() loop
+ * for both directions, so a big stdin and a big output cannot deadlock), then
+ * read the exit code. */
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +14,7 @@
 #include "docker/parse.h"
 #include "util/log.h"
 
-#define EXEC_HEAD_CAP (16u << 10)    /* response head of the hijack */
-#define EXEC_ERRBODY_CAP (64u << 10) /* error body when the engine refuses */
-#define EXEC_POLL_MS 50
+#define EXEC_POLL_MS 50 /* how often cancel is checked while the process runs */
 
 static int
 add_strings(cJSON *obj, const char *key, const char *const *v)
@@ -74,109 +70,6 @@ out:
     return rc;
 }
 
-typedef struct hijack {
-    CURL *h;
-    int fd;
-    const se_cancel *cancel;
-} hijack;
-
-/* Waits until fd is ready for events (or EXEC_POLL_MS passes), checking the
- * cancel token. Returns poll's revents (0 on timeout) or negative on cancel. */
-static int
-hijack_wait(hijack *hj, short events, se_err *err)
-{
-    int rc = se_cancel_check(hj->cancel, err);
-    if (rc < 0)
-        return rc;
-    struct pollfd p = {.fd = hj->fd, .events = events};
-    int n = poll(&p, 1, EXEC_POLL_MS);
-    if (n < 0 && errno != EINTR)
-        return se_err_errno(err, SE_INTERNAL, "exec: poll");
-    return n > 0 ? p.revents : 0;
-}
-
-static int
-hijack_send_all(hijack *hj, const char *data, size_t len, se_err *err)
-{
-    while (len) {
-        size_t n = 0;
-        CURLcode cr = curl_easy_send(hj->h, data, len, &n);
-        if (cr == CURLE_AGAIN) {
-            int r = hijack_wait(hj, POLLOUT, err);
-            if (r < 0)
-                return r;
-            continue;
-        }
-        if (cr != CURLE_OK)
-            return se_err_set(err, SE_UNAVAILABLE, "exec start: send: %s", curl_easy_strerror(cr));
-        data += n;
-        len -= n;
-    }
-    return 0;
-}
-
-/* Reads until "\r\n\r\n" and sets *head_len to the head's length; whatever
- * follows the head (the start of the stream) stays in head after it. */
-static int
-hijack_read_head(hijack *hj, se_buf *head, size_t *head_len, se_err *err)
-{
-    for (;;) {
-        char tmp[4096];
-        size_t n = 0;
-        CURLcode cr = curl_easy_recv(hj->h, tmp, sizeof(tmp), &n);
-        if (cr == CURLE_AGAIN) {
-            int r = hijack_wait(hj, POLLIN, err);
-            if (r < 0)
-                return r;
-            continue;
-        }
-        if (cr != CURLE_OK)
-            return se_err_set(err, SE_UNAVAILABLE, "exec start: recv: %s", curl_easy_strerror(cr));
-        if (n == 0)
-            return se_err_set(err, SE_PROTOCOL, "exec start: connection closed before the answer");
-        if (se_buf_append(head, tmp, n) < 0)
-            return se_err_set(err, SE_PROTOCOL, "exec start: answer head over %u bytes",
-                              EXEC_HEAD_CAP);
-        const char *end = memmem(head->data, head->len, "\r\n\r\n", 4);
-        if (end) {
-            *head_len = (size_t)(end - (const char *)head->data) + 4;
-            return 0;
-        }
-    }
-}
-
-/* The engine refused the start: read the (small) error body that follows the
- * head and map the status. */
-static int
-hijack_refused(hijack *hj, long status, const uint8_t *rest, size_t rest_len, se_err *err)
-{
-    docker_resp resp = {.status = status};
-    se_buf_init(&resp.body, EXEC_ERRBODY_CAP);
-    se_buf_append_capped(&resp.body, rest, rest_len);
-    int64_t until = clock_mono_ms() + 1000;
-    while (resp.body.len < resp.body.cap && clock_mono_ms() < until) {
-        char tmp[4096];
-        size_t n = 0;
-        CURLcode cr = curl_easy_recv(hj->h, tmp, sizeof(tmp), &n);
-        if (cr == CURLE_AGAIN) {
-            /* A JSON error body is complete once it parses. */
-            cJSON *j = cJSON_ParseWithLength((const char *)resp.body.data, resp.body.len);
-            cJSON_Delete(j);
-            if (j)
-                break;
-            if (hijack_wait(hj, POLLIN, err) < 0)
-                break;
-            continue;
-        }
-        if (cr != CURLE_OK || n == 0)
-            break;
-        se_buf_append_capped(&resp.body, tmp, n);
-    }
-    int rc = docker_http_fail(&resp, err, "exec start");
-    se_buf_free(&resp.body);
-    return rc;
-}
-
 typedef struct sink {
     se_buf out;
     se_buf err;
@@ -198,19 +91,10 @@ on_frame(int stream, const uint8_t *data, size_t len, void *ud)
     return 0;
 }
 
-static int
-hijack_feed(demux *d, sink *s, const uint8_t *data, size_t len, se_err *err)
-{
-    if (demux_feed(d, data, len, on_frame, s) != 0)
-        return se_err_set(err, SE_PROTOCOL,
-                          "exec: the engine's output is not a multiplexed "
-                          "stream");
-    return 0;
-}
-
 /* Streams stdin in and output out until the engine closes the connection. */
 static int
-hijack_pump(hijack *hj, const docker_exec_opts *o, demux *d, sink *s, se_err *err)
+exec_pump(docker_hijack *hj, const docker_exec_opts *o, demux *d, sink *s, const se_cancel *cancel,
+          se_err *err)
 {
     const uint8_t *in = o->stdin_data;
     size_t in_left = o->stdin_data ? o->stdin_len : 0;
@@ -228,38 +112,37 @@ hijack_pump(hijack *hj, const docker_exec_opts *o, demux *d, sink *s, se_err *er
         if (in_left) {
             size_t n = 0;
             size_t chunk = in_left < 65536 ? in_left : 65536;
-            CURLcode cr = curl_easy_send(hj->h, in, chunk, &n);
-            if (cr == CURLE_OK) {
-                in += n;
-                in_left -= n;
-                progress = n > 0;
-            } else if (cr != CURLE_AGAIN) {
+            if (docker_hijack_send(hj, in, chunk, &n, NULL) < 0) {
                 /* The process may exit without reading all of stdin; that
                  * is not an error: stop sending and collect the output. */
                 in_left = 0;
+            } else {
+                in += n;
+                in_left -= n;
+                progress = n > 0;
             }
         }
         size_t n = 0;
-        CURLcode cr = curl_easy_recv(hj->h, tmp, sizeof(tmp), &n);
-        if (cr == CURLE_OK) {
-            if (n == 0)
-                return 0; /* the engine closed: the process is done */
-            int r = hijack_feed(d, s, tmp, n, err);
-            if (r < 0)
-                return r;
+        bool eof = false;
+        int rc = docker_hijack_recv(hj, tmp, sizeof(tmp), &n, &eof, err);
+        if (rc < 0)
+            return rc;
+        if (eof)
+            return 0; /* the engine closed: the process is done */
+        if (n) {
+            if (demux_feed(d, tmp, n, on_frame, s) != 0)
+                return se_err_set(err, SE_PROTOCOL,
+                                  "the engine's output is not a multiplexed stream");
             progress = true;
-        } else if (cr != CURLE_AGAIN) {
-            return se_err_set(err, SE_UNAVAILABLE, "exec: recv: %s", curl_easy_strerror(cr));
         }
-        if (progress) {
-            int rc = se_cancel_check(hj->cancel, err);
-            if (rc < 0)
-                return rc;
+        rc = se_cancel_check(cancel, err);
+        if (rc < 0)
+            return rc;
+        if (progress)
             continue;
-        }
-        int r = hijack_wait(hj, (short)(POLLIN | (in_left ? POLLOUT : 0)), err);
-        if (r < 0)
-            return r;
+        rc = docker_hijack_wait(hj, (short)(POLLIN | (in_left ? POLLOUT : 0)), EXEC_POLL_MS, err);
+        if (rc < 0)
+            return rc;
     }
 }
 
@@ -268,16 +151,12 @@ exec_start(docker_client *c, const char *exec_id, const docker_exec_opts *o, sin
            const se_cancel *cancel, se_err *err)
 {
     char *path = NULL;
-    char *url = NULL;
     char *body = NULL;
-    char *reqtxt = NULL;
     cJSON *b = NULL;
-    se_buf head;
-    hijack hj = {.fd = -1, .cancel = cancel};
+    docker_hijack hj = {.fd = -1};
     demux d;
     int rc;
 
-    se_buf_init(&head, EXEC_HEAD_CAP);
     demux_init(&d);
     rc = docker_path(&path, "/exec/", exec_id, "/start", err);
     if (rc < 0)
@@ -288,70 +167,20 @@ exec_start(docker_client *c, const char *exec_id, const docker_exec_opts *o, sin
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
         goto out;
     }
-    /* Host: whatever follows "scheme://" in the base URL. */
-    const char *host = strstr(c->base_url, "://") + 3;
-    if (asprintf(&reqtxt,
-                 "POST /v%s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: safeevald\r\n"
-                 "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
-                 "Content-Length: %zu\r\n\r\n%s",
-                 c->api_version, path, host, strlen(body), body) < 0) {
-        reqtxt = NULL;
-        rc = se_err_set(err, SE_INTERNAL, "out of memory");
-        goto out;
-    }
-    url = docker_url(c, "/", NULL, true);
-    hj.h = docker_curl_new(c);
-    if (!url || !hj.h) {
-        rc = se_err_set(err, SE_INTERNAL, "out of memory");
-        goto out;
-    }
-    curl_easy_setopt(hj.h, CURLOPT_URL, url);
-    curl_easy_setopt(hj.h, CURLOPT_CONNECT_ONLY, 1L);
-    CURLcode cr = curl_easy_perform(hj.h);
-    if (cr != CURLE_OK) {
-        rc = se_err_set(err, SE_UNAVAILABLE, "docker engine at %s does not answer: %s", c->host,
-                        curl_easy_strerror(cr));
-        goto out;
-    }
-    curl_socket_t sock = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(hj.h, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
-        sock == CURL_SOCKET_BAD) {
-        rc = se_err_set(err, SE_INTERNAL, "exec start: no socket from libcurl");
-        goto out;
-    }
-    hj.fd = sock;
-    rc = hijack_send_all(&hj, reqtxt, strlen(reqtxt), err);
+    rc = docker_hijack_open(&hj, c, path, NULL, body, cancel, "exec start", err);
     if (rc < 0)
         goto out;
-    size_t head_len = 0;
-    rc = hijack_read_head(&hj, &head, &head_len, err);
-    if (rc < 0)
-        goto out;
-    long status = 0;
-    if (sscanf((const char *)head.data, "HTTP/1.%*1[01] %3ld", &status) != 1) {
-        rc = se_err_set(err, SE_PROTOCOL, "exec start: not an HTTP answer");
+    rc = exec_pump(&hj, o, &d, s, cancel, err);
+    if (rc < 0) {
+        se_err_prefix(err, "exec");
         goto out;
     }
-    if (status != 101 && status != 200) {
-        rc = hijack_refused(&hj, status, head.data + head_len, head.len - head_len, err);
-        goto out;
-    }
-    rc = hijack_feed(&d, s, head.data + head_len, head.len - head_len, err);
-    if (rc < 0)
-        goto out;
-    rc = hijack_pump(&hj, o, &d, s, err);
-    if (rc < 0)
-        goto out;
     if (!demux_at_boundary(&d))
         rc = se_err_set(err, SE_PROTOCOL, "exec: the output stream ended inside a frame");
 out:
-    if (hj.h)
-        curl_easy_cleanup(hj.h); /* closes the connection, also on cancel */
-    se_buf_free(&head);
+    docker_hijack_close(&hj); /* closes the connection, also on cancel */
     cJSON_Delete(b);
-    free(reqtxt);
     free(body);
-    free(url);
     free(path);
     return rc;
 }

@@ -209,23 +209,9 @@ int
 docker_http_fail(const docker_resp *resp, se_err *err, const char *what)
 {
     char msg[512];
-    int code;
     docker_engine_message((const char *)resp->body.data, resp->body.len, msg, sizeof(msg));
-    switch (resp->status) {
-    case 400:
-        code = SE_INVALID;
-        break;
-    case 404:
-        code = SE_NOT_FOUND;
-        break;
-    case 409:
-        code = SE_CONFLICT;
-        break;
-    default:
-        code = resp->status >= 500 ? SE_INTERNAL : SE_PROTOCOL;
-        break;
-    }
-    return se_err_set(err, code, "%s: engine answered %ld: %s", what, resp->status, msg);
+    return se_err_set(err, docker_status_code(resp->status), "%s: engine answered %ld: %s", what,
+                      resp->status, msg);
 }
 
 int

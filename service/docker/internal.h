@@ -1,6 +1,6 @@
 /* Internals of the Engine API client shared by its files: the client struct,
  * the one-shot HTTP request helper (http.c) and the hijacked connection used
- * by exec (exec.c). Not part of the module interface. */
+ * by exec start and attach (hijack.c). Not part of the module interface. */
 #ifndef SAFEEVAL_DOCKER_INTERNAL_H
 #define SAFEEVAL_DOCKER_INTERNAL_H
 
@@ -85,5 +85,50 @@ int docker_json_call(docker_client *c, const docker_req *req, cJSON **out, se_er
 /* Label filter JSON {"label":["k=v",...]} (+ "dangling":["true"] when
  * dangling), URL-escaped, malloc'd; NULL filters and !dangling give "". */
 int docker_filters_query(const char *const *labels, bool dangling, char **out, se_err *err);
+
+/* A hijacked connection: the engine answers the request with 101 (or 200)
+ * and then the same connection carries the multiplexed stream out and the
+ * process's stdin in. The request is written by hand over a
+ * CURLOPT_CONNECT_ONLY connection, so the unix socket and tcp/TLS take the
+ * same path; the socket is non-blocking. */
+#define DOCKER_HIJACK_HEAD_CAP (16u << 10)    /* the answer's head */
+#define DOCKER_HIJACK_ERRBODY_CAP (64u << 10) /* a refusal's error body */
+
+typedef struct docker_hijack {
+    CURL *h;
+    int fd;
+    /* Stream bytes that arrived with the answer's head (the head is read in
+     * blocks): the stream's first bytes, handed out before the socket's. */
+    uint8_t *early;
+    size_t early_len;
+    size_t early_off;
+} docker_hijack;
+
+/* Connects, sends "POST /vX.Y" path ("?" query) with json_body (may be NULL)
+ * and "Connection: Upgrade", "Upgrade: tcp", and reads the answer's head
+ * (capped). path must come from docker_path and query be a constant: nothing
+ * untrusted is formatted into the request. 0 once the engine answered 101 or
+ * 200: the stream follows. A refusal is mapped like docker_http_fail with
+ * the engine's message; what names the call in messages. The answer is
+ * awaited at most the client's timeout, and cancel (may be NULL) is checked
+ * meanwhile. On failure *hj is left closed. */
+int docker_hijack_open(docker_hijack *hj, docker_client *c, const char *path, const char *query,
+                       const char *json_body, const se_cancel *cancel, const char *what,
+                       se_err *err);
+/* Reads at most cap bytes without blocking, the early bytes first. 0 with
+ * *n bytes (0 = nothing now) and *eof true once the engine closed the
+ * stream; SE_UNAVAILABLE on a transport error. Early bytes and bytes a TLS
+ * layer holds do not make the socket readable: poll only after a read gave
+ * nothing. */
+int docker_hijack_recv(docker_hijack *hj, void *buf, size_t cap, size_t *n, bool *eof, se_err *err);
+/* Writes what the socket takes now: *n bytes, 0 when it is full.
+ * SE_UNAVAILABLE when the connection is gone. */
+int docker_hijack_send(docker_hijack *hj, const void *data, size_t len, size_t *n, se_err *err);
+/* poll() on the connection for at most timeout_ms (< 0 = no limit): the
+ * revents, 0 on timeout (or EINTR), SE_INTERNAL if poll fails. */
+int docker_hijack_wait(docker_hijack *hj, short events, int timeout_ms, se_err *err);
+/* Closes the connection (the engine sees the client go) and frees. Safe on
+ * a zeroed or closed hijack. */
+void docker_hijack_close(docker_hijack *hj);
 
 #endif

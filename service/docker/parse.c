@@ -95,7 +95,10 @@ copy_printable(const char *s, size_t len, char *out, size_t outlen)
                 i++;
             continue;
         }
-        out[o++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : (ch == '\n' ? ' ' : '?');
+        if (ch >= 0x20 && ch < 0x7f)
+            out[o++] = (char)ch;
+        else
+            out[o++] = (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : '?';
     }
     while (o > 0 && out[o - 1] == ' ')
         o--;
@@ -114,6 +117,81 @@ docker_engine_message(const char *body, size_t len, char *out, size_t outlen)
     else
         snprintf(out, outlen, "(no message)");
     cJSON_Delete(j);
+}
+
+int
+docker_status_code(long status)
+{
+    switch (status) {
+    case 400:
+        return SE_INVALID;
+    case 404:
+        return SE_NOT_FOUND;
+    case 409:
+        return SE_CONFLICT;
+    default:
+        return status >= 500 ? SE_INTERNAL : SE_PROTOCOL;
+    }
+}
+
+int
+docker_update_fail_code(long status, const char *msg)
+{
+    /* The engine passes the runtime's error on as a 500; only its text says
+     * that the limit was refused because the memory is in use. */
+    if (status >= 400 && msg && strstr(msg, "memory") &&
+        (strstr(msg, "current usage") || strstr(msg, "device or resource busy")))
+        return SE_CONFLICT;
+    return docker_status_code(status);
+}
+
+int
+docker_hijack_head_parse(const uint8_t *data, size_t len, long *status, size_t *head_len,
+                         se_err *err)
+{
+    /* "HTTP/1.x NNN" then a reason phrase or the line's end. Checked as far
+     * as it has arrived. */
+    static const char prefix[] = "HTTP/1.";
+    size_t n = len < 13 ? len : 13;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = data[i];
+        bool ok;
+        if (i < 7)
+            ok = ch == (uint8_t)prefix[i];
+        else if (i == 7)
+            ok = ch == '0' || ch == '1';
+        else if (i == 8)
+            ok = ch == ' ';
+        else if (i == 9)
+            ok = ch >= '1' && ch <= '5';
+        else if (i < 12)
+            ok = ch >= '0' && ch <= '9';
+        else
+            ok = ch == ' ' || ch == '\r';
+        if (!ok)
+            return se_err_set(err, SE_PROTOCOL,
+                              "the engine's answer is not an HTTP/1.x status line");
+    }
+    const uint8_t *end = memmem(data, len, "\r\n\r\n", 4);
+    if (!end)
+        return 1;
+    /* The blank line cannot come before byte 12: one of the checks above
+     * would have failed on its '\r'. */
+    *status = (data[9] - '0') * 100 + (data[10] - '0') * 10 + (data[11] - '0');
+    *head_len = (size_t)(end - data) + 4;
+    return 0;
+}
+
+bool
+docker_inspect_running(const cJSON *inspect)
+{
+    const cJSON *st =
+        cJSON_IsObject(inspect) ? cJSON_GetObjectItemCaseSensitive(inspect, "State") : NULL;
+    if (!cJSON_IsObject(st))
+        return false;
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "Running")) &&
+           !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "Paused")) &&
+           !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "Restarting"));
 }
 
 int

@@ -27,6 +27,15 @@ int docker_api_negotiate(const char *body, size_t len, char *out, size_t outlen,
  * else the body as text; non-printable bytes replaced, truncated to outlen. */
 void docker_engine_message(const char *body, size_t len, char *out, size_t outlen);
 
+/* The se_code for a non-2xx engine status: 400 SE_INVALID, 404
+ * SE_NOT_FOUND, 409 SE_CONFLICT, 5xx SE_INTERNAL, anything else
+ * SE_PROTOCOL. */
+int docker_status_code(long status);
+
+/* From a container inspect: State.Running and neither Paused nor
+ * Restarting (false for anything malformed). */
+bool docker_inspect_running(const cJSON *inspect);
+
 /* From the body of GET /exec/{id}/json: *running and *exit_code (-1 when
  * absent). SE_PROTOCOL when the body is not a JSON object. */
 int docker_exec_inspect_parse(const char *body, size_t len, bool *running, int *exit_code,
@@ -34,6 +43,23 @@ int docker_exec_inspect_parse(const char *body, size_t len, bool *running, int *
 
 /* From the body of POST /containers/create: the malloc'd "Id" (hex only). */
 int docker_create_id_parse(const char *body, size_t len, char **out_id, se_err *err);
+
+/* The head of the engine's answer to a hijacked request (exec start,
+ * attach), as read so far (data[0..len), any split). Returns 1 while the
+ * blank line that ends the head has not arrived, 0 once it has, with *status
+ * (100..599) and *head_len (the bytes up to and including "\r\n\r\n"; what
+ * follows is the stream). SE_PROTOCOL as soon as the bytes cannot start an
+ * "HTTP/1.0" or "HTTP/1.1" status line, so a peer that speaks something
+ * else is refused without waiting for the head's cap. */
+int docker_hijack_head_parse(const uint8_t *data, size_t len, long *status, size_t *head_len,
+                             se_err *err);
+
+/* The code for a refused POST /containers/{id}/update, from the status and
+ * the engine's message: SE_CONFLICT when the kernel refused a memory limit
+ * below the container's current usage (runc: "unable to set memory limit to
+ * N (current usage: ...)", older runc: "device or resource busy"; the engine
+ * answers 500 for those), else what docker_http_fail maps the status to. */
+int docker_update_fail_code(long status, const char *msg);
 
 /* The build progress stream: JSON objects, one per line. */
 #define DOCKER_BUILD_LINE_CAP (1u << 20) /* a longer JSON line is skipped */

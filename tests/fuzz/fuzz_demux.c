@@ -1,7 +1,9 @@
 /* The Engine API stream demuxer (docker/demux.h): the input is a raw
  * exec/attach stream. Fed whole, split at a pseudo-random point and byte by
  * byte, the demuxer must give the same payload per stream, never more payload
- * than input, and the same verdict. */
+ * than input, and the same verdict. Routed as an attach reader does (at most
+ * the room left in a small buffer per step), stdout must come out the same
+ * and the stderr tail must be the printable last bytes of stderr. */
 #include <string.h>
 
 #include "docker/demux.h"
@@ -82,6 +84,57 @@ feed_split(demux *d, const uint8_t *data, size_t size, const size_t *cuts, size_
     return rc;
 }
 
+/* demux_route in the steps of an attach reader with a cap-byte buffer. */
+static void
+check_route(const uint8_t *data, size_t size, uint64_t h, int r1, const sink *whole)
+{
+    static const size_t caps[] = {1, 2, 3, 7, 8, 9, 64, 4096};
+    size_t cap = caps[(h >> 8) % (sizeof(caps) / sizeof(caps[0]))];
+    uint8_t *buf = malloc(cap);
+    uint8_t *out = malloc(size ? size : 1);
+    if (!buf || !out)
+        abort();
+    size_t out_len = 0;
+    demux d;
+    demux_init(&d);
+    demux_tail t;
+    demux_tail_init(&t);
+    int r = 0;
+    size_t pos = 0;
+    while (pos < size && r == 0) {
+        size_t got = 0;
+        while (got < cap && pos < size) {
+            size_t step = cap - got < size - pos ? cap - got : size - pos;
+            /* Each step in its own allocation: a read past it is caught. */
+            uint8_t *piece = fuzz_dup(data + pos, step);
+            if (!piece)
+                abort();
+            r = demux_route(&d, piece, step, buf, cap, &got, &t);
+            free(piece);
+            FUZZ_CHECK(got <= cap);
+            pos += step;
+            if (r)
+                break;
+        }
+        memcpy(out + out_len, buf, got);
+        out_len += got;
+    }
+    FUZZ_CHECK(r == (r1 == 0 ? 0 : -1));
+    FUZZ_CHECK(t.len <= DEMUX_TAIL_CAP && t.text[t.len] == '\0' && strlen(t.text) == t.len);
+    for (size_t i = 0; i < t.len; i++)
+        FUZZ_CHECK((unsigned char)t.text[i] >= 0x20 && (unsigned char)t.text[i] < 0x7f);
+    if (r1 == 0) {
+        FUZZ_CHECK(out_len == whole->len[1] && memcmp(out, whole->buf[1], out_len) == 0);
+        size_t want = whole->len[2] < DEMUX_TAIL_CAP ? whole->len[2] : DEMUX_TAIL_CAP;
+        FUZZ_CHECK(t.len == want);
+        const uint8_t *e = whole->buf[2] + whole->len[2] - want;
+        for (size_t i = 0; i < want; i++)
+            FUZZ_CHECK(e[i] < 0x20 || e[i] >= 0x7f || (uint8_t)t.text[i] == e[i]);
+    }
+    free(out);
+    free(buf);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -125,6 +178,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(demux_feed(&d1, data, size, collect, &whole) == -1);
         FUZZ_CHECK(!demux_at_boundary(&d1));
     }
+
+    check_route(data, size, h, r1, &whole);
 
     /* A callback that stops: its value comes back, and nothing is fed after. */
     sink stop;

@@ -3,13 +3,15 @@
  *   0 GET /version (negotiation)      1 an error body
  *   2 GET /exec/{id}/json             3 POST /containers/create
  *   4 the build progress stream (fed in pieces; 2nd byte sizes them)
- *   5 GET /containers/{id}/archive (the tar; 2nd byte picks the cap) */
+ *   5 GET /containers/{id}/archive (the tar; 2nd byte picks the cap)
+ *   6 the head of a hijacked answer (exec start, attach), fed whole and
+ *     grown a piece at a time as it is read (2nd byte sizes the pieces) */
 #include <string.h>
 
 #include "docker/parse.h"
 #include "fuzz.h"
 
-enum { P_VERSION, P_MESSAGE, P_INSPECT, P_CREATE, P_BUILD, P_TAR, P_COUNT };
+enum { P_VERSION, P_MESSAGE, P_INSPECT, P_CREATE, P_BUILD, P_TAR, P_HEAD, P_COUNT };
 
 /* Engine text that reaches a log line or an error: terminated within its
  * buffer, printable ASCII only (no terminal escapes, no control bytes). */
@@ -89,6 +91,55 @@ fuzz_tar(const uint8_t *data, size_t size)
     free(out);
 }
 
+static void
+fuzz_head(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return;
+    size_t piece = 1 + data[0] % 64;
+    data++;
+    size--;
+    long status = 0;
+    size_t head_len = 0;
+    se_err err;
+    se_err_clear(&err);
+    int rc = docker_hijack_head_parse(data, size, &status, &head_len, &err);
+    FUZZ_CHECK(rc == 0 || rc == 1 || rc == -SE_PROTOCOL);
+    if (rc == 0) {
+        FUZZ_CHECK(status >= 100 && status <= 599);
+        FUZZ_CHECK(head_len >= 16 && head_len <= size);
+        FUZZ_CHECK(memcmp(data + head_len - 4, "\r\n\r\n", 4) == 0);
+        /* The first blank line: none ends earlier. */
+        for (size_t i = 0; i + 4 < head_len; i++)
+            FUZZ_CHECK(memcmp(data + i, "\r\n\r\n", 4) != 0);
+    } else if (rc < 0) {
+        FUZZ_CHECK(err.code == SE_PROTOCOL);
+        check_printable(err.msg, sizeof(err.msg));
+    }
+    /* Read a piece at a time, as the reader does: incomplete until the same
+     * verdict, never a different one on the way. */
+    for (size_t len = 0;; len += piece) {
+        if (len > size)
+            len = size;
+        uint8_t *copy = fuzz_dup(data, len);
+        if (!copy)
+            abort();
+        long st = 0;
+        size_t hl = 0;
+        int r = docker_hijack_head_parse(copy, len, &st, &hl, NULL);
+        free(copy);
+        if (r != 1) {
+            FUZZ_CHECK(r == rc);
+            if (r == 0)
+                FUZZ_CHECK(st == status && hl == head_len);
+            break;
+        }
+        FUZZ_CHECK(len < size || rc == 1);
+        if (len == size)
+            break;
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -164,6 +215,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case P_TAR:
         fuzz_tar(body, size);
+        break;
+    case P_HEAD:
+        fuzz_head(body, size);
         break;
     }
     free(body);

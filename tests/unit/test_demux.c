@@ -1,4 +1,6 @@
-/* The multiplexed-stream demuxer against hostile and oddly split input. */
+/* The multiplexed-stream demuxer against hostile and oddly split input, and
+ * what an attach stream builds on it: the stderr tail and the router that
+ * keeps a reader's memory to its caller's buffer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -256,6 +258,116 @@ test_callback_stops(void **state)
     free(big);
 }
 
+static void
+test_tail_sanitises(void **state)
+{
+    (void)state;
+    demux_tail t;
+    demux_tail_init(&t);
+    assert_string_equal(t.text, "");
+    const char in[] = "Traceback\r\n\tline \x1b[31mred\x00\x7f\xc3\xa9!";
+    demux_tail_append(&t, (const uint8_t *)in, sizeof(in) - 1);
+    assert_string_equal(t.text, "Traceback   line ?[31mred????"
+                                "!");
+    assert_int_equal(t.len, strlen(t.text));
+    demux_tail_append(&t, NULL, 0);
+    assert_string_equal(t.text, "Traceback   line ?[31mred????"
+                                "!");
+}
+
+/* Whatever the pieces, the tail is the last DEMUX_TAIL_CAP bytes. */
+static void
+test_tail_keeps_last(void **state)
+{
+    (void)state;
+    size_t total = 3 * DEMUX_TAIL_CAP + 123;
+    uint8_t *all = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        all[i] = (uint8_t)('a' + i % 26);
+    const size_t pieces[] = {1,    7, 100, DEMUX_TAIL_CAP - 1, DEMUX_TAIL_CAP, DEMUX_TAIL_CAP + 1,
+                             total};
+    for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
+        demux_tail t;
+        demux_tail_init(&t);
+        size_t fed = 0;
+        while (fed < total) {
+            size_t n = total - fed < pieces[p] ? total - fed : pieces[p];
+            demux_tail_append(&t, all + fed, n);
+            fed += n;
+            size_t want = fed < DEMUX_TAIL_CAP ? fed : DEMUX_TAIL_CAP;
+            assert_int_equal(t.len, want);
+            assert_memory_equal(t.text, all + fed - want, want);
+            assert_int_equal(t.text[want], '\0');
+        }
+    }
+    free(all);
+}
+
+/* Reads the sample the way an attach reader does: at most the room left in
+ * a buffer of cap bytes per step; stdout comes out whole, stderr in the tail,
+ * stdin nowhere. */
+static void
+test_route_bounded(void **state)
+{
+    (void)state;
+    size_t n;
+    uint8_t *big;
+    uint8_t *s = sample(&n, &big);
+    const size_t caps[] = {1, 2, 5, 8, 9, 100, 3006, 3007, 65536};
+    for (size_t k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+        size_t cap = caps[k];
+        uint8_t *buf = malloc(cap);
+        se_buf out;
+        se_buf_init(&out, 1 << 20);
+        demux d;
+        demux_init(&d);
+        demux_tail t;
+        demux_tail_init(&t);
+        size_t pos = 0;
+        while (pos < n) {
+            size_t got = 0;
+            /* Refill until the buffer is full or the input is gone, as a
+             * reader does within one call. */
+            while (got < cap && pos < n) {
+                size_t step = cap - got < n - pos ? cap - got : n - pos;
+                assert_int_equal(demux_route(&d, s + pos, step, buf, cap, &got, &t), 0);
+                assert_true(got <= cap);
+                pos += step;
+            }
+            assert_int_equal(se_buf_append(&out, buf, got), 0);
+        }
+        assert_int_equal(demux_at_boundary(&d), 1);
+        assert_int_equal(out.len, 3006);
+        assert_memory_equal(out.data, "hello ", 6);
+        assert_memory_equal(out.data + 6, big, 3000);
+        assert_string_equal(t.text, "oops");
+        se_buf_free(&out);
+        free(buf);
+    }
+    free(s);
+    free(big);
+}
+
+static void
+test_route_malformed(void **state)
+{
+    (void)state;
+    uint8_t s[8 + 2 + 8];
+    size_t n = frame(s, 1, "ok", 2);
+    memcpy(s + n, (uint8_t[]){9, 0, 0, 0, 0, 0, 0, 1}, 8);
+    uint8_t buf[sizeof(s)];
+    size_t got = 0;
+    demux d;
+    demux_init(&d);
+    demux_tail t;
+    demux_tail_init(&t);
+    assert_int_equal(demux_route(&d, s, sizeof(s), buf, sizeof(buf), &got, &t), -1);
+    assert_int_equal(got, 2); /* what came before the bad header */
+    got = 0;
+    assert_int_equal(demux_route(&d, s, n, buf, sizeof(buf), &got, &t), -1); /* sticky */
+    assert_int_equal(got, 0);
+}
+
 int
 main(void)
 {
@@ -267,6 +379,10 @@ main(void)
         cmocka_unit_test(test_nonzero_padding),
         cmocka_unit_test(test_empty_frames_and_truncation),
         cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_tail_sanitises),
+        cmocka_unit_test(test_tail_keeps_last),
+        cmocka_unit_test(test_route_bounded),
+        cmocka_unit_test(test_route_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* The pure parsers of engine answers (docker/parse.h) against hostile input:
  * version negotiation, error bodies, exec inspect, create ids, the build
- * progress stream, the archive-file extractor, label filters. */
+ * progress stream, the archive-file extractor, label filters, the head of a
+ * hijacked answer, the update refusal and the running state. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -126,6 +127,10 @@ test_engine_message(void **state)
     b = "plain\x01text\n";
     docker_engine_message(b, strlen(b), m, sizeof(m));
     assert_string_equal(m, "plain?text");
+    /* A refused attach answers in plain text ending in CRLF. */
+    b = "No such container: abc\r\n";
+    docker_engine_message(b, strlen(b), m, sizeof(m));
+    assert_string_equal(m, "No such container: abc");
     b = "{\"message\":42}";
     docker_engine_message(b, strlen(b), m, sizeof(m));
     assert_string_equal(m, "{\"message\":42}");
@@ -482,6 +487,130 @@ test_paths(void **state)
     free(p);
 }
 
+static int
+head_parse(const char *s, size_t len, long *status, size_t *head_len)
+{
+    se_err err = {0};
+    /* An exact-size copy: the parser must not read past len. */
+    uint8_t *copy = malloc(len ? len : 1);
+    memcpy(copy, s, len);
+    int rc = docker_hijack_head_parse(copy, len, status, head_len, &err);
+    free(copy);
+    if (rc < 0)
+        assert_int_equal(err.code, SE_PROTOCOL);
+    return rc;
+}
+
+static void
+test_hijack_head(void **state)
+{
+    (void)state;
+    long st = 0;
+    size_t hl = 0;
+    const char up[] = "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream"
+                      "\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+                      "\x01\0\0\0\0\0\0\x02hi";
+    size_t uplen = sizeof(up) - 1;
+    size_t head = strstr(up, "\r\n\r\n") - up + 4;
+    /* Incomplete at every prefix before the blank line, complete after. */
+    for (size_t i = 0; i <= uplen; i++) {
+        int rc = head_parse(up, i, &st, &hl);
+        if (i < head) {
+            assert_int_equal(rc, 1);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(st, 101);
+            assert_int_equal(hl, head);
+        }
+    }
+    assert_int_equal(head_parse("HTTP/1.0 200 OK\r\n\r\n", 19, &st, &hl), 0);
+    assert_int_equal(st, 200);
+    assert_int_equal(hl, 19);
+    /* No reason phrase. */
+    assert_int_equal(head_parse("HTTP/1.1 404\r\n\r\nNo such container", 33, &st, &hl), 0);
+    assert_int_equal(st, 404);
+    assert_int_equal(hl, 16);
+    /* Not HTTP/1.x: refused as soon as a byte shows it. */
+    const char *bad[] = {"H",
+                         "http/1.1 101 x\r\n\r\n",
+                         "HTTP/2 101 x\r\n\r\n",
+                         "HTTP/1.2 101 x\r\n\r\n",
+                         "HTTP/1.1  101 x\r\n\r\n",
+                         "HTTP/1.1 099 x\r\n\r\n",
+                         "HTTP/1.1 601 x\r\n\r\n",
+                         "HTTP/1.1 1x1 x\r\n\r\n",
+                         "HTTP/1.1 1011 x\r\n\r\n",
+                         "HTTP/1.1 101\n\r\n",
+                         "\r\n\r\n",
+                         "SSH-2.0-OpenSSH\r\n\r\n",
+                         "\x01\0\0\0\0\0\0\x02hi"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t len = i == sizeof(bad) / sizeof(bad[0]) - 1 ? 10 : strlen(bad[i]);
+        if (i == 0) {
+            assert_int_equal(head_parse(bad[i], len, &st, &hl), 1); /* "H" may still be */
+            assert_int_equal(head_parse("X", 1, &st, &hl), -SE_PROTOCOL);
+            continue;
+        }
+        assert_int_equal(head_parse(bad[i], len, &st, &hl), -SE_PROTOCOL);
+    }
+    assert_int_equal(head_parse("", 0, &st, &hl), 1);
+}
+
+static void
+test_update_fail_code(void **state)
+{
+    (void)state;
+    /* What engine 20.10 with runc on cgroup v1 answers below usage. */
+    assert_int_equal(
+        docker_update_fail_code(500, "Cannot update container 2b51: runc did not terminate "
+                                     "successfully: exit status 1: unable to set memory limit "
+                                     "to 16777216 (current usage: 57040896, peak usage: "
+                                     "58228736) : unknown"),
+        SE_CONFLICT);
+    assert_int_equal(docker_update_fail_code(500, "failed to write \"1048576\" to "
+                                                  "\"/sys/fs/cgroup/memory/x/memory.limit_in_"
+                                                  "bytes\": device or resource busy"),
+                     SE_CONFLICT);
+    assert_int_equal(docker_update_fail_code(400, "Minimum memory limit allowed is 6MB"),
+                     SE_INVALID);
+    assert_int_equal(docker_update_fail_code(404, "No such container: x"), SE_NOT_FOUND);
+    assert_int_equal(docker_update_fail_code(500, "cpuset: device or resource busy"), SE_INTERNAL);
+    assert_int_equal(docker_update_fail_code(500, NULL), SE_INTERNAL);
+    /* A success status is never a refusal's code, whatever the text. */
+    assert_int_equal(docker_update_fail_code(200, "memory current usage"), SE_PROTOCOL);
+    assert_int_equal(docker_status_code(409), SE_CONFLICT);
+    assert_int_equal(docker_status_code(503), SE_INTERNAL);
+    assert_int_equal(docker_status_code(418), SE_PROTOCOL);
+}
+
+static void
+test_inspect_running(void **state)
+{
+    (void)state;
+    const struct {
+        const char *json;
+        bool running;
+    } cases[] = {
+        {"{\"State\":{\"Running\":true,\"Paused\":false,\"Restarting\":false}}", true},
+        {"{\"State\":{\"Running\":true}}", true},
+        {"{\"State\":{\"Running\":false}}", false},
+        {"{\"State\":{\"Running\":true,\"Paused\":true}}", false},
+        {"{\"State\":{\"Running\":true,\"Restarting\":true}}", false},
+        {"{\"State\":{\"Running\":1}}", false},
+        {"{\"State\":{\"Running\":\"true\"}}", false},
+        {"{\"State\":true}", false},
+        {"{\"Running\":true}", false},
+        {"[{\"State\":{\"Running\":true}}]", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *j = cJSON_Parse(cases[i].json);
+        assert_non_null(j);
+        assert_int_equal(docker_inspect_running(j), cases[i].running);
+        cJSON_Delete(j);
+    }
+    assert_false(docker_inspect_running(NULL));
+}
+
 int
 main(void)
 {
@@ -499,6 +628,9 @@ main(void)
         cmocka_unit_test(test_tar_hostile),
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_hijack_head),
+        cmocka_unit_test(test_update_fail_code),
+        cmocka_unit_test(test_inspect_running),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
