@@ -40,6 +40,7 @@
 #include "util/file.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/pbcheck.h"
 
 #define RPC_POLLERS 2
 /* Requests kept armed per method: a burst is accepted without waiting for a
@@ -524,9 +525,16 @@ call_decode(struct rpc_call *c, ProtobufCMessage **out, se_err *err)
         r = se_err_set(err, SE_EXHAUSTED, "request: %zu bytes is over the limit of %zu", len,
                        c->srv->opts.max_request_bytes);
     } else {
-        *out = protobuf_c_message_unpack(m->request, NULL, len, GRPC_SLICE_START_PTR(sl));
-        if (!*out)
-            r = se_err_set(err, SE_INVALID, "request: not a valid %s", m->request->name);
+        const uint8_t *data = GRPC_SLICE_START_PTR(sl);
+        /* protobuf-c would hand a string with a NUL in it over cut short at
+         * the NUL: only the received bytes can tell, so every method's
+         * request is walked once before it is unpacked. */
+        r = pbcheck_message(m->request, data, len, err);
+        if (r == 0) {
+            *out = protobuf_c_message_unpack(m->request, NULL, len, data);
+            if (!*out)
+                r = se_err_set(err, SE_INVALID, "request: not a valid %s", m->request->name);
+        }
     }
     grpc_slice_unref(sl);
     return r;
