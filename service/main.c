@@ -40,7 +40,8 @@ static struct settings {
     char *base_image, *recipe_dir, *agent, *wheelhouse, *default_python, *seccomp_profile;
     char *instance;
     uint32_t max_sandboxes, idle_timeout_s, max_idle_timeout_s, reap_interval_s;
-    uint32_t max_concurrent_runs;
+    uint32_t max_concurrent_runs, max_queued_runs, worker_idle_s;
+    uint64_t max_memory_total;
     uint32_t default_wall_ms, default_cpu_ms, default_max_processes;
     uint64_t default_memory_bytes, default_max_output_bytes, default_max_file_bytes;
     uint32_t max_wall_ms, max_cpu_ms, max_processes;
@@ -64,7 +65,8 @@ static const config_opt settings_table[] = {
      "CA (PEM) client certificates must chain to (mTLS)", &S.tls_client_ca},
     {"max-request-bytes", CONFIG_BYTES, "16M", 1 * KIB, 2 * GIB - 1,
      "largest request message accepted", &S.max_request_bytes},
-    {"workers", CONFIG_U32, "16", 1, 1024, "worker threads running calls", &S.workers},
+    /* A run waiting in its sandbox's queue holds a thread: room for many. */
+    {"workers", CONFIG_U32, "64", 1, 1024, "worker threads running calls", &S.workers},
     {"queue-depth", CONFIG_U32, "64", 1, 65536,
      "calls waiting for a worker before RESOURCE_EXHAUSTED", &S.queue_depth},
     {"grace-ms", CONFIG_U32, "10000", 0, 3600000, "on SIGTERM, time in-flight calls get to finish",
@@ -103,8 +105,16 @@ static const config_opt settings_table[] = {
      &S.max_idle_timeout_s},
     {"reap-interval-s", CONFIG_U32, "10", 1, 3600, "how often the idle reaper looks",
      &S.reap_interval_s},
-    {"max-concurrent-runs", CONFIG_U32, "4", 1, 256, "runs at once in one sandbox",
+    {"max-concurrent-runs", CONFIG_U32, "4", 1, 256,
+     "runs at once in one sandbox (worker containers at most; a create may ask for fewer)",
      &S.max_concurrent_runs},
+    {"max-queued-runs", CONFIG_U32, "256", 1, 65536,
+     "runs of one sandbox waiting for a free worker before RESOURCE_EXHAUSTED", &S.max_queued_runs},
+    {"max-memory-total", CONFIG_BYTES, "0", 0, 1ull << 50,
+     "the sum of every worker's memory limit (0 = three quarters of this host's memory)",
+     &S.max_memory_total},
+    {"worker-idle-s", CONFIG_U32, "60", 1, 86400,
+     "an extra worker unused this long is removed (each sandbox keeps one)", &S.worker_idle_s},
     {"seccomp-profile", CONFIG_STRING, NULL, 0, 0,
      "container seccomp profile (default: <recipe-dir>/seccomp.json)", &S.seccomp_profile},
     /* run limits: defaults for a sandbox that gives none, and ceilings */
@@ -118,7 +128,9 @@ static const config_opt settings_table[] = {
      &S.default_max_processes},
     {"default-max-output-bytes", CONFIG_BYTES, "1M", 1 * KIB, 24 * MIB,
      "default bytes kept per output stream", &S.default_max_output_bytes},
-    {"default-max-file-bytes", CONFIG_BYTES, "16M", 1 * KIB, 1024 * GIB,
+    /* As large as the default memory: a /dev/shm block (multiprocessing's
+     * shared memory) is a file too, and tmpfs files count as memory anyway. */
+    {"default-max-file-bytes", CONFIG_BYTES, "256M", 1 * KIB, 1024 * GIB,
      "default largest file a run may write", &S.default_max_file_bytes},
     {"max-wall-ms", CONFIG_U32, "300000", 1, DAY_MS, "wall time ceiling", &S.max_wall_ms},
     {"max-cpu-ms", CONFIG_U32, "300000", 1, DAY_MS, "CPU time ceiling", &S.max_cpu_ms},
@@ -169,6 +181,12 @@ settings_derive(se_err *err)
             *slash = '\0';
         if (asprintf(&S.agent, "%s/safeeval-agent", self) < 0)
             return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    if (S.max_memory_total == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        if (pages <= 0 || page <= 0)
+            return se_err_set(err, SE_INVALID, "--max-memory-total: host memory unknown; set it");
+        S.max_memory_total = (uint64_t)pages * (uint64_t)page / 4 * 3;
     }
     if (!S.seccomp_profile && asprintf(&S.seccomp_profile, "%s/seccomp.json", S.recipe_dir) < 0) {
         S.seccomp_profile = NULL;
@@ -275,6 +293,9 @@ main(int argc, char **argv)
                                 S.max_output_bytes, S.max_file_bytes),
         .seccomp_profile = S.seccomp_profile,
         .max_concurrent_runs = S.max_concurrent_runs,
+        .max_queued_runs = S.max_queued_runs,
+        .max_memory_total = S.max_memory_total,
+        .worker_idle_s = S.worker_idle_s,
         .reap_interval_s = S.reap_interval_s,
     };
     if (sandbox_manager_new(&mgr, &scfg, dc, ic, &err) < 0) {

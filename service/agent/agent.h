@@ -1,16 +1,31 @@
-/* safeeval-agent internals: request validation, the run core, the jail
- * helper and the seccomp filter. The I/O shell (main.c) only moves frames;
- * agent_run() is independent of the transport. */
+/* safeeval-agent internals. The agent is the main process of a worker
+ * container (`--serve`): it reads Request frames on stdin and writes Event
+ * frames on stdout (agent.proto), one run at a time. The pieces, one file
+ * each:
+ *   serve.c       the poll loop and the protocol (sync, run, cancel, ack)
+ *   wire.c        stdin/stdout: frames in, a bounded queue of frames out
+ *   cgroup.c      the worker cgroup's counters (the run's meter and fence)
+ *   jail.c        the bwrap command line and the input memfds
+ *   run.c         one run: start, watch limits, end, result
+ *   sweep.c       the end of a run: nothing of it left in the container
+ *   jail_child.c  the jail's pid 1 (`--jail-child`)
+ *   filter.c      the jail's seccomp filter
+ *   validate.c    request checks (shared with the daemon's library)
+ *   frame.c       the framing (shared with the daemon's library) */
 #ifndef SAFEEVAL_AGENT_AGENT_H
 #define SAFEEVAL_AGENT_AGENT_H
 
+#include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agent.pb-c.h"
 #include "util/err.h"
 
 typedef Safeeval__Agent__V1__RunRequest agent_request;
+typedef Safeeval__Agent__V1__Request agent_msg;
 typedef Safeeval__V1__ExecResult agent_result;
 
 /* Caps the agent enforces itself; it never trusts the daemon's validation. */
@@ -25,8 +40,10 @@ typedef Safeeval__V1__ExecResult agent_result;
 #define AGENT_MAX_ARGV_TOTAL (1024 * 1024) /* args + env, all together */
 #define AGENT_MAX_PROCESSES 4096
 #define AGENT_MIN_MEMORY (1024u * 1024) /* bytes: less cannot start Python */
-/* Per stream: the response frame must fit under FRAME_MAX. */
-#define AGENT_MAX_OUTPUT (24u * 1024 * 1024)
+/* Bytes of run output in one Output event. */
+#define AGENT_OUTPUT_CHUNK 65536
+/* Bytes of an error message in a Done. */
+#define AGENT_ERROR_MAX 1024
 
 /* Where things live inside the image and the jail. */
 #define AGENT_BWRAP "/usr/bin/bwrap"
@@ -34,6 +51,9 @@ typedef Safeeval__V1__ExecResult agent_result;
 #define AGENT_VENV_ROOT "/opt/safeeval"
 #define AGENT_JAIL_SELF "/run/safeeval-agent"
 #define AGENT_WORKDIR "/work"
+#define AGENT_CGROUP_ROOT "/sys/fs/cgroup"
+
+/* ---- validate.c (pure; also in the daemon's library) ---- */
 
 /* A relative path under the work dir: no "/" at either end, no empty, "."
  * or ".." component, no control bytes, capped lengths. */
@@ -42,19 +62,133 @@ int agent_path_validate(const char *path, se_err *err);
 int agent_filename_validate(const char *name, se_err *err);
 /* An environment variable name: not empty, no '=', no control bytes. */
 int agent_env_name_validate(const char *name, se_err *err);
-/* The whole request: limits present and non-zero, counts and sizes capped,
- * paths unique and not colliding with the script or each other's dirs. */
+/* The whole run request: limits present and non-zero, counts and sizes
+ * capped, paths unique and not colliding with the script or each other's
+ * dirs. */
 int agent_request_validate(const agent_request *req, se_err *err);
+/* A Request envelope: exactly one op; run, cancel and ack name a run
+ * (id != 0), sync names none; a run's request passes
+ * agent_request_validate. */
+int agent_msg_validate(const agent_msg *msg, se_err *err);
+/* The id (field 1) from the first bytes of a serialised Request, when it is
+ * there before anything else: how a frame too big to keep is answered.
+ * Returns 1 and sets *id, or 0. */
+int agent_msg_peek_id(uint64_t *id, const uint8_t *head, size_t len);
 
-/* Runs one validated request in a fresh jail and fills *out (initialised
- * here; free it with agent_result_free). Returns 0 when the run happened
- * (whatever its outcome), or a negative se_code when it could not be run
- * confined; then *out holds nothing to free. */
-int agent_run(agent_result *out, const agent_request *req, se_err *err);
-void agent_result_free(agent_result *res);
+/* ---- cgroup.c: the worker container's own cgroup (the run's meter) ---- */
 
-/* The helper bwrap runs inside the jail:
- * --jail-child STATUS_FD CPU_MS MEM_BYTES NPROC FSIZE NOFILE -- argv... */
+enum agent_cg_version { AGENT_CG_NONE = 0, AGENT_CG_V1 = 1, AGENT_CG_V2 = 2 };
+
+/* Counter files, opened once and pread on every tick. */
+typedef struct agent_cgroup {
+    int version; /* enum agent_cg_version; NONE = unreadable, runs refused */
+    int mem_stat_fd, oom_fd, cpu_fd, pids_fd;
+    int limit_fd;  /* memory.limit_in_bytes / memory.max */
+    char why[160]; /* why version is NONE */
+} agent_cgroup;
+
+/* One reading of every counter. */
+typedef struct agent_cg_sample {
+    uint64_t memory;    /* anon + shmem bytes (v1: rss + shmem) */
+    uint64_t cpu_ns;    /* CPU used by everything in the cgroup */
+    uint64_t oom_kills; /* processes the cgroup's OOM killer killed, ever */
+    uint64_t pids;      /* tasks (processes and threads) alive */
+} agent_cg_sample;
+
+/* Finds and opens the counters under root ("/sys/fs/cgroup"): v2 when
+ * root/cgroup.controllers exists, else v1. Never fails: when a counter
+ * cannot be read, version is AGENT_CG_NONE and why says which. */
+void agent_cgroup_open(agent_cgroup *cg, const char *root);
+void agent_cgroup_close(agent_cgroup *cg);
+/* "v1", "v2" or "" (unreadable). */
+const char *agent_cgroup_name(const agent_cgroup *cg);
+/* Reads every counter. 0, or -1 (errno set) when one cannot be read. */
+int agent_cgroup_sample(const agent_cgroup *cg, agent_cg_sample *out);
+/* Bytes the worker can still take before its memory limit: the limit
+ * minus anon+shmem (page cache is reclaimed first). UINT64_MAX when there
+ * is no limit; 0 when it cannot be read. */
+uint64_t agent_cgroup_room(const agent_cgroup *cg);
+/* The value of the line "key N" in a flat-keyed file's text (memory.stat,
+ * cpu.stat, memory.events, memory.oom_control). 0, or -1 when absent. */
+int agent_cgroup_stat_value(uint64_t *out, const char *text, size_t len, const char *key);
+
+/* ---- jail.c: what the jail is made of ---- */
+
+typedef struct agent_jail {
+    char **argv;                     /* bwrap's command line, owned */
+    int in_fds[AGENT_MAX_FILES + 1]; /* sealed memfds bwrap copies from */
+    size_t n_in;
+    int stdin_fd; /* sealed memfd: the jail's fd 0 */
+} agent_jail;
+
+/* Builds the bwrap command line for req (validated) with status_fd as the
+ * helper's status pipe, and the memfds that carry the script, the files
+ * and stdin. All fds are close-on-exec: the caller's child clears that on
+ * in_fds and status_fd before it execs bwrap. */
+int agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
+                     se_err *err);
+void agent_jail_close_fds(agent_jail *j);
+void agent_jail_free(agent_jail *j);
+
+/* ---- run.c: one run ---- */
+
+typedef struct agent_run agent_run;
+
+/* What a run needs from the serve loop. */
+typedef struct agent_run_env {
+    const agent_cgroup *cg;
+    /* The idle worker: anon+shmem bytes and tasks with no run. */
+    uint64_t mem_baseline, pids_baseline;
+    /* False while the outgoing queue is full: the run's pipes are left
+     * unread then (backpressure; the run's limits still run). */
+    bool (*can_output)(void *ud);
+    /* The run wrote data (at most AGENT_OUTPUT_CHUNK bytes, within its
+     * max_output_bytes) to stream 1 (stdout) or 2 (stderr). */
+    void (*output)(void *ud, int stream, const uint8_t *data, size_t len);
+    void *ud;
+} agent_run_env;
+
+/* Starts run msg->id (msg validated, op run). msg is freed here, whatever
+ * happens, so the request's bytes never stay with the agent during the run.
+ * Returns 0 with *out set, or a negative se_code when nothing could be
+ * started (nothing is left running then). env must outlive the run. */
+int agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_err *err);
+/* The fds the run waits on now (at most 3). Returns the count. */
+int agent_run_pollfds(agent_run *r, struct pollfd *pf, int max);
+/* Milliseconds until the run must be looked at again, or -1. */
+int agent_run_timeout(const agent_run *r);
+/* Does what is due: reads the status pipe and the output pipes, samples
+ * the cgroup on its tick, enforces the limits, and once the command ended
+ * kills what is left of the jail and checks the worker is back at its
+ * baseline. Call after every poll (any fd, any timeout). */
+void agent_run_step(agent_run *r);
+/* Kills the run now (a cancel request); its Done says cancelled. */
+void agent_run_cancel(agent_run *r);
+uint64_t agent_run_id(const agent_run *r);
+/* True once the jail is gone, the worker checked, all output handed over. */
+bool agent_run_finished(const agent_run *r);
+/* A finished run's Done (borrowed, valid until agent_run_free). */
+const Safeeval__Agent__V1__RunResponse *agent_run_response(agent_run *r);
+/* A finished, clean run's idle reading of the worker's anon+shmem. */
+uint64_t agent_run_idle_memory(const agent_run *r);
+void agent_run_free(agent_run *r);
+
+/* ---- sweep.c: the end of a run ---- */
+
+/* Reaps every child of the agent that has ended (the agent is the
+ * container's subreaper). When bwrap is one of them, its status goes to
+ * *bw_status and *bw_reaped is set. */
+void agent_reap(pid_t bwrap, int *bw_status, bool *bw_reaped);
+/* SIGKILLs every process in the container but pid 1 (the engine's init)
+ * and the agent: the container holds nothing else, so these are what is
+ * left of a run. Returns how many there were (zombies included), or -1
+ * when /proc cannot be read. */
+int agent_sweep(void);
+
+/* ---- jail_child.c, filter.c ---- */
+
+/* The helper bwrap runs as the jail's pid 1:
+ * --jail-child STATUS_FD CPU_MS NPROC FSIZE NOFILE -- argv... */
 int agent_jail_child_main(int argc, char **argv);
 
 /* Installs the jail's seccomp filter in the calling process (fail closed:
@@ -65,7 +199,7 @@ int agent_filter_load(char *msg, size_t msg_len);
  * PIPE_BUF, so it arrives whole. */
 #define AGENT_STATUS_MAGIC 0x53455354u
 enum agent_status_kind {
-    AGENT_STATUS_STARTED = 1, /* the helper runs inside the jail */
+    AGENT_STATUS_STARTED = 1, /* the helper runs inside the jail, filtered */
     AGENT_STATUS_DONE = 2,    /* the command ended: wait_status, rusage */
     AGENT_STATUS_FAILED = 3,  /* setup failed before exec: msg, sys_errno */
 };
@@ -78,5 +212,14 @@ struct agent_status {
     int64_t cpu_us;
     char msg[96];
 };
+
+/* ---- serve.c ---- */
+
+/* The worker's main loop. Returns the process exit code: 0 at EOF on
+ * stdin, non-zero when the stream broke (the daemon replaces the worker). */
+int agent_serve(const char *build_id);
+
+/* Diagnostics on stderr (never the run's code or output). */
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -1,14 +1,26 @@
-/* The jail's seccomp filter: default allow (the container's profile is the
- * allowlist), deny with EPERM what a jailed program never needs and what
- * widens the kernel surface. Built with libseccomp; any failure is fatal to
- * the run (fail closed). */
+/* The jail's seccomp filter, loaded by the jail's pid 1 on itself and so
+ * inherited by every process of the jail: default allow (the container's
+ * profile is the allowlist), deny with EPERM what a jailed program never
+ * needs, what widens the kernel surface, and every way for the code to fake
+ * a limit's verdict (a self-sent SIGXCPU or SIGXFSZ, a lowered file-size
+ * limit). Built with libseccomp; any failure is fatal to the run (fail
+ * closed).
+ *
+ * Argument checks compare the low 32 bits where the kernel takes an int or
+ * an unsigned int (signal numbers, fcntl and ioctl commands, rlimit
+ * resources): the kernel drops the high half, so a full 64-bit compare could
+ * be dodged with garbage up there. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "agent/agent.h"
 
@@ -70,6 +82,29 @@ static const char *const deny_names[] = {
     "nfsservctl",
     "_sysctl",
     "fanotify_init",
+    /* Their signal number is in memory, where BPF cannot look: a timer or a
+     * message queue could deliver SIGXCPU/SIGXFSZ. */
+    "timer_create",
+    "mq_notify",
+};
+
+#define LOW32 0xffffffffull
+
+/* The signals whose arrival is a limit's verdict: only the kernel may send
+ * them, and only for that limit. */
+static const int verdict_signals[] = {SIGXCPU, SIGXFSZ};
+
+/* Syscalls that send a signal the caller names, and where its number is. */
+static const struct {
+    const char *name;
+    unsigned arg;
+} signal_senders[] = {
+    {"kill", 1},
+    {"tkill", 1},
+    {"tgkill", 2},
+    {"rt_sigqueueinfo", 1},
+    {"rt_tgsigqueueinfo", 2},
+    {"pidfd_send_signal", 1},
 };
 
 /* clone() flags that create namespaces: a jailed program must not nest its
@@ -87,6 +122,81 @@ static const unsigned long bad_persona[] = {
     MMAP_PAGE_ZERO,
     ADDR_COMPAT_LAYOUT,
 };
+
+static struct scmp_arg_cmp
+low32_eq(unsigned arg, uint64_t value)
+{
+    return (struct scmp_arg_cmp){
+        .arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = LOW32, .datum_b = value};
+}
+
+/* A rule for a syscall that may not exist on this architecture (then it
+ * needs no rule). */
+static int
+rule_add(scmp_filter_ctx ctx, const char *name, unsigned n, const struct scmp_arg_cmp *cmp,
+         char *msg, size_t msg_len)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR)
+        return 0;
+    int r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, n, cmp);
+    if (r < 0 && r != -EDOM) {
+        snprintf(msg, msg_len, "seccomp rule %s: %s", name, strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGXCPU and SIGXFSZ by every road a process can send one: the kill
+ * family, an fd's I/O signal (F_SETSIG, which leases and dnotify use too),
+ * the parent-death signal, a child's exit signal (clone's low byte), a
+ * pty's TIOCSIG. timer_create and mq_notify are denied outright above. */
+static int
+deny_verdict_signals(scmp_filter_ctx ctx, char *msg, size_t msg_len)
+{
+    for (size_t s = 0; s < sizeof(verdict_signals) / sizeof(verdict_signals[0]); s++) {
+        uint64_t sig = (uint64_t)verdict_signals[s];
+        for (size_t i = 0; i < sizeof(signal_senders) / sizeof(signal_senders[0]); i++) {
+            struct scmp_arg_cmp c[] = {low32_eq(signal_senders[i].arg, sig)};
+            if (rule_add(ctx, signal_senders[i].name, 1, c, msg, msg_len) < 0)
+                return -1;
+        }
+        struct scmp_arg_cmp setsig[] = {low32_eq(1, F_SETSIG), low32_eq(2, sig)};
+        if (rule_add(ctx, "fcntl", 2, setsig, msg, msg_len) < 0)
+            return -1;
+        struct scmp_arg_cmp pdeath[] = {low32_eq(0, PR_SET_PDEATHSIG), low32_eq(1, sig)};
+        if (rule_add(ctx, "prctl", 2, pdeath, msg, msg_len) < 0)
+            return -1;
+        struct scmp_arg_cmp exitsig[] = {
+            {.arg = 0, .op = SCMP_CMP_MASKED_EQ, .datum_a = 0xff /* CSIGNAL */, .datum_b = sig}};
+        if (rule_add(ctx, "clone", 1, exitsig, msg, msg_len) < 0)
+            return -1;
+        struct scmp_arg_cmp ptysig[] = {low32_eq(1, TIOCSIG), low32_eq(2, sig)};
+        if (rule_add(ctx, "ioctl", 2, ptysig, msg, msg_len) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A lowered RLIMIT_FSIZE makes the kernel send a real SIGXFSZ for a small
+ * file: the limit stays what the helper set. Getting it stays allowed
+ * (prlimit64 with new == NULL), and so does setting other limits of the
+ * caller itself; setting any limit of another process is denied (it could
+ * only be the jail's pid 1 or a sibling). */
+static int
+deny_fsize_change(scmp_filter_ctx ctx, char *msg, size_t msg_len)
+{
+    struct scmp_arg_cmp set_fsize[] = {low32_eq(0, RLIMIT_FSIZE)};
+    if (rule_add(ctx, "setrlimit", 1, set_fsize, msg, msg_len) < 0)
+        return -1;
+    struct scmp_arg_cmp pl_fsize[] = {low32_eq(1, RLIMIT_FSIZE),
+                                      {.arg = 2, .op = SCMP_CMP_NE, .datum_a = 0}};
+    if (rule_add(ctx, "prlimit64", 2, pl_fsize, msg, msg_len) < 0)
+        return -1;
+    struct scmp_arg_cmp pl_other[] = {{.arg = 0, .op = SCMP_CMP_NE, .datum_a = 0},
+                                      {.arg = 2, .op = SCMP_CMP_NE, .datum_a = 0}};
+    return rule_add(ctx, "prlimit64", 2, pl_other, msg, msg_len);
+}
 
 int
 agent_filter_load(char *msg, size_t msg_len)
@@ -147,6 +257,12 @@ agent_filter_load(char *msg, size_t msg_len)
             goto out;
         }
     }
+    r = deny_verdict_signals(ctx, msg, msg_len);
+    if (r < 0)
+        goto out;
+    r = deny_fsize_change(ctx, msg, msg_len);
+    if (r < 0)
+        goto out;
     r = seccomp_load(ctx);
     if (r < 0) {
         snprintf(msg, msg_len, "seccomp_load: %s", strerror(-r));

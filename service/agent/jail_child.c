@@ -1,8 +1,20 @@
-/* The helper bwrap starts inside the jail. It is the run command's parent:
- * it sets the rlimits and the seccomp filter in a child, execs the program,
- * waits for it and reports the exact wait status and rusage to the agent on
- * a pipe the jailed program never holds. Being non-dumpable, its /proc
- * entries (and so the status fd) are out of the jailed program's reach. */
+/* The jail's pid 1 (bwrap --as-pid-1 runs it in place of its own init).
+ * The jailed code runs as the same uid, so everything that would let the
+ * code reach into this process is shut before the code exists:
+ *  - not dumpable before the first fork: its /proc entries (mem, environ,
+ *    fd, oom_score_adj, ...) belong to a root the jail's user namespace
+ *    does not map, so the code cannot open them;
+ *  - under the run's seccomp filter itself (no ptrace, no unshare, no
+ *    io_uring, no faked SIGXCPU/SIGXFSZ), loaded before the fork;
+ *  - as a namespace's init it gets no signal from inside the namespace
+ *    that it has no handler for, and it installs none.
+ * oom_score_adj 1000 (inherited by the code) makes a jail process, never
+ * the agent or the engine's init, the OOM killer's choice; the code may
+ * lower its own back to 0, never this process's.
+ * It then forks the command, reaps every process of the namespace (orphans
+ * come to it) and, when the command ends, reports its exact wait status and
+ * the namespace's rusage on a pipe only it holds, and exits: its exit takes
+ * the namespace and whatever is still in it down. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -39,7 +51,7 @@ status_send(int fd, uint32_t kind, int wait_status, int sys_errno, const struct 
             const char *msg)
 {
     struct agent_status st;
-    memset(&st, 0, sizeof st);
+    memset(&st, 0, sizeof(st));
     st.magic = AGENT_STATUS_MAGIC;
     st.kind = kind;
     st.wait_status = wait_status;
@@ -50,10 +62,10 @@ status_send(int fd, uint32_t kind, int wait_status, int sys_errno, const struct 
                     (int64_t)ru->ru_stime.tv_sec * 1000000 + ru->ru_stime.tv_usec;
     }
     if (msg)
-        snprintf(st.msg, sizeof st.msg, "%s", msg);
+        snprintf(st.msg, sizeof(st.msg), "%s", msg);
     ssize_t n;
     do
-        n = write(fd, &st, sizeof st);
+        n = write(fd, &st, sizeof(st));
     while (n < 0 && errno == EINTR);
 }
 
@@ -76,16 +88,21 @@ struct setup_err {
 static void __attribute__((noreturn)) child_fail(int fd, int e, const char *msg)
 {
     struct setup_err se;
-    memset(&se, 0, sizeof se);
+    memset(&se, 0, sizeof(se));
     se.sys_errno = e;
-    snprintf(se.msg, sizeof se.msg, "%s", msg);
-    if (write(fd, &se, sizeof se) < 0) {
+    snprintf(se.msg, sizeof(se.msg), "%s", msg);
+    if (write(fd, &se, sizeof(se)) < 0) {
         /* nothing left to tell */
     }
     _exit(127);
 }
 
-static void __attribute__((noreturn)) child_exec(int errfd, unsigned long long lim[5], char **cmd)
+/* In the forked child, already under the filter: the per-process limits,
+ * then the command. RLIMIT_FSIZE was set before the filter (which forbids
+ * changing it) and is inherited. */
+static void __attribute__((noreturn))
+child_exec(int errfd, unsigned long long cpu_ms, unsigned long long nproc,
+           unsigned long long nofile, char **cmd)
 {
     /* Only stdin/stdout/stderr (and the CLOEXEC error pipe) survive. */
     if (close_from_except(3, errfd) < 0)
@@ -97,58 +114,84 @@ static void __attribute__((noreturn)) child_exec(int errfd, unsigned long long l
     signal(SIGXFSZ, SIG_DFL);
     signal(SIGXCPU, SIG_DFL);
 
-    unsigned long long cpu_ms = lim[0], mem = lim[1], nproc = lim[2], fsize = lim[3],
-                       nofile = lim[4];
+    /* RLIMIT_CPU is a backstop behind the agent's own check of the cgroup's
+     * CPU (which kills at cpu_time_ms): a second over, per process. */
     rlim_t cpu_s = (rlim_t)((cpu_ms + 999) / 1000 + 1);
-    rlim_t as = mem * 2 > mem + (512ull << 20) ? mem * 2 : mem + (512ull << 20);
     struct {
         int res;
         rlim_t soft, hard;
         const char *name;
     } rl[] = {
         {RLIMIT_CPU, cpu_s, cpu_s + 1, "RLIMIT_CPU"},
-        {RLIMIT_AS, as, as, "RLIMIT_AS"},
-        {RLIMIT_NPROC, nproc + 2, nproc + 2, "RLIMIT_NPROC"},
-        {RLIMIT_FSIZE, fsize, fsize, "RLIMIT_FSIZE"},
+        /* The helper is a task of the namespace's uid too. */
+        {RLIMIT_NPROC, nproc + 1, nproc + 1, "RLIMIT_NPROC"},
         {RLIMIT_NOFILE, nofile, nofile, "RLIMIT_NOFILE"},
-        {RLIMIT_CORE, 0, 0, "RLIMIT_CORE"},
         {RLIMIT_MEMLOCK, 0, 0, "RLIMIT_MEMLOCK"},
         {RLIMIT_MSGQUEUE, 0, 0, "RLIMIT_MSGQUEUE"},
+        {RLIMIT_RTPRIO, 0, 0, "RLIMIT_RTPRIO"},
     };
-    for (size_t i = 0; i < sizeof rl / sizeof rl[0]; i++) {
+    for (size_t i = 0; i < sizeof(rl) / sizeof(rl[0]); i++) {
         struct rlimit r = {rl[i].soft, rl[i].hard};
         if (setrlimit(rl[i].res, &r) < 0)
             child_fail(errfd, errno, rl[i].name);
     }
-    char msg[96];
-    if (agent_filter_load(msg, sizeof msg) < 0)
-        child_fail(errfd, 0, msg);
     execve(cmd[0], cmd, environ);
     child_fail(errfd, errno, "execve");
+}
+
+static int
+set_oom_score_adj(void)
+{
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, "1000", 4);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == 4 ? 0 : -1;
 }
 
 int
 agent_jail_child_main(int argc, char **argv)
 {
-    /* argv: prog --jail-child FD CPU_MS MEM NPROC FSIZE NOFILE -- cmd... */
-    if (argc < 10 || strcmp(argv[8], "--") != 0)
+    /* argv: prog --jail-child FD CPU_MS NPROC FSIZE NOFILE -- cmd... */
+    if (argc < 9 || strcmp(argv[7], "--") != 0)
         return 2;
-    unsigned long long fd_u, lim[5];
+    unsigned long long fd_u, lim[4];
     if (parse_u64(argv[2], &fd_u) < 0 || fd_u < 3 || fd_u > INT_MAX)
         return 2;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 4; i++)
         if (parse_u64(argv[3 + i], &lim[i]) < 0 || lim[i] == 0)
             return 2;
+    unsigned long long cpu_ms = lim[0], nproc = lim[1], fsize = lim[2], nofile = lim[3];
     int sfd = (int)fd_u;
     if (fcntl(sfd, F_SETFD, FD_CLOEXEC) < 0)
         return 2;
-    /* The jailed program runs as the same uid: keep it out of our /proc. */
+    /* Before dumpable goes: after it, this process's /proc files are no
+     * longer its own to write. */
+    if (set_oom_score_adj() < 0) {
+        status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "oom_score_adj");
+        return 1;
+    }
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "PR_SET_DUMPABLE");
         return 1;
     }
     if (close_from_except(3, sfd) < 0) {
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "close_range");
+        return 1;
+    }
+    /* The filter forbids changing RLIMIT_FSIZE, so it is set first; a pipe
+     * (the status fd) is not subject to it. */
+    struct rlimit rf = {(rlim_t)fsize, (rlim_t)fsize}, rc0 = {0, 0};
+    if (setrlimit(RLIMIT_FSIZE, &rf) < 0 || setrlimit(RLIMIT_CORE, &rc0) < 0) {
+        status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "RLIMIT_FSIZE");
+        return 1;
+    }
+    char msg[96];
+    if (agent_filter_load(msg, sizeof(msg)) < 0) {
+        status_send(sfd, AGENT_STATUS_FAILED, 0, 0, NULL, msg);
         return 1;
     }
     status_send(sfd, AGENT_STATUS_STARTED, 0, 0, NULL, NULL);
@@ -165,32 +208,39 @@ agent_jail_child_main(int argc, char **argv)
     }
     if (pid == 0) {
         close(ep[0]);
-        child_exec(ep[1], lim, &argv[9]);
+        child_exec(ep[1], cpu_ms, nproc, nofile, &argv[8]);
     }
     close(ep[1]);
     struct setup_err se;
     ssize_t n;
     do
-        n = read(ep[0], &se, sizeof se);
+        n = read(ep[0], &se, sizeof(se));
     while (n < 0 && errno == EINTR);
     close(ep[0]);
 
+    /* The namespace's init: reap everything, until the command itself. */
     int ws = 0;
-    pid_t w;
-    do
-        w = waitpid(pid, &ws, 0);
-    while (w < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof se) {
-        se.msg[sizeof se.msg - 1] = 0;
+    for (;;) {
+        int s;
+        pid_t w = waitpid(-1, &s, __WALL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "waitpid");
+            return 1;
+        }
+        if (w == pid) {
+            ws = s;
+            break;
+        }
+    }
+    if (n == (ssize_t)sizeof(se)) {
+        se.msg[sizeof(se.msg) - 1] = 0;
         status_send(sfd, AGENT_STATUS_FAILED, ws, se.sys_errno, NULL, se.msg);
         return 1;
     }
-    if (w < 0) {
-        status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "waitpid");
-        return 1;
-    }
     struct rusage ru;
-    memset(&ru, 0, sizeof ru);
+    memset(&ru, 0, sizeof(ru));
     getrusage(RUSAGE_CHILDREN, &ru);
     status_send(sfd, AGENT_STATUS_DONE, ws, 0, &ru, NULL);
     return 0;

@@ -1,5 +1,6 @@
 /* Request validation inside the agent. The daemon validates too, but the
  * agent is the last line before the jail and trusts nothing it is sent. */
+#include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -156,6 +157,49 @@ agent_request_validate(const agent_request *req, se_err *err)
             if (is_dir_prefix(o, f->path) || is_dir_prefix(f->path, o))
                 return se_err_set(err, SE_INVALID,
                                   "files[%zu] and files[%zu]: a file is used as a directory", i, j);
+        }
+    }
+    return 0;
+}
+
+int
+agent_msg_validate(const agent_msg *msg, se_err *err)
+{
+    if (!msg)
+        return se_err_set(err, SE_INVALID, "no request");
+    switch (msg->op_case) {
+    case SAFEEVAL__AGENT__V1__REQUEST__OP_SYNC:
+        return 0;
+    case SAFEEVAL__AGENT__V1__REQUEST__OP_RUN:
+    case SAFEEVAL__AGENT__V1__REQUEST__OP_CANCEL:
+    case SAFEEVAL__AGENT__V1__REQUEST__OP_ACK:
+        break;
+    default:
+        return se_err_set(err, SE_INVALID, "request has no known op (%d)", (int)msg->op_case);
+    }
+    if (msg->id == 0)
+        return se_err_set(err, SE_INVALID, "request names run 0");
+    if (msg->op_case == SAFEEVAL__AGENT__V1__REQUEST__OP_RUN) {
+        int rc = agent_request_validate(msg->run, err);
+        if (rc < 0)
+            return se_err_prefix(err, "run %" PRIu64, msg->id);
+    }
+    return 0;
+}
+
+int
+agent_msg_peek_id(uint64_t *id, const uint8_t *head, size_t len)
+{
+    /* Field 1, wire type 0: the key byte 0x08, then a varint of at most 10
+     * bytes (protobuf-c writes the fields in number order, so it is first). */
+    if (len < 2 || head[0] != 0x08)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 1; i < len && i <= 10; i++) {
+        v |= (uint64_t)(head[i] & 0x7f) << (7 * (i - 1));
+        if (!(head[i] & 0x80)) {
+            *id = v;
+            return 1;
         }
     }
     return 0;

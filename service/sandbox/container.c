@@ -1,4 +1,4 @@
-/* The container of a sandbox: its hardened create body, and the spec label
+/* The worker containers of a sandbox: their hardened create body, and the spec label
  * that lets a restarted daemon rebuild the registry entry. All JSON is built
  * with cJSON; nothing is formatted into a string by hand. */
 #include <inttypes.h>
@@ -7,10 +7,6 @@
 
 #include "sandbox/internal.h"
 
-#define MIB (1024ull * 1024)
-/* What the agent, init and bash need beyond the runs themselves. */
-#define CONTAINER_MEMORY_EXTRA (64 * MIB)
-#define CONTAINER_PIDS_EXTRA 16
 #define SPEC_JSON_MAX (64u * 1024)
 
 static cJSON *
@@ -49,6 +45,7 @@ sandbox_spec_to_json(const sandbox_spec *s)
         goto fail;
     if (!cJSON_AddNumberToObject(o, "v", SANDBOX_SPEC_VERSION) ||
         !cJSON_AddStringToObject(o, "python", s->python) ||
+        !cJSON_AddNumberToObject(o, "max_runs", (double)s->max_runs) ||
         !cJSON_AddNumberToObject(o, "idle_timeout_s", (double)s->idle_timeout_s) ||
         !cJSON_AddNumberToObject(o, "created_at_ms", (double)s->created_at_ms))
         goto fail;
@@ -95,7 +92,7 @@ sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char 
         rc = se_err_set(err, SE_INVALID, "spec label: not a JSON object");
         goto out;
     }
-    uint64_t v, idle, created;
+    uint64_t v, idle, created, max_runs;
     if ((rc = json_uint(&v, root, "v", 1000, err)) < 0)
         goto out;
     if (v != SANDBOX_SPEC_VERSION) {
@@ -103,7 +100,8 @@ sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char 
         goto out;
     }
     if ((rc = json_uint(&idle, root, "idle_timeout_s", UINT32_MAX, err)) < 0 ||
-        (rc = json_uint(&created, root, "created_at_ms", INT64_MAX / 2, err)) < 0)
+        (rc = json_uint(&created, root, "created_at_ms", INT64_MAX / 2, err)) < 0 ||
+        (rc = json_uint(&max_runs, root, "max_runs", UINT32_MAX, err)) < 0)
         goto out;
     const cJSON *py = cJSON_GetObjectItemCaseSensitive(root, "python");
     const cJSON *jm = cJSON_GetObjectItemCaseSensitive(root, "modules");
@@ -185,6 +183,7 @@ sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char 
 #undef LIM
     req.limits = &lim;
     req.idle_timeout_s = (uint32_t)idle;
+    req.max_concurrent_runs = (uint32_t)max_runs;
     rc = sandbox_validate_create(out, cfg, &req, err);
     if (rc < 0)
         goto out;
@@ -213,7 +212,8 @@ add_strings(cJSON *arr, const char *const *s, size_t n)
 
 int
 sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *seccomp_json,
-                       const sandbox_spec *spec, const char *id, const char *image, se_err *err)
+                       const sandbox_spec *spec, const char *id, const char *image, uint64_t memory,
+                       se_err *err)
 {
     *out = NULL;
     cJSON *b = cJSON_CreateObject();
@@ -230,16 +230,23 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
     if (!spec_str)
         goto oom;
 
-    static const char *const cmd[] = {SANDBOX_AGENT_PATH, "--wait"};
+    /* The agent serves runs over the attached stdin/stdout: stdin stays open
+     * across attaches (OpenStdin, not StdinOnce) and no TTY mangles frames. */
+    static const char *const cmd[] = {SANDBOX_AGENT_PATH, "--serve"};
     cJSON *jcmd = cJSON_AddArrayToObject(b, "Cmd");
     cJSON *labels = cJSON_AddObjectToObject(b, "Labels");
     if (!jcmd || add_strings(jcmd, cmd, 2) < 0 || !labels ||
+        !cJSON_AddBoolToObject(b, "OpenStdin", 1) || !cJSON_AddBoolToObject(b, "StdinOnce", 0) ||
+        !cJSON_AddBoolToObject(b, "AttachStdin", 1) ||
+        !cJSON_AddBoolToObject(b, "AttachStdout", 1) ||
+        !cJSON_AddBoolToObject(b, "AttachStderr", 1) || !cJSON_AddBoolToObject(b, "Tty", 0) ||
         !cJSON_AddStringToObject(b, "Image", image) ||
         !cJSON_AddStringToObject(b, "User", SANDBOX_CONTAINER_USER) ||
         !cJSON_AddBoolToObject(b, "NetworkDisabled", 1) ||
         !cJSON_AddStringToObject(b, "WorkingDir", "/tmp") ||
         !cJSON_AddStringToObject(labels, SE_LABEL_MANAGED, "1") ||
         !cJSON_AddStringToObject(labels, SE_LABEL_SANDBOX, id) ||
+        !cJSON_AddStringToObject(labels, SANDBOX_LABEL_WORKER, "1") ||
         !cJSON_AddStringToObject(labels, SE_LABEL_INSTANCE, cfg->instance) ||
         !cJSON_AddStringToObject(labels, SANDBOX_LABEL_PYTHON, spec->python) ||
         !cJSON_AddStringToObject(labels, SE_LABEL_SPEC, spec_str))
@@ -258,9 +265,9 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
     const char *const secopts[] = {"no-new-privileges", secopt};
     cJSON *jsec = cJSON_AddArrayToObject(hc, "SecurityOpt");
     cJSON *tmpfs = cJSON_AddObjectToObject(hc, "Tmpfs");
-    uint32_t runs = cfg->max_concurrent_runs ? cfg->max_concurrent_runs : 1;
-    uint64_t mem = spec->limits.memory_bytes * runs + CONTAINER_MEMORY_EXTRA;
-    uint64_t pids = (uint64_t)spec->limits.max_processes * runs + CONTAINER_PIDS_EXTRA;
+    /* One run at a time: the container's limits are the run's (memory is
+     * given by the caller: a run may ask for less than its sandbox). */
+    uint64_t pids = (uint64_t)spec->limits.max_processes + SANDBOX_WORKER_PIDS_RESERVE;
     if (!capdrop || add_strings(capdrop, caps, 1) < 0 || !jsec ||
         add_strings(jsec, secopts, 2) < 0 || !tmpfs ||
         !cJSON_AddStringToObject(tmpfs, "/tmp", "rw,nosuid,nodev,size=64m") ||
@@ -272,13 +279,18 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
         !cJSON_AddArrayToObject(hc, "MaskedPaths") ||
         !cJSON_AddArrayToObject(hc, "ReadonlyPaths") || !cJSON_AddBoolToObject(hc, "Init", 1) ||
         !cJSON_AddBoolToObject(hc, "Privileged", 0) ||
-        !cJSON_AddNumberToObject(hc, "Memory", (double)mem) ||
-        !cJSON_AddNumberToObject(hc, "MemorySwap", (double)mem) ||
+        !cJSON_AddNumberToObject(hc, "Memory", (double)memory) ||
+        !cJSON_AddNumberToObject(hc, "MemorySwap", (double)memory) ||
         !cJSON_AddNumberToObject(hc, "PidsLimit", (double)pids) ||
         !cJSON_AddNumberToObject(hc, "NanoCpus", 1e9))
         goto oom;
     cJSON *restart = cJSON_AddObjectToObject(hc, "RestartPolicy");
     if (!restart || !cJSON_AddStringToObject(restart, "Name", "no"))
+        goto oom;
+    /* The agent's frames travel on stdout: none of it may reach the
+     * engine's log store. */
+    cJSON *logcfg = cJSON_AddObjectToObject(hc, "LogConfig");
+    if (!logcfg || !cJSON_AddStringToObject(logcfg, "Type", "none"))
         goto oom;
     *out = b;
     b = NULL;

@@ -14,6 +14,7 @@
 #include "agent/agent.h"
 #include "agent.pb-c.h"
 #include "sandbox/sandbox.h"
+#include "util/buf.h"
 
 #define SANDBOX_ID_LEN 24 /* hex chars we generate */
 #define SANDBOX_ID_MAX 64 /* what we accept from outside */
@@ -34,6 +35,20 @@
 #define SANDBOX_LABEL_PYTHON "safeeval.python"
 #define SANDBOX_CONTAINER_USER "10001:10001"
 #define SANDBOX_SPEC_VERSION 1
+/* Worker containers carry this label (= the sandbox id) besides the sandbox's. */
+#define SANDBOX_LABEL_WORKER "safeeval.worker"
+/* A worker's memory limit is its run's memory plus this much for what is
+ * not the run: docker-init, the idle agent and bwrap's monitor process
+ * (measured: see the note of issue 7). */
+#define SANDBOX_WORKER_MEMORY_RESERVE (4ull * 1024 * 1024)
+/* Processes of a worker that are not the run's: docker-init, the agent,
+ * bwrap's monitor and the jail's pid 1. */
+#define SANDBOX_WORKER_PIDS_RESERVE 4
+/* After its wall time, a run gets this long to answer before the daemon
+ * cancels it, and as long again before it replaces the worker. */
+#define SANDBOX_RUN_GRACE_MS 2000
+/* One Event frame from an agent: Output data is at most 64 KiB. */
+#define SANDBOX_EVENT_MAX (1u << 20)
 
 /* A sandbox's effective spec: what it was asked for, with defaults applied.
  * Everything is owned (malloc'd). */
@@ -47,6 +62,7 @@ typedef struct sandbox_spec {
     char **label_values;
     size_t n_labels;
     int64_t created_at_ms;
+    uint32_t max_runs; /* runs at once = worker containers at most */
 } sandbox_spec;
 
 void sandbox_spec_clear(sandbox_spec *s);
@@ -86,8 +102,15 @@ int sandbox_limits_for_run(sandbox_limits *out, const sandbox_limits *sb,
 int sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
                             const Safeeval__V1__CreateSandboxRequest *req, se_err *err);
 int sandbox_validate_filename(const char *name, se_err *err);
+/* A path as the agent takes it: relative, no empty, "." or ".." component. */
 int sandbox_validate_path(const char *path, se_err *err);
-/* Everything but the sandbox id and limits. */
+/* A client's file path: drops empty and "." components in place ("./a" ->
+ * "a", "a/./b" and "a//b" -> "a/b"; never longer), then
+ * sandbox_validate_path. Writes only to a path that changes. */
+int sandbox_normalise_path(char *path, se_err *err);
+/* Everything but the sandbox id and limits. Normalises files[i]->path in
+ * place (sandbox_normalise_path): the Files are the daemon's own unpacked
+ * request, and the frame for the agent must be built from them after this. */
 int sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err);
 
 /* ---- container.c ---- */
@@ -96,15 +119,37 @@ cJSON *sandbox_spec_to_json(const sandbox_spec *s);
 /* Parses the label back, validating it like a client's request. */
 int sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char *json,
                            se_err *err);
-/* The full container create body. seccomp_json: the profile's content. */
+/* The create body of a worker container of sandbox id, with a memory limit
+ * of memory bytes. seccomp_json: the profile's content. */
 int sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *seccomp_json,
                            const sandbox_spec *spec, const char *id, const char *image,
-                           se_err *err);
+                           uint64_t memory, se_err *err);
+
+/* ---- worker.c ---- */
+/* One worker container: runs one run at a time through its agent. The
+ * fields under "lock" belong to the registry lock; the rest belong to the
+ * thread that holds the worker (busy) or to whoever unlinked it. */
+typedef struct sandbox_worker {
+    char *container_id;
+    docker_stream *stream; /* the persistent attach to the agent */
+    uint64_t memory_limit; /* the container's Memory now */
+    uint64_t next_run;     /* run ids on this worker */
+    se_buf events;         /* Event frames read but not yet parsed */
+    /* lock: */
+    bool busy;
+    bool broken; /* replace it: never given another run */
+    int64_t idle_since_ms;
+    struct sandbox_worker *next;
+} sandbox_worker;
+
+/* A run waiting for a worker, on the waiting thread's stack. */
+typedef struct sandbox_waiter {
+    struct sandbox_waiter *next;
+} sandbox_waiter;
 
 /* ---- registry.c ---- */
 typedef struct sandbox_entry {
     char id[SANDBOX_ID_MAX + 1];
-    char *container_id;
     char *image;
     char python_version[SANDBOX_VERSION_MAX + 1]; /* as the interpreter reports it */
     sandbox_spec spec;
@@ -113,6 +158,12 @@ typedef struct sandbox_entry {
     unsigned refs;
     unsigned running;
     bool dead;
+    sandbox_worker *workers;
+    unsigned n_workers;    /* in the list */
+    unsigned n_starting;   /* being made, not in the list yet */
+    sandbox_waiter *queue; /* FIFO: the head takes the next free worker */
+    unsigned n_queued;
+    pthread_cond_t cv; /* a worker became free, a waiter left, or the sandbox died */
     struct sandbox_entry *next;
 } sandbox_entry;
 
@@ -138,13 +189,13 @@ sandbox_entry *sandbox_registry_remove(sandbox_registry *r, const char *id);
 /* Like remove, only if it is still idle (nothing running, unused since
  * before idle_before_ms + its timeout) at the time of the lock. */
 sandbox_entry *sandbox_registry_remove_idle(sandbox_registry *r, const char *id, int64_t now_ms);
-/* Puts a removed entry back (a destroy that failed); takes the reference. */
-void sandbox_registry_readd(sandbox_registry *r, sandbox_entry *e);
 void sandbox_entry_unref(sandbox_registry *r, sandbox_entry *e);
+/* A zeroed entry with its condition variable ready; NULL when out of memory. */
+sandbox_entry *sandbox_entry_new(void);
+/* Frees e and the workers still listed (their containers are not touched). */
 void sandbox_entry_free(sandbox_entry *e);
-/* Starts a run: SE_EXHAUSTED beyond max_running, SE_NOT_FOUND if dead. */
-int sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, unsigned max_running,
-                            se_err *err);
+/* Counts a run in (for the idle clock): SE_NOT_FOUND if e is dead. */
+int sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, se_err *err);
 void sandbox_entry_run_end(sandbox_registry *r, sandbox_entry *e);
 /* New references to every entry, in insertion order. *out malloc'd. */
 int sandbox_registry_snapshot(sandbox_registry *r, sandbox_entry ***out, size_t *n, se_err *err);
@@ -153,17 +204,39 @@ int sandbox_registry_idle(sandbox_registry *r, int64_t now_ms, char ***out, size
 /* The entry as a Sandbox message (malloc'd fields). Takes the lock. */
 Safeeval__V1__Sandbox *sandbox_entry_to_msg(sandbox_registry *r, const sandbox_entry *e);
 
-/* ---- run.c ---- */
-/* Packs the RunRequest frame (4-byte header + payload); SE_EXHAUSTED over
- * FRAME_MAX. */
-int sandbox_run_frame(uint8_t **out, size_t *out_len, const sandbox_run_input *in,
+/* ---- run.c (pure: the daemon's side of agent.proto) ---- */
+/* Request{id, run} as one frame (4-byte header + payload); SE_EXHAUSTED
+ * over FRAME_MAX. *out malloc'd. */
+int sandbox_run_frame(uint8_t **out, size_t *out_len, uint64_t id, const sandbox_run_input *in,
                       const sandbox_limits *lim, se_err *err);
-/* Parses the agent's answer (hostile). *out malloc'd ExecResult. */
-int sandbox_run_parse(Safeeval__V1__ExecResult **out, const uint8_t *buf, size_t len,
-                      const sandbox_limits *lim, se_err *err);
-int sandbox_run_exec(docker_client *dc, const char *container_id, const sandbox_run_input *in,
-                     const sandbox_limits *lim, Safeeval__V1__ExecResult **out,
-                     const se_cancel *cancel, se_err *err);
+enum sandbox_ctl { SANDBOX_CTL_CANCEL = 1, SANDBOX_CTL_ACK = 2, SANDBOX_CTL_SYNC = 3 };
+/* A control request (cancel/ack of run id, or sync) as one frame in buf
+ * (64 bytes are always enough); returns its length. */
+size_t sandbox_ctl_frame(uint8_t buf[64], uint64_t id, enum sandbox_ctl op);
+
+/* What the daemon has of one run while its events arrive. */
+typedef struct sandbox_run_acc {
+    uint64_t id;
+    uint64_t cap; /* max_output_bytes: kept per stream */
+    se_buf out, err;
+    uint64_t out_got, err_got;        /* bytes the Output events carried */
+    Safeeval__V1__ExecResult *result; /* at Done, when the agent ran it */
+    char agent_error[512];            /* at Done, when it did not (printable) */
+    bool done, cancelled, clean;
+} sandbox_run_acc;
+void sandbox_run_acc_init(sandbox_run_acc *a, uint64_t id, const sandbox_limits *lim);
+void sandbox_run_acc_clear(sandbox_run_acc *a);
+/* Feeds one Event payload of run a->id (hostile bytes). Returns 0 while the
+ * run goes on, 1 at its Done, negative (SE_PROTOCOL) when the agent broke the
+ * protocol: then the worker must not be trusted again. */
+int sandbox_run_feed(sandbox_run_acc *a, const uint8_t *p, size_t n, se_err *err);
+/* The run's ExecResult with the output kept; a->result is handed over. */
+Safeeval__V1__ExecResult *sandbox_run_take(sandbox_run_acc *a);
+/* An Event payload that answers a sync: *out = the State (caller frees
+ * with safeeval__agent__v1__state__free_unpacked), *done_id = the id of a
+ * Done event instead (0 when it is not one). SE_PROTOCOL for anything else. */
+int sandbox_state_parse(Safeeval__Agent__V1__State **out, uint64_t *done_id, const uint8_t *p,
+                        size_t n, se_err *err);
 
 /* ---- manager ---- */
 struct sandbox_manager {
@@ -174,6 +247,9 @@ struct sandbox_manager {
     docker_client *dc;
     image_cache *ic;
     sandbox_registry reg;
+    /* under reg.mu: the sum of every worker's memory limit */
+    uint64_t memory_used;
+    uint64_t run_ids; /* under reg.mu: ids of runs, unique in this process */
     /* reaper */
     pthread_t reaper;
     bool reaper_started;
@@ -181,6 +257,46 @@ struct sandbox_manager {
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
 };
+
+/* ---- worker.c: one worker container and its agent ---- */
+/* Makes, starts and attaches a worker for e (its spec, id and image) sized
+ * for memory bytes of run; *out is idle and synced. */
+int sandbox_worker_new(sandbox_manager *m, const sandbox_entry *e, uint64_t memory,
+                       sandbox_worker **out, const se_cancel *cancel, se_err *err);
+/* Attaches to a running worker container found after a restart and brings
+ * its agent back to idle (cancels and acknowledges what it was doing). */
+int sandbox_worker_adopt(sandbox_manager *m, const char *cid, uint64_t memory, sandbox_worker **out,
+                         se_err *err);
+/* Runs one run on a worker this thread holds. A transport or protocol
+ * failure, or a run that could not be cleaned up, sets w->broken. */
+int sandbox_worker_run(sandbox_manager *m, sandbox_worker *w, uint64_t id,
+                       const sandbox_run_input *in, const sandbox_limits *lim,
+                       Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err);
+/* Closes the stream and frees; removes the container when remove is set. */
+void sandbox_worker_free(sandbox_manager *m, sandbox_worker *w, bool remove);
+
+/* ---- pool.c: a sandbox's workers, its run queue, the memory budget ---- */
+/* A worker for one run: an idle one, a new one (up to the sandbox's
+ * max_runs and the budget), or the first one freed while this run waits its
+ * turn (FIFO) until the caller's deadline. */
+int sandbox_pool_acquire(sandbox_manager *m, sandbox_entry *e, uint64_t memory,
+                         sandbox_worker **out, const se_cancel *cancel, se_err *err);
+/* Gives a worker back; a broken one (or any worker of a dead sandbox) is
+ * removed. */
+void sandbox_pool_release(sandbox_manager *m, sandbox_entry *e, sandbox_worker *w);
+/* Adds a worker made outside acquire (create, recovery) as idle; it must
+ * have been charged to the budget with sandbox_pool_charge. */
+void sandbox_pool_add(sandbox_manager *m, sandbox_entry *e, sandbox_worker *w);
+/* Takes bytes from the --max-memory-total budget: SE_EXHAUSTED when they do
+ * not fit. sandbox_pool_uncharge gives them back. */
+int sandbox_pool_charge(sandbox_manager *m, uint64_t bytes, se_err *err);
+void sandbox_pool_uncharge(sandbox_manager *m, uint64_t bytes);
+/* e is dead: removes its idle workers now; busy ones go at their release. */
+void sandbox_pool_remove_all(sandbox_manager *m, sandbox_entry *e);
+/* Removes e's workers idle for longer than idle_ms, keeping one. */
+void sandbox_pool_trim(sandbox_manager *m, sandbox_entry *e, int64_t idle_ms);
+/* The worker memory limit for a run of memory bytes. */
+uint64_t sandbox_worker_memory(uint64_t run_memory);
 
 /* The id generator: 24 lowercase hex chars from getrandom. */
 int sandbox_new_id(char out[SANDBOX_ID_LEN + 1], se_err *err);

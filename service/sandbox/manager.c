@@ -1,6 +1,7 @@
 /* The sandbox manager: the module's interface (sandbox.h) on top of the
  * registry, the container body, runs, the reaper and recovery. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -88,6 +89,8 @@ sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_cli
     m->cfg = *cfg;
     if (m->cfg.max_concurrent_runs == 0)
         m->cfg.max_concurrent_runs = 1;
+    if (m->cfg.max_queued_runs == 0)
+        m->cfg.max_queued_runs = 1;
     m->dc = dc;
     m->ic = ic;
     sandbox_registry_init(&m->reg);
@@ -179,15 +182,6 @@ version_matches(const char *want, const char *have)
     return strncmp(want, have, n) == 0 && (have[n] == '\0' || have[n] == '.');
 }
 
-static void
-container_remove_quiet(sandbox_manager *m, const char *cid)
-{
-    se_err e2;
-    se_err_clear(&e2);
-    if (docker_container_remove(m->dc, cid, &e2) < 0 && e2.code != SE_NOT_FOUND)
-        log_warn("remove container %.64s: %s", cid, e2.msg);
-}
-
 int
 sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req,
                Safeeval__V1__Sandbox **out, docker_progress_fn progress, void *ud,
@@ -199,14 +193,21 @@ sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req
     if (rc < 0)
         return rc;
     bool reserved = false;
-    char *cid = NULL;
-    cJSON *body = NULL;
+    uint64_t charged = 0;
     sandbox_entry *e = NULL;
+    sandbox_worker *w = NULL;
     int64_t t0 = clock_mono_ms();
     rc = sandbox_registry_reserve(&m->reg, m->cfg.max_sandboxes, err);
     if (rc < 0)
         goto out;
     reserved = true;
+    /* The first worker's memory, before any build: a full host answers at
+     * once. */
+    uint64_t wmem = sandbox_worker_memory(spec.limits.memory_bytes);
+    rc = sandbox_pool_charge(m, wmem, err);
+    if (rc < 0)
+        goto out;
+    charged = wmem;
 
     image_ref ref;
     memset(&ref, 0, sizeof(ref));
@@ -219,57 +220,37 @@ sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req
     if ((rc = se_cancel_check(cancel, err)) < 0)
         goto out;
 
-    e = calloc(1, sizeof(*e));
-    if (!e) {
+    e = sandbox_entry_new();
+    if (!e || !(e->image = strdup(ref.tag))) {
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
         goto out;
     }
     if ((rc = sandbox_new_id(e->id, err)) < 0)
         goto out;
-    rc = sandbox_container_body(&body, &m->cfg, m->seccomp_json, &spec, e->id, ref.tag, err);
-    if (rc < 0)
-        goto out;
-    char name[SANDBOX_ID_MAX + 16];
-    snprintf(name, sizeof(name), "safeeval-%s", e->id);
-    rc = docker_container_create(m->dc, name, body, &cid, err);
-    cJSON_Delete(body);
-    body = NULL;
-    if (rc < 0) {
-        se_err_prefix(err, "create container");
-        goto out;
-    }
-    /* From here on, any failure removes the container. */
-    log_debug("sandbox %s: container %s created", e->id, cid);
-    rc = docker_container_start(m->dc, cid, err);
-    if (rc < 0) {
-        se_err_prefix(err, "start container");
-        goto out;
-    }
-    rc = sandbox_read_python_version(m, cid, e->python_version, err);
-    if (rc < 0)
-        goto out;
-    if (!version_matches(spec.python, e->python_version)) {
-        rc = se_err_set(err, SE_PRECONDITION, "python_version: asked for %s, the image has %s",
-                        spec.python, e->python_version);
-        goto out;
-    }
-    e->image = strdup(ref.tag);
-    if (!e->image) {
-        rc = se_err_set(err, SE_INTERNAL, "out of memory");
-        goto out;
-    }
-    e->container_id = cid;
-    cid = NULL;
     e->spec = spec;
     memset(&spec, 0, sizeof(spec));
+    rc = sandbox_worker_new(m, e, wmem, &w, cancel, err);
+    if (rc < 0)
+        goto out;
+    /* From here on, any failure removes the worker's container. */
+    rc = sandbox_read_python_version(m, w->container_id, e->python_version, err);
+    if (rc < 0)
+        goto out;
+    if (!version_matches(e->spec.python, e->python_version)) {
+        rc = se_err_set(err, SE_PRECONDITION, "python_version: asked for %s, the image has %s",
+                        e->spec.python, e->python_version);
+        goto out;
+    }
     e->last_used_ms = e->spec.created_at_ms;
+    w->idle_since_ms = clock_mono_ms();
+    e->workers = w;
+    e->n_workers = 1;
     /* The answer is built before the entry is visible: once added, a
      * destroy from another call may free it. */
     Safeeval__V1__Sandbox *msg = sandbox_entry_to_msg(&m->reg, e);
     if (!msg) {
-        cid = steal_pointer(&e->container_id);
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
-        goto out;
+        goto out_unlink;
     }
     log_info("sandbox %s created: python %s, %zu modules, image %s (%s), %lld ms (image %lld ms)",
              e->id, e->python_version, e->spec.n_modules, e->image, ref.built ? "built" : "cached",
@@ -277,22 +258,34 @@ sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req
     rc = sandbox_registry_add(&m->reg, e, true, err);
     if (rc < 0) {
         protobuf_c_message_free_unpacked(&msg->base, NULL);
-        cid = steal_pointer(&e->container_id);
-        goto out;
+        goto out_unlink;
     }
     *out = msg;
     return 0;
+out_unlink:
+    e->workers = NULL;
+    e->n_workers = 0;
 out:
-    if (cid) {
-        container_remove_quiet(m, cid);
-        free(cid);
-    }
+    if (w)
+        sandbox_worker_free(m, w, true);
+    if (charged)
+        sandbox_pool_uncharge(m, charged);
     if (reserved)
         sandbox_registry_unreserve(&m->reg);
-    cJSON_Delete(body);
     sandbox_entry_free(e);
     sandbox_spec_clear(&spec);
     return rc < 0 ? se_err_prefix(err, "create sandbox") : rc;
+}
+
+/* Bytes of a run's input: they live in the worker's memory (tmpfs, memfd)
+ * and pass through the agent once before the jail starts. */
+static uint64_t
+input_bytes(const sandbox_run_input *in)
+{
+    uint64_t n = in->script_len + in->stdin_len;
+    for (size_t i = 0; i < in->n_files; i++)
+        n += in->files[i] ? in->files[i]->content.len : 0;
+    return n;
 }
 
 static int
@@ -306,6 +299,8 @@ run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
     sandbox_entry *e = sandbox_registry_find(&m->reg, in->sandbox_id);
     if (!e)
         return se_err_set(err, SE_NOT_FOUND, "sandbox %s not found", in->sandbox_id);
+    sandbox_worker *w = NULL;
+    bool counted = false;
     rc = sandbox_validate_run(in, is_eval, err);
     if (rc < 0)
         goto out;
@@ -313,24 +308,58 @@ run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
     rc = sandbox_limits_for_run(&lim, &e->spec.limits, in->limits, err);
     if (rc < 0)
         goto out;
-    rc = sandbox_entry_run_begin(&m->reg, e, m->cfg.max_concurrent_runs, err);
+    /* While the jail is set up the input is held up to three times (the
+     * agent's copy, a memfd, the tmpfs file) inside the run's memory. */
+    if (input_bytes(in) > lim.memory_bytes / 4) {
+        rc = se_err_set(err, SE_INVALID,
+                        "script, stdin and files: %llu bytes; at most a quarter of the run's "
+                        "memory_bytes (%llu)",
+                        (unsigned long long)input_bytes(in),
+                        (unsigned long long)(lim.memory_bytes / 4));
+        goto out;
+    }
+    rc = sandbox_entry_run_begin(&m->reg, e, err);
     if (rc < 0)
         goto out;
+    counted = true;
     int64_t t0 = clock_mono_us();
-    rc = sandbox_run_exec(m->dc, e->container_id, in, &lim, out, cancel, err);
-    sandbox_entry_run_end(&m->reg, e);
+    rc = sandbox_pool_acquire(m, e, lim.memory_bytes, &w, cancel, err);
+    if (rc < 0)
+        goto out;
+    int64_t t_got = clock_mono_us();
+    uint64_t want = sandbox_worker_memory(lim.memory_bytes);
+    if (w->memory_limit != want) {
+        /* The worker's cgroup is the run's fence: resize it to this run. */
+        rc = docker_container_update_memory(m->dc, w->container_id, want, err);
+        if (rc < 0) {
+            w->broken = true;
+            se_err_prefix(err, "sandbox %s: resize worker %.12s", e->id, w->container_id);
+            goto out;
+        }
+        w->memory_limit = want;
+    }
+    pthread_mutex_lock(&m->reg.mu);
+    uint64_t id = ++m->run_ids;
+    pthread_mutex_unlock(&m->reg.mu);
+    rc = sandbox_worker_run(m, w, id, in, &lim, out, cancel, err);
     pthread_mutex_lock(&m->reg.mu);
     bool dead = e->dead;
     pthread_mutex_unlock(&m->reg.mu);
     if (rc < 0 && dead) {
-        /* Destroyed under us: the container and its runs are gone. */
+        /* Destroyed under us: the worker and its run are gone. */
         rc = se_err_set(err, SE_NOT_FOUND, "sandbox %s was destroyed during the run", e->id);
         goto out;
     }
     if (rc == 0)
-        log_debug("sandbox %s: run %s -> reason %d exit %d in %lld us", e->id, in->filename,
-                  (int)(*out)->reason, (*out)->exit_code, (long long)(clock_mono_us() - t0));
+        log_debug("sandbox %s: run %" PRIu64 " on %.12s -> reason %d exit %d; waited %lld us, ran "
+                  "%lld us",
+                  e->id, id, w->container_id, (int)(*out)->reason, (*out)->exit_code,
+                  (long long)(t_got - t0), (long long)(clock_mono_us() - t_got));
 out:
+    if (w)
+        sandbox_pool_release(m, e, w);
+    if (counted)
+        sandbox_entry_run_end(&m->reg, e);
     sandbox_entry_unref(&m->reg, e);
     return rc;
 }
@@ -405,17 +434,15 @@ sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest 
 int
 sandbox_destroy_entry(sandbox_manager *m, sandbox_entry *e, se_err *err)
 {
-    /* e is unlinked and dead: no new run can start. Removing the container
-     * with force kills the runs still in it; they answer NOT_FOUND. */
-    se_err e2;
-    se_err_clear(&e2);
-    int rc = docker_container_remove(m->dc, e->container_id, &e2);
-    if (rc < 0 && e2.code != SE_NOT_FOUND) {
-        *err = e2;
-        se_err_prefix(err, "destroy sandbox %s", e->id);
-        sandbox_registry_readd(&m->reg, e); /* keeps it findable; a retry may work */
-        return -err->code;
-    }
+    (void)err;
+    /* e is unlinked and dead: no new run can start, waiting runs answer
+     * NOT_FOUND. Removing the workers with force kills the runs still in
+     * them; they answer NOT_FOUND too. A container the engine fails to
+     * remove now is found by the next recovery (its labels) and removed. */
+    pthread_mutex_lock(&m->reg.mu);
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&m->reg.mu);
+    sandbox_pool_remove_all(m, e);
     log_info("sandbox %s destroyed", e->id);
     sandbox_entry_unref(&m->reg, e);
     return 0;

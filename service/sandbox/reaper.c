@@ -1,5 +1,6 @@
-/* The idle reaper: a thread that wakes every reap_interval_s and destroys
- * sandboxes unused for longer than their idle timeout (and running nothing).
+/* The idle reaper: a thread that wakes every reap_interval_s, destroys
+ * sandboxes unused for longer than their idle timeout (and running nothing),
+ * and removes extra workers idle for longer than worker_idle_s.
  * It is woken early and joined by sandbox_manager_free. */
 #include <errno.h>
 #include <string.h>
@@ -30,6 +31,17 @@ reap_once(sandbox_manager *m)
         free(ids[i]);
     }
     free(ids);
+    /* Extra workers nobody used for a while go; each sandbox keeps one. */
+    sandbox_entry **es = NULL;
+    se_err err;
+    se_err_clear(&err);
+    if (sandbox_registry_snapshot(&m->reg, &es, &n, &err) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        sandbox_pool_trim(m, es[i], (int64_t)m->cfg.worker_idle_s * 1000);
+        sandbox_entry_unref(&m->reg, es[i]);
+    }
+    free(es);
 }
 
 static void *

@@ -1,7 +1,10 @@
-/* Recovery after a restart: our containers carry labels (managed, sandbox
- * id, spec JSON). Running ones come back under the same id; anything that
- * cannot be recovered is removed, so nothing of ours leaks. The labels came
- * from outside this process and are validated like a client's request. */
+/* Recovery after a restart: our worker containers carry labels (managed,
+ * instance, sandbox id, spec JSON). Each sandbox comes back under the same
+ * id with the workers that still run (re-attached, their agents brought back
+ * to idle); a sandbox whose workers all died while the daemon was down gets
+ * a fresh one from its image. Anything that cannot be recovered is removed,
+ * so nothing of ours leaks. The labels came from outside this process and
+ * are validated like a client's request. */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,51 +19,84 @@ label_of(const cJSON *labels, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Re-registers one container; SE_* < 0 means "remove it". */
-static int
-recover_one(sandbox_manager *m, const cJSON *c, const char *cid, se_err *err)
+static void
+remove_quiet(sandbox_manager *m, const char *cid, size_t *removed)
 {
+    se_err e2;
+    se_err_clear(&e2);
+    if (docker_container_remove(m->dc, cid, &e2) < 0 && e2.code != SE_NOT_FOUND)
+        log_warn("recover: remove %.12s: %s", cid, e2.msg);
+    else
+        (*removed)++;
+}
+
+/* The entry for a sandbox's first container seen: spec from its labels. */
+static int
+entry_from(sandbox_manager *m, const cJSON *c, sandbox_entry **out, se_err *err)
+{
+    *out = NULL;
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(c, "Labels");
-    const cJSON *state = cJSON_GetObjectItemCaseSensitive(c, "State");
     const cJSON *image = cJSON_GetObjectItemCaseSensitive(c, "Image");
     const char *id = label_of(labels, SE_LABEL_SANDBOX);
-    const char *spec_json = label_of(labels, SE_LABEL_SPEC);
     const char *py = label_of(labels, SANDBOX_LABEL_PYTHON);
-    if (!cJSON_IsString(state) || strcmp(state->valuestring, "running") != 0)
-        return se_err_set(err, SE_CONFLICT, "not running");
     if (!id || sandbox_validate_id(id, err) < 0)
         return se_err_set(err, SE_INVALID, "bad sandbox label");
     if (!cJSON_IsString(image) || strlen(image->valuestring) > 256)
         return se_err_set(err, SE_INVALID, "bad image");
-    sandbox_entry *e = calloc(1, sizeof(*e));
-    if (!e)
+    sandbox_entry *e = sandbox_entry_new();
+    if (!e || !(e->image = strdup(image->valuestring))) {
+        sandbox_entry_free(e);
         return se_err_set(err, SE_INTERNAL, "out of memory");
-    snprintf(e->id, sizeof(e->id), "%s", id);
-    int rc = sandbox_spec_from_json(&e->spec, &m->cfg, spec_json, err);
-    if (rc < 0)
-        goto fail;
-    if (!py || strcmp(py, e->spec.python) != 0) {
-        rc = se_err_set(err, SE_INVALID, "python label does not match the spec");
-        goto fail;
     }
-    rc = sandbox_read_python_version(m, cid, e->python_version, err);
-    if (rc < 0)
-        goto fail;
-    e->container_id = strdup(cid);
-    e->image = strdup(image->valuestring);
-    if (!e->container_id || !e->image) {
-        rc = se_err_set(err, SE_INTERNAL, "out of memory");
-        goto fail;
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    int rc = sandbox_spec_from_json(&e->spec, &m->cfg, label_of(labels, SE_LABEL_SPEC), err);
+    if (rc == 0 && (!py || strcmp(py, e->spec.python) != 0))
+        rc = se_err_set(err, SE_INVALID, "python label does not match the spec");
+    if (rc < 0) {
+        sandbox_entry_free(e);
+        return rc;
     }
     e->last_used_ms = clock_wall_ms();
-    rc = sandbox_registry_add(&m->reg, e, false, err);
-    if (rc < 0)
-        goto fail;
-    log_info("sandbox %s recovered (container %.12s, python %s)", e->id, cid, e->python_version);
+    *out = e;
     return 0;
-fail:
-    sandbox_entry_free(e);
-    return rc;
+}
+
+static sandbox_entry *
+find_pending(sandbox_entry *list, const char *id)
+{
+    for (; list; list = list->next)
+        if (strcmp(list->id, id) == 0)
+            return list;
+    return NULL;
+}
+
+/* Adopts one running worker container into e (budget charged). */
+static int
+adopt(sandbox_manager *m, sandbox_entry *e, const char *cid, se_err *err)
+{
+    uint64_t wmem = sandbox_worker_memory(e->spec.limits.memory_bytes);
+    int rc = sandbox_pool_charge(m, wmem, err);
+    if (rc < 0)
+        return rc;
+    sandbox_worker *w = NULL;
+    rc = sandbox_worker_adopt(m, cid, wmem, &w, err);
+    if (rc < 0) {
+        sandbox_pool_uncharge(m, wmem);
+        return rc;
+    }
+    /* Sized for the sandbox's own limit: a run asking less resizes it. */
+    w->idle_since_ms = clock_mono_ms();
+    w->next = e->workers;
+    e->workers = w;
+    e->n_workers++;
+    if (!e->python_version[0] && sandbox_read_python_version(m, cid, e->python_version, err) < 0) {
+        e->workers = w->next;
+        e->n_workers--;
+        sandbox_worker_free(m, w, false);
+        sandbox_pool_uncharge(m, wmem);
+        return -err->code;
+    }
+    return 0;
 }
 
 int
@@ -75,7 +111,8 @@ sandbox_manager_recover(sandbox_manager *m, se_err *err)
     int rc = docker_container_list(m->dc, filters, true, &list, err);
     if (rc < 0)
         return se_err_prefix(err, "recover: list containers");
-    size_t ok = 0, removed = 0;
+    size_t workers = 0, removed = 0;
+    sandbox_entry *pending = NULL; /* a list through ->next until registered */
     const cJSON *c;
     cJSON_ArrayForEach(c, list)
     {
@@ -83,29 +120,92 @@ sandbox_manager_recover(sandbox_manager *m, se_err *err)
         if (!cJSON_IsString(jid) || strlen(jid->valuestring) > 128)
             continue;
         const char *cid = jid->valuestring;
-        /* Only sandbox containers carry the sandbox label. Image build
+        /* Only worker containers carry the worker label. Image build
          * containers inherit safeeval.managed from the recipe's LABEL and
          * must be left alone: removing one breaks a build in progress. */
         const cJSON *labels = cJSON_GetObjectItemCaseSensitive(c, "Labels");
-        if (!label_of(labels, SE_LABEL_SANDBOX)) {
-            log_debug("recover: container %.12s is not a sandbox: left alone", cid);
+        const char *sid = label_of(labels, SE_LABEL_SANDBOX);
+        if (!sid || !label_of(labels, SANDBOX_LABEL_WORKER)) {
+            log_debug("recover: container %.12s is not a worker: left alone", cid);
             continue;
         }
         se_err e2;
         se_err_clear(&e2);
-        if (recover_one(m, c, cid, &e2) == 0) {
-            ok++;
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(c, "State");
+        sandbox_entry *e = find_pending(pending, sid);
+        if (!e) {
+            if (entry_from(m, c, &e, &e2) < 0) {
+                log_warn("recover: container %.12s: %s: removing", cid, e2.msg);
+                remove_quiet(m, cid, &removed);
+                continue;
+            }
+            e->next = pending;
+            pending = e;
+        }
+        if (!cJSON_IsString(state) || strcmp(state->valuestring, "running") != 0) {
+            log_info("recover: sandbox %s: worker %.12s is not running: removing", e->id, cid);
+            remove_quiet(m, cid, &removed);
             continue;
         }
-        log_warn("recover: container %.12s cannot be recovered (%s): removing", cid, e2.msg);
-        se_err_clear(&e2);
-        if (docker_container_remove(m->dc, cid, &e2) < 0 && e2.code != SE_NOT_FOUND)
-            log_warn("recover: remove %.12s: %s", cid, e2.msg);
-        else
-            removed++;
+        if (adopt(m, e, cid, &e2) < 0) {
+            log_warn("recover: sandbox %s: worker %.12s cannot be adopted (%s): removing", e->id,
+                     cid, e2.msg);
+            remove_quiet(m, cid, &removed);
+            continue;
+        }
+        workers++;
     }
     cJSON_Delete(list);
-    log_info("recover: %zu sandboxes recovered, %zu containers removed", ok, removed);
+    size_t ok = 0;
+    while (pending) {
+        sandbox_entry *e = pending;
+        pending = e->next;
+        e->next = NULL;
+        se_err e2;
+        se_err_clear(&e2);
+        if (e->n_workers == 0) {
+            /* Every worker died while we were away: the sandbox lives on
+             * in a fresh one from the same image. */
+            uint64_t wmem = sandbox_worker_memory(e->spec.limits.memory_bytes);
+            sandbox_worker *w = NULL;
+            if (sandbox_pool_charge(m, wmem, &e2) == 0) {
+                if (sandbox_worker_new(m, e, wmem, &w, NULL, &e2) == 0 &&
+                    sandbox_read_python_version(m, w->container_id, e->python_version, &e2) == 0) {
+                    w->idle_since_ms = clock_mono_ms();
+                    e->workers = w;
+                    e->n_workers = 1;
+                    workers++;
+                } else {
+                    sandbox_worker_free(m, w, true);
+                    sandbox_pool_uncharge(m, wmem);
+                }
+            }
+            if (e->n_workers == 0) {
+                log_warn("recover: sandbox %s has no live worker and none can be made (%s): "
+                         "dropped",
+                         e->id, e2.msg);
+                sandbox_entry_free(e);
+                continue;
+            }
+        }
+        if (sandbox_registry_add(&m->reg, e, false, &e2) < 0) {
+            log_warn("recover: sandbox %s: %s", e->id, e2.msg);
+            for (sandbox_worker *w = e->workers; w; w = w->next)
+                sandbox_pool_uncharge(m, w->memory_limit);
+            while (e->workers) {
+                sandbox_worker *w = e->workers;
+                e->workers = w->next;
+                sandbox_worker_free(m, w, true);
+            }
+            sandbox_entry_free(e);
+            continue;
+        }
+        log_info("sandbox %s recovered (%u workers, python %s)", e->id, e->n_workers,
+                 e->python_version);
+        ok++;
+    }
+    log_info("recover: %zu sandboxes with %zu workers recovered, %zu containers removed", ok,
+             workers, removed);
     se_err e3;
     se_err_clear(&e3);
     if (image_prune_dangling(m->ic, 3600, &e3) < 0)

@@ -1,4 +1,5 @@
-/* The registry of live sandboxes: a list in creation order under one mutex.
+/* The registry of live sandboxes: a list in creation order under one mutex
+ * (which also guards each sandbox's workers and queue, see pool.c).
  * Entries are refcounted so a destroy during a run is safe: the destroy
  * unlinks the entry and marks it dead, the run keeps its reference, and the
  * last unref frees it. */
@@ -119,12 +120,33 @@ sandbox_registry_remove(sandbox_registry *r, const char *id)
     return registry_unlink(r, id, false, 0);
 }
 
+sandbox_entry *
+sandbox_entry_new(void)
+{
+    sandbox_entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waiters time out on it */
+    pthread_cond_init(&e->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return e;
+}
+
 void
 sandbox_entry_free(sandbox_entry *e)
 {
     if (!e)
         return;
-    free(e->container_id);
+    /* Workers still listed here had their containers removed by the
+     * destroy that made this the last reference. */
+    while (e->workers) {
+        sandbox_worker *w = e->workers;
+        e->workers = w->next;
+        sandbox_worker_free(NULL, w, false);
+    }
+    pthread_cond_destroy(&e->cv);
     free(e->image);
     sandbox_spec_clear(&e->spec);
     free(e);
@@ -143,16 +165,13 @@ sandbox_entry_unref(sandbox_registry *r, sandbox_entry *e)
 }
 
 int
-sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, unsigned max_running, se_err *err)
+sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, se_err *err)
 {
     int rc = 0;
     pthread_mutex_lock(&r->mu);
-    if (e->dead)
+    if (e->dead) {
         rc = se_err_set(err, SE_NOT_FOUND, "sandbox %s is being destroyed", e->id);
-    else if (e->running >= max_running)
-        rc = se_err_set(err, SE_EXHAUSTED, "sandbox %s: %u runs at once already (max)", e->id,
-                        e->running);
-    else {
+    } else {
         e->running++;
         e->last_used_ms = clock_wall_ms();
     }
@@ -235,8 +254,10 @@ sandbox_entry_to_msg(sandbox_registry *r, const sandbox_entry *e)
     if (!s->id || !s->python_version || !s->image)
         goto fail;
     s->created_at_ms = sp->created_at_ms;
+    s->max_concurrent_runs = sp->max_runs;
     pthread_mutex_lock(&r->mu);
     s->last_used_at_ms = e->last_used_ms;
+    s->workers = e->n_workers;
     pthread_mutex_unlock(&r->mu);
     s->idle_timeout_s = sp->idle_timeout_s;
     s->limits = malloc(sizeof(*s->limits));
@@ -290,18 +311,4 @@ sandbox_entry *
 sandbox_registry_remove_idle(sandbox_registry *r, const char *id, int64_t now_ms)
 {
     return registry_unlink(r, id, true, now_ms);
-}
-
-void
-sandbox_registry_readd(sandbox_registry *r, sandbox_entry *e)
-{
-    pthread_mutex_lock(&r->mu);
-    sandbox_entry **tail = &r->head;
-    while (*tail)
-        tail = &(*tail)->next;
-    e->dead = false;
-    e->next = NULL;
-    *tail = e;
-    r->count++;
-    pthread_mutex_unlock(&r->mu);
 }

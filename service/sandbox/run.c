@@ -1,16 +1,15 @@
-/* One run: RunRequest -> frame -> one Engine API exec of the agent ->
- * RunResponse frame -> ExecResult. The agent's answer crossed the jail
- * boundary and is treated as hostile: every length and enum is checked. */
+/* The daemon's side of the agent protocol (agent.proto), pure: the frames it
+ * sends (a run, cancel, ack, sync) and what it makes of the events a worker
+ * sends back. Everything that comes back crossed the jail boundary and is
+ * hostile: ids, streams, lengths and enums are checked, output is kept under
+ * the run's cap, and a violation condemns the worker. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "agent/frame.h"
 #include "sandbox/internal.h"
-#include "util/log.h"
-
-/* Bytes of the agent's error message we pass on. */
-#define AGENT_ERROR_MAX 512
 
 static void
 limits_fill(Safeeval__V1__Limits *l, const sandbox_limits *lim)
@@ -24,8 +23,29 @@ limits_fill(Safeeval__V1__Limits *l, const sandbox_limits *lim)
     l->max_file_bytes = lim->max_file_bytes;
 }
 
+/* Packs req behind a frame header into a malloc'd buffer. */
+static int
+request_pack(uint8_t **out, size_t *out_len, const Safeeval__Agent__V1__Request *req, se_err *err)
+{
+    size_t n = safeeval__agent__v1__request__get_packed_size(req);
+    if (n > FRAME_MAX)
+        return se_err_set(err, SE_EXHAUSTED, "request: %zu bytes packed; at most %u", n, FRAME_MAX);
+    uint8_t *buf = malloc(FRAME_HDR + n);
+    if (!buf)
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    frame_put_header(buf, (uint32_t)n);
+    size_t packed = safeeval__agent__v1__request__pack(req, buf + FRAME_HDR);
+    if (packed != n) {
+        free(buf);
+        return se_err_set(err, SE_INTERNAL, "request: packed %zu of %zu bytes", packed, n);
+    }
+    *out = buf;
+    *out_len = FRAME_HDR + n;
+    return 0;
+}
+
 int
-sandbox_run_frame(uint8_t **out, size_t *out_len, const sandbox_run_input *in,
+sandbox_run_frame(uint8_t **out, size_t *out_len, uint64_t id, const sandbox_run_input *in,
                   const sandbox_limits *lim, se_err *err)
 {
     *out = NULL;
@@ -41,16 +61,33 @@ sandbox_run_frame(uint8_t **out, size_t *out_len, const sandbox_run_input *in,
     rr.n_args = in->n_args;
     rr.args = (char **)in->args;
     rr.limits = &l;
-    rr.n_files = in->n_files;
-    rr.files = (Safeeval__V1__File **)in->files;
+    /* Fresh File messages: what the client sent beyond path and content
+     * (unknown fields protobuf-c keeps and would pack again) stays here. */
+    Safeeval__V1__File *files = NULL, **filesp = NULL;
     Safeeval__Agent__V1__RunRequest__EnvEntry *env = NULL, **envp = NULL;
+    int rc = 0;
+    if (in->n_files) {
+        files = calloc(in->n_files, sizeof(*files));
+        filesp = calloc(in->n_files, sizeof(*filesp));
+        if (!files || !filesp) {
+            rc = se_err_set(err, SE_INTERNAL, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < in->n_files; i++) {
+            safeeval__v1__file__init(&files[i]);
+            files[i].path = in->files[i]->path;
+            files[i].content = in->files[i]->content;
+            filesp[i] = &files[i];
+        }
+    }
+    rr.n_files = in->n_files;
+    rr.files = filesp;
     if (in->n_env) {
         env = calloc(in->n_env, sizeof(*env));
         envp = calloc(in->n_env, sizeof(*envp));
         if (!env || !envp) {
-            free(env);
-            free(envp);
-            return se_err_set(err, SE_INTERNAL, "out of memory");
+            rc = se_err_set(err, SE_INTERNAL, "out of memory");
+            goto out;
         }
         for (size_t i = 0; i < in->n_env; i++) {
             safeeval__agent__v1__run_request__env_entry__init(&env[i]);
@@ -61,30 +98,64 @@ sandbox_run_frame(uint8_t **out, size_t *out_len, const sandbox_run_input *in,
     }
     rr.n_env = in->n_env;
     rr.env = envp;
-    int rc = 0;
-    size_t n = safeeval__agent__v1__run_request__get_packed_size(&rr);
-    if (n > FRAME_MAX) {
-        rc = se_err_set(err, SE_EXHAUSTED, "request: %zu bytes packed; at most %u", n, FRAME_MAX);
-        goto out;
-    }
-    uint8_t *buf = malloc(FRAME_HDR + n);
-    if (!buf) {
-        rc = se_err_set(err, SE_INTERNAL, "out of memory");
-        goto out;
-    }
-    frame_put_header(buf, (uint32_t)n);
-    size_t packed = safeeval__agent__v1__run_request__pack(&rr, buf + FRAME_HDR);
-    if (packed != n) {
-        free(buf);
-        rc = se_err_set(err, SE_INTERNAL, "request: packed %zu of %zu bytes", packed, n);
-        goto out;
-    }
-    *out = buf;
-    *out_len = FRAME_HDR + n;
+    Safeeval__Agent__V1__Request req = SAFEEVAL__AGENT__V1__REQUEST__INIT;
+    req.id = id;
+    req.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_RUN;
+    req.run = &rr;
+    rc = request_pack(out, out_len, &req, err);
 out:
+    free(files);
+    free(filesp);
     free(env);
     free(envp);
     return rc;
+}
+
+size_t
+sandbox_ctl_frame(uint8_t buf[64], uint64_t id, enum sandbox_ctl op)
+{
+    Safeeval__Agent__V1__Request req = SAFEEVAL__AGENT__V1__REQUEST__INIT;
+    req.id = id;
+    switch (op) {
+    case SANDBOX_CTL_CANCEL:
+        req.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_CANCEL;
+        req.cancel = 1;
+        break;
+    case SANDBOX_CTL_ACK:
+        req.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_ACK;
+        req.ack = 1;
+        break;
+    case SANDBOX_CTL_SYNC:
+        req.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_SYNC;
+        req.sync = 1;
+        break;
+    default:
+        assert(!"sandbox_ctl_frame: unknown op");
+    }
+    /* Two varints and a bool: far under 64 bytes. */
+    size_t n = safeeval__agent__v1__request__pack(&req, buf + FRAME_HDR);
+    frame_put_header(buf, (uint32_t)n);
+    return FRAME_HDR + n;
+}
+
+void
+sandbox_run_acc_init(sandbox_run_acc *a, uint64_t id, const sandbox_limits *lim)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = id;
+    a->cap = lim->max_output_bytes;
+    se_buf_init(&a->out, (size_t)lim->max_output_bytes);
+    se_buf_init(&a->err, (size_t)lim->max_output_bytes);
+}
+
+void
+sandbox_run_acc_clear(sandbox_run_acc *a)
+{
+    se_buf_free(&a->out);
+    se_buf_free(&a->err);
+    if (a->result)
+        safeeval__v1__exec_result__free_unpacked(a->result, NULL);
+    memset(a, 0, sizeof(*a));
 }
 
 /* Copies an untrusted message into something fit for a log line. */
@@ -99,105 +170,143 @@ sanitize(char *dst, size_t cap, const char *src)
     dst[o] = '\0';
 }
 
-int
-sandbox_run_parse(Safeeval__V1__ExecResult **out, const uint8_t *buf, size_t len,
-                  const sandbox_limits *lim, se_err *err)
+/* The Done's result, checked against what the run's events carried. */
+static int
+result_check(const sandbox_run_acc *a, const Safeeval__V1__ExecResult *r, se_err *err)
 {
-    *out = NULL;
-    const uint8_t *payload;
-    uint32_t plen;
-    size_t consumed;
-    int fr = frame_parse(buf, len, FRAME_MAX, &payload, &plen, &consumed);
-    if (fr < 0)
-        return se_err_set(err, SE_INTERNAL, "agent: response frame over the cap");
-    if (fr == 0)
-        return se_err_set(err, SE_INTERNAL, "agent: no complete response frame (%zu bytes)", len);
-    if (consumed != len)
-        return se_err_set(err, SE_INTERNAL, "agent: %zu stray bytes after the response",
-                          len - consumed);
-    Safeeval__Agent__V1__RunResponse *resp =
-        safeeval__agent__v1__run_response__unpack(NULL, plen, payload);
-    if (!resp)
-        return se_err_set(err, SE_INTERNAL, "agent: malformed response");
-    int rc = 0;
-    if (resp->error && *resp->error) {
-        char msg[AGENT_ERROR_MAX];
-        sanitize(msg, sizeof(msg), resp->error);
-        rc = se_err_set(err, SE_INTERNAL, "agent: %s", msg);
-        goto out;
-    }
-    Safeeval__V1__ExecResult *r = resp->result;
-    if (!r) {
-        rc = se_err_set(err, SE_INTERNAL, "agent: response without a result");
-        goto out;
-    }
     if (r->reason <= SAFEEVAL__V1__EXIT_REASON__EXIT_REASON_UNSPECIFIED ||
-        r->reason > SAFEEVAL__V1__EXIT_REASON__EXIT_REASON_FILE_SIZE_LIMIT) {
-        rc = se_err_set(err, SE_INTERNAL, "agent: exit reason %d out of range", (int)r->reason);
-        goto out;
-    }
-    if (r->stdout.len > lim->max_output_bytes || r->stderr.len > lim->max_output_bytes) {
-        rc = se_err_set(err, SE_INTERNAL, "agent: output longer than max_output_bytes");
-        goto out;
-    }
-    if (r->stdout_bytes < r->stdout.len || r->stderr_bytes < r->stderr.len) {
-        rc = se_err_set(err, SE_INTERNAL, "agent: output totals below the output kept");
-        goto out;
-    }
-    if (r->signal < 0 || r->signal > 64) {
-        rc = se_err_set(err, SE_INTERNAL, "agent: signal %d out of range", r->signal);
-        goto out;
-    }
-    /* Truncation flags follow from the totals, whatever the agent says. */
-    r->stdout_truncated = r->stdout_bytes > r->stdout.len;
-    r->stderr_truncated = r->stderr_bytes > r->stderr.len;
-    /* protobuf-c allocates every submessage separately with the default
-     * allocator, so the result can be handed over whole. */
-    *out = r;
-    resp->result = NULL;
-out:
-    safeeval__agent__v1__run_response__free_unpacked(resp, NULL);
-    return rc;
+        r->reason > SAFEEVAL__V1__EXIT_REASON__EXIT_REASON_FILE_SIZE_LIMIT)
+        return se_err_set(err, SE_PROTOCOL, "agent: exit reason %d out of range", (int)r->reason);
+    if (r->stdout.len || r->stderr.len)
+        return se_err_set(err, SE_PROTOCOL, "agent: output inside the result");
+    if (r->stdout_bytes < a->out_got || r->stderr_bytes < a->err_got)
+        return se_err_set(err, SE_PROTOCOL, "agent: output totals below the output sent");
+    /* Everything under the cap is sent, so a total the events do not match
+     * means output was lost or invented. */
+    uint64_t want_out = r->stdout_bytes < a->cap ? r->stdout_bytes : a->cap;
+    uint64_t want_err = r->stderr_bytes < a->cap ? r->stderr_bytes : a->cap;
+    if (a->out_got != want_out || a->err_got != want_err)
+        return se_err_set(err, SE_PROTOCOL,
+                          "agent: output sent (%" PRIu64 "/%" PRIu64
+                          " bytes) does not match the totals (%" PRIu64 "/%" PRIu64 ")",
+                          a->out_got, a->err_got, r->stdout_bytes, r->stderr_bytes);
+    if (r->signal < 0 || r->signal > 64)
+        return se_err_set(err, SE_PROTOCOL, "agent: signal %d out of range", r->signal);
+    return 0;
 }
 
 int
-sandbox_run_exec(docker_client *dc, const char *container_id, const sandbox_run_input *in,
-                 const sandbox_limits *lim, Safeeval__V1__ExecResult **out, const se_cancel *cancel,
-                 se_err *err)
+sandbox_run_feed(sandbox_run_acc *a, const uint8_t *p, size_t n, se_err *err)
 {
-    *out = NULL;
-    uint8_t *frame = NULL;
-    size_t frame_len = 0;
-    int rc = sandbox_run_frame(&frame, &frame_len, in, lim, err);
-    if (rc < 0)
-        return rc;
-    static const char *const argv[] = {SANDBOX_AGENT_PATH, "--run", NULL};
-    docker_exec_opts eo = {
-        .argv = argv,
-        .env = NULL,
-        .user = NULL,
-        .stdin_data = frame,
-        .stdin_len = frame_len,
-        .stdout_cap = FRAME_HDR + (size_t)FRAME_MAX,
-        .stderr_cap = SANDBOX_STDERR_CAP,
-    };
-    docker_exec_result xr;
-    memset(&xr, 0, sizeof(xr));
-    rc = docker_exec_run(dc, container_id, &eo, &xr, cancel, err);
-    free(frame);
-    if (rc < 0)
-        goto out;
-    if (xr.err_len > 0)
-        log_debug("agent stderr (exit %d, %" PRIu64 " bytes): %.*s", xr.exit_code, xr.err_total,
-                  (int)(xr.err_len > 4096 ? 4096 : xr.err_len), (const char *)xr.errbuf);
-    if (xr.out_total > xr.out_len) {
-        rc = se_err_set(err, SE_INTERNAL, "agent: response over %zu bytes", eo.stdout_cap);
+    if (a->done)
+        return se_err_set(err, SE_PROTOCOL, "agent: an event after the run's end");
+    Safeeval__Agent__V1__Event *ev = safeeval__agent__v1__event__unpack(NULL, n, p);
+    if (!ev)
+        return se_err_set(err, SE_PROTOCOL, "agent: malformed event");
+    int rc = 0;
+    if (ev->id != a->id) {
+        rc = se_err_set(err, SE_PROTOCOL, "agent: event of run %" PRIu64 " during run %" PRIu64,
+                        ev->id, a->id);
         goto out;
     }
-    rc = sandbox_run_parse(out, xr.out, xr.out_len, lim, err);
-    if (rc < 0 && xr.exit_code != 0)
-        se_err_prefix(err, "agent exited %d", xr.exit_code);
+    switch (ev->ev_case) {
+    case SAFEEVAL__AGENT__V1__EVENT__EV_OUTPUT: {
+        const Safeeval__Agent__V1__Output *o = ev->output;
+        uint64_t *got = o->stream == 1 ? &a->out_got : o->stream == 2 ? &a->err_got : NULL;
+        if (!got) {
+            rc = se_err_set(err, SE_PROTOCOL, "agent: output on stream %d", o->stream);
+            goto out;
+        }
+        if (o->data.len > a->cap - *got) {
+            rc = se_err_set(err, SE_PROTOCOL, "agent: output past max_output_bytes");
+            goto out;
+        }
+        se_buf *b = o->stream == 1 ? &a->out : &a->err;
+        if (se_buf_append(b, o->data.data, o->data.len) < 0) {
+            rc = se_err_set(err, SE_INTERNAL, "out of memory");
+            goto out;
+        }
+        *got += o->data.len;
+        break;
+    }
+    case SAFEEVAL__AGENT__V1__EVENT__EV_DONE: {
+        Safeeval__Agent__V1__RunResponse *d = ev->done;
+        a->done = true;
+        a->cancelled = d->cancelled;
+        a->clean = d->clean;
+        rc = 1;
+        if (d->error && *d->error) {
+            sanitize(a->agent_error, sizeof(a->agent_error), d->error);
+            break;
+        }
+        if (!d->result) {
+            rc = se_err_set(err, SE_PROTOCOL, "agent: a Done without result or error");
+            goto out;
+        }
+        int c = result_check(a, d->result, err);
+        if (c < 0) {
+            rc = c;
+            goto out;
+        }
+        /* protobuf-c allocates every submessage separately with the default
+         * allocator, so the result can be handed over whole. */
+        a->result = d->result;
+        d->result = NULL;
+        break;
+    }
+    default:
+        rc = se_err_set(err, SE_PROTOCOL, "agent: unexpected event %d during a run",
+                        (int)ev->ev_case);
+    }
 out:
-    docker_exec_result_free(&xr);
+    safeeval__agent__v1__event__free_unpacked(ev, NULL);
+    return rc;
+}
+
+Safeeval__V1__ExecResult *
+sandbox_run_take(sandbox_run_acc *a)
+{
+    Safeeval__V1__ExecResult *r = a->result;
+    if (!r)
+        return NULL;
+    size_t len = 0;
+    if (a->out.len) {
+        r->stdout.data = se_buf_steal(&a->out, &len);
+        r->stdout.len = r->stdout.data ? len : 0;
+    }
+    if (a->err.len) {
+        r->stderr.data = se_buf_steal(&a->err, &len);
+        r->stderr.len = r->stderr.data ? len : 0;
+    }
+    /* Truncation follows from the totals, whatever the agent says. */
+    r->stdout_truncated = r->stdout_bytes > r->stdout.len;
+    r->stderr_truncated = r->stderr_bytes > r->stderr.len;
+    a->result = NULL;
+    return r;
+}
+
+int
+sandbox_state_parse(Safeeval__Agent__V1__State **out, uint64_t *done_id, const uint8_t *p, size_t n,
+                    se_err *err)
+{
+    *out = NULL;
+    *done_id = 0;
+    Safeeval__Agent__V1__Event *ev = safeeval__agent__v1__event__unpack(NULL, n, p);
+    if (!ev)
+        return se_err_set(err, SE_PROTOCOL, "agent: malformed event");
+    int rc = 0;
+    if (ev->ev_case == SAFEEVAL__AGENT__V1__EVENT__EV_STATE) {
+        *out = ev->state;
+        ev->state = NULL;
+    } else if (ev->ev_case == SAFEEVAL__AGENT__V1__EVENT__EV_DONE ||
+               ev->ev_case == SAFEEVAL__AGENT__V1__EVENT__EV_OUTPUT) {
+        /* What a run that was going on when the daemon attached still says. */
+        *done_id = ev->ev_case == SAFEEVAL__AGENT__V1__EVENT__EV_DONE ? ev->id : 0;
+        if (ev->id == 0)
+            rc = se_err_set(err, SE_PROTOCOL, "agent: a run event without an id");
+    } else {
+        rc = se_err_set(err, SE_PROTOCOL, "agent: unexpected event %d", (int)ev->ev_case);
+    }
+    safeeval__agent__v1__event__free_unpacked(ev, NULL);
     return rc;
 }

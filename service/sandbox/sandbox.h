@@ -1,4 +1,5 @@
-/* Sandboxes: one hardened container each, a registry, limits, the idle
+/* Sandboxes: a spec and 1..N hardened worker containers each (one run at a
+ * time per worker, more runs wait in the sandbox's queue), a registry, limits, the idle
  * reaper and recovery after a restart. The rpc layer calls these; they speak
  * protobuf-c messages of the public contract and know nothing of gRPC.
  *
@@ -39,7 +40,11 @@ typedef struct sandbox_config {
     sandbox_limits default_limits; /* for 0 fields of a sandbox's limits */
     sandbox_limits max_limits;     /* a sandbox may not ask for more */
     const char *seccomp_profile;   /* JSON file: the container's seccomp profile */
-    uint32_t max_concurrent_runs;  /* per sandbox; sizes the container's memory/pids */
+    uint32_t max_concurrent_runs;  /* per sandbox: worker containers at most (a create may
+                                      ask for fewer) */
+    uint32_t max_queued_runs;      /* per sandbox: runs waiting for a worker */
+    uint64_t max_memory_total;     /* the sum of every worker's memory limit */
+    uint32_t worker_idle_s;        /* an extra worker idle this long is removed */
     uint32_t reap_interval_s;      /* how often the idle reaper looks */
 } sandbox_config;
 

@@ -254,6 +254,12 @@ sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
     if (rc < 0)
         return rc;
 
+    uint32_t max_runs = cfg->max_concurrent_runs ? cfg->max_concurrent_runs : 1;
+    if (req->max_concurrent_runs > max_runs)
+        return se_err_set(err, SE_INVALID, "max_concurrent_runs: %u is above the maximum %u",
+                          req->max_concurrent_runs, max_runs);
+    out->max_runs = req->max_concurrent_runs ? req->max_concurrent_runs : max_runs;
+
     char *keys[SANDBOX_MAX_LABELS], *vals[SANDBOX_MAX_LABELS];
     if (req->n_labels > SANDBOX_MAX_LABELS)
         return se_err_set(err, SE_INVALID, "labels: %zu entries, at most %d", req->n_labels,
@@ -325,6 +331,64 @@ sandbox_validate_path(const char *path, se_err *err)
     return agent_path_validate(path, err);
 }
 
+/* An empty or "." component: what sandbox_normalise_path drops. */
+static bool
+path_has_noop_component(const char *p)
+{
+    for (;;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.'))
+            return true;
+        if (!p[n])
+            return false;
+        p += n + 1;
+    }
+}
+
+/* Drops empty and "." components, writing over path (never longer). */
+static void
+path_drop_noop_components(char *path)
+{
+    char *w = path;
+    const char *r = path;
+    while (*r) {
+        size_t n = strcspn(r, "/");
+        if (n > 0 && !(n == 1 && r[0] == '.')) {
+            if (w != path)
+                *w++ = '/';
+            memmove(w, r, n);
+            w += n;
+        }
+        r += n;
+        if (*r)
+            r++;
+    }
+    *w = '\0';
+}
+
+int
+sandbox_normalise_path(char *path, se_err *err)
+{
+    if (!path || !*path)
+        return se_err_set(err, SE_INVALID, "file path is empty");
+    if (path[0] == '/')
+        return se_err_set(err, SE_INVALID, "file path is absolute");
+    /* The contract forbids only "..": "./a" and "a/./b" name a file of the
+     * working dir, so they are taken as "a" and "a/b". Empty components go
+     * the same way ("a//b" -> "a/b", a trailing "/" dropped), as POSIX
+     * resolves them and os.path.normpath writes them, so a client that
+     * joins paths carelessly still gets the file it meant. The agent's rule
+     * (no empty, "." or ".." component) then holds for what is sent. A
+     * path that needs no change is never written to (it may be read-only:
+     * a literal, protobuf-c's shared default). */
+    if (path_has_noop_component(path)) {
+        path_drop_noop_components(path);
+        if (!*path)
+            return se_err_set(err, SE_INVALID, "file path names no file (only \".\" components)");
+    }
+    return sandbox_validate_path(path, err);
+}
+
 /* a is a directory of b: b starts with a + "/". */
 static bool
 is_parent(const char *a, const char *b)
@@ -380,15 +444,24 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
                           total, FRAME_MAX - FRAME_SLACK);
 
     for (size_t i = 0; i < in->n_files; i++) {
-        const Safeeval__V1__File *f = in->files[i];
+        Safeeval__V1__File *f = in->files[i];
         if (!f)
             return se_err_set(err, SE_INVALID, "files[%zu]: missing", i);
-        rc = sandbox_validate_path(f->path, err);
+        /* In place: the File is the daemon's own unpacked copy (see
+         * internal.h), and every check below and the agent see the
+         * normalised path. */
+        rc = sandbox_normalise_path(f->path, err);
         if (rc < 0)
             return se_err_prefix(err, "files[%zu].path", i);
-        if (strcmp(f->path, in->filename) == 0 || is_parent(f->path, in->filename))
+        /* The script is written at its name in the working dir: a file
+         * there, or under it as if it were a directory, cannot be. */
+        if (strcmp(f->path, in->filename) == 0)
             return se_err_set(err, SE_INVALID, "files[%zu].path: collides with the script %s", i,
                               in->filename);
+        if (is_parent(in->filename, f->path))
+            return se_err_set(err, SE_INVALID,
+                              "files[%zu].path: collides with the script %s (used as a directory)",
+                              i, in->filename);
         for (size_t j = 0; j < i; j++) {
             const char *o = in->files[j]->path;
             if (strcmp(o, f->path) == 0)
@@ -401,8 +474,8 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
     }
 
     for (size_t i = 0; i < in->n_args; i++) {
-        /* protobuf-c hands strings over NUL-terminated: an argument with an
-         * embedded NUL ends there, as it would on any command line. */
+        /* No NUL hides in it: the daemon refuses a string field with one
+         * from the received bytes, before unpacking (util/pbcheck.h). */
         if (!in->args[i])
             return se_err_set(err, SE_INVALID, "args[%zu]: missing", i);
         if (strlen(in->args[i]) > SANDBOX_ARG_MAX)

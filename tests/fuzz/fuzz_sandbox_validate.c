@@ -5,10 +5,14 @@
  *                               read back at recovery)
  *   4 a string for the single-field validators (image module and version,
  *     sandbox id, file name, path, label-free instance name)
+ * Requests go through the wire walk first, as in the daemon (a NUL in a
+ * string, or bytes it cannot walk, are refused before anything else).
  * A run request the daemon accepts is packed into the agent's frame exactly
  * as the daemon would send it, and the agent must accept it too (otherwise a
- * client error would surface as an internal one). A create request's spec
- * must survive the label round trip. */
+ * client error would surface as an internal one). The daemon normalises
+ * file paths in place ("./a" -> "a"): what it keeps must be what the agent
+ * takes unchanged, and never names the script or a directory over it. A
+ * create request's spec must survive the label round trip. */
 #include <string.h>
 
 #include "agent/frame.h"
@@ -16,6 +20,7 @@
 #include "fuzz.h"
 #include "image/image.h"
 #include "sandbox/internal.h"
+#include "util/pbcheck.h"
 
 enum { S_EVAL, S_EXEC, S_CREATE, S_SPEC, S_STRING, S_COUNT };
 
@@ -64,7 +69,7 @@ roundtrip_to_agent(const sandbox_run_input *in, const sandbox_limits *lim)
     size_t frame_len = 0;
     se_err err;
     se_err_clear(&err);
-    if (sandbox_run_frame(&frame, &frame_len, in, lim, &err) < 0) {
+    if (sandbox_run_frame(&frame, &frame_len, 1, in, lim, &err) < 0) {
         FUZZ_CHECK(frame == NULL);
         return;
     }
@@ -73,13 +78,18 @@ roundtrip_to_agent(const sandbox_run_input *in, const sandbox_limits *lim)
     size_t consumed;
     FUZZ_CHECK(frame_parse(frame, frame_len, FRAME_MAX, &payload, &plen, &consumed) == 1);
     FUZZ_CHECK(consumed == frame_len);
-    agent_request *req = safeeval__agent__v1__run_request__unpack(NULL, plen, payload);
-    FUZZ_CHECK(req != NULL);
+    Safeeval__Agent__V1__Request *r = safeeval__agent__v1__request__unpack(NULL, plen, payload);
+    FUZZ_CHECK(r != NULL);
+    FUZZ_CHECK(r->id == 1 && r->op_case == SAFEEVAL__AGENT__V1__REQUEST__OP_RUN && r->run);
+    const agent_request *req = r->run;
     if (agent_request_validate(req, &err) < 0)
         disagree("the run", err.msg);
     FUZZ_CHECK(req->script.len == in->script_len && req->n_files == in->n_files &&
                req->n_args == in->n_args && req->n_env == in->n_env);
-    safeeval__agent__v1__run_request__free_unpacked(req, NULL);
+    /* The paths the agent gets are the daemon's normalised ones. */
+    for (size_t i = 0; i < req->n_files; i++)
+        FUZZ_CHECK(strcmp(req->files[i]->path, in->files[i]->path) == 0);
+    safeeval__agent__v1__request__free_unpacked(r, NULL);
     free(frame);
 }
 
@@ -116,6 +126,15 @@ check_run(const char *id, const uint8_t *script, size_t script_len, const char *
         FUZZ_CHECK(err.code == -rc);
         return;
     }
+    /* Normalised already: the strict rule holds, normalising again changes
+     * nothing, and no file is the script or under it. */
+    size_t flen = strlen(filename);
+    for (size_t i = 0; i < n_files; i++) {
+        const char *p = files[i]->path;
+        FUZZ_CHECK(sandbox_validate_path(p, &err) == 0);
+        FUZZ_CHECK(strcmp(p, filename) != 0);
+        FUZZ_CHECK(!(strncmp(p, filename, flen) == 0 && p[flen] == '/'));
+    }
     /* A sandbox with the configured defaults, as a create without limits
      * would get. */
     sandbox_config cfg = fuzz_cfg();
@@ -133,9 +152,24 @@ check_run(const char *id, const uint8_t *script, size_t script_len, const char *
 
 #define MAX_ENV_SPLIT (SANDBOX_MAX_ENV + 1)
 
+/* The daemon walks every request's bytes before it unpacks them
+ * (rpc/server.c, util/pbcheck.h): what the walk refuses never reaches the
+ * validators. */
+static bool
+decodes(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size)
+{
+    se_err err;
+    se_err_clear(&err);
+    int rc = pbcheck_message(d, size ? data : NULL, size, &err);
+    FUZZ_CHECK(rc == 0 || rc == -SE_INVALID);
+    return rc == 0;
+}
+
 static void
 fuzz_eval(const uint8_t *data, size_t size)
 {
+    if (!decodes(&safeeval__v1__eval_request__descriptor, data, size))
+        return;
     Safeeval__V1__EvalRequest *r = safeeval__v1__eval_request__unpack(NULL, size, data);
     if (!r)
         return;
@@ -152,6 +186,8 @@ fuzz_eval(const uint8_t *data, size_t size)
 static void
 fuzz_exec(const uint8_t *data, size_t size)
 {
+    if (!decodes(&safeeval__v1__execute_file_request__descriptor, data, size))
+        return;
     Safeeval__V1__ExecuteFileRequest *r =
         safeeval__v1__execute_file_request__unpack(NULL, size, data);
     if (!r)
@@ -212,6 +248,8 @@ check_valid_spec(const sandbox_spec *s, const sandbox_config *cfg)
 static void
 fuzz_create(const uint8_t *data, size_t size)
 {
+    if (!decodes(&safeeval__v1__create_sandbox_request__descriptor, data, size))
+        return;
     Safeeval__V1__CreateSandboxRequest *r =
         safeeval__v1__create_sandbox_request__unpack(NULL, size, data);
     if (!r)
@@ -248,6 +286,66 @@ fuzz_spec(const uint8_t *data, size_t size)
     free(json);
 }
 
+/* The path with its empty and "." components dropped, by the plainest
+ * means (a second opinion on sandbox_normalise_path). */
+static char *
+path_components_kept(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n + 1);
+    if (!out)
+        abort();
+    size_t o = 0;
+    for (size_t i = 0; i <= n;) {
+        size_t j = i;
+        while (j < n && s[j] != '/')
+            j++;
+        size_t len = j - i;
+        if (len && !(len == 1 && s[i] == '.')) {
+            if (o)
+                out[o++] = '/';
+            memcpy(out + o, s + i, len);
+            o += len;
+        }
+        i = j + 1;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* A path the daemon keeps after normalising is what the agent takes, has
+ * the same components but the empty and "." ones, and normalises to
+ * itself; a path that was valid as it was is unchanged. */
+static void
+normalise_check(const char *s, bool strict_ok)
+{
+    char *p = fuzz_strndup((const uint8_t *)s, strlen(s));
+    if (!p)
+        abort();
+    se_err err;
+    se_err_clear(&err);
+    if (sandbox_normalise_path(p, &err) == 0) {
+        if (agent_path_validate(p, &err) < 0)
+            disagree("the normalised path", err.msg);
+        FUZZ_CHECK(strlen(p) <= strlen(s));
+        char *kept = path_components_kept(s);
+        FUZZ_CHECK(strcmp(p, kept) == 0);
+        free(kept);
+        FUZZ_CHECK(s[0] != '/');
+        char *again = fuzz_strndup((const uint8_t *)p, strlen(p));
+        if (!again)
+            abort();
+        FUZZ_CHECK(sandbox_normalise_path(again, &err) == 0 && strcmp(again, p) == 0);
+        free(again);
+    } else {
+        FUZZ_CHECK(err.code == SE_INVALID);
+        FUZZ_CHECK(!strict_ok);
+    }
+    if (strict_ok)
+        FUZZ_CHECK(strcmp(p, s) == 0);
+    free(p);
+}
+
 static void
 fuzz_string(const uint8_t *data, size_t size)
 {
@@ -275,10 +373,12 @@ fuzz_string(const uint8_t *data, size_t size)
         if (agent_filename_validate(s, &err) < 0)
             disagree("the filename", err.msg);
     }
-    if (sandbox_validate_path(s, &err) == 0) {
+    bool strict_ok = sandbox_validate_path(s, &err) == 0;
+    if (strict_ok) {
         if (agent_path_validate(s, &err) < 0)
             disagree("the path", err.msg);
     }
+    normalise_check(s, strict_ok);
     (void)sandbox_instance_check(s, &err);
     free(s);
 }

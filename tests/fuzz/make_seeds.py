@@ -187,57 +187,76 @@ def run_request(script=b"print('hi')\n", filename="main.py", stdin=b"", args=(),
     return m
 
 
-def exec_result(reason=1, code=0, sig=0, out=b"hi\n", err=b"", outb=None, errb=None):
-    m = f_varint(1, reason) + f_varint(2, code & 0xFFFFFFFFFFFFFFFF) + f_varint(3, sig)
-    if out:
-        m += f_bytes(4, out)
-    if err:
-        m += f_bytes(5, err)
-    m += f_varint(8, len(out) if outb is None else outb)
-    m += f_varint(9, len(err) if errb is None else errb)
-    m += f_varint(10, 12345) + f_varint(11, 6789) + f_varint(12, 10 << 20)
-    return m
+def agent_request(rid, op, value=b""):
+    """A Request: op is "run" (value = RunRequest bytes), "cancel", "ack" or "sync"."""
+    m = f_varint(1, rid) if rid else b""
+    if op == "run":
+        return m + f_bytes(2, value)
+    return m + f_varint({"cancel": 3, "ack": 4, "sync": 5}[op], 1)
 
 
 def agent_seeds():
     t = "agent"
+    d = os.path.join(CORPUS, t)
+    if os.path.isdir(d):
+        for name in os.listdir(d):
+            if name.startswith("seed-"):
+                os.remove(os.path.join(d, name))
     full = run_request(stdin=b"input\n", args=["-v", "x y"], env=[("LANG", "C.UTF-8"), ("A_1", "")],
                        files=[("data/in.csv", b"a,b\n1,2\n"), ("lib/util.py", b"X = 1\n")])
-    reqs = {
-        "req-min": run_request(),
-        "req-full": full,
-        "req-nolimits": run_request(lim=b""),
-        "req-zero-mem": run_request(lim=limits(mem=1)),
-        "req-badpath": run_request(files=[("../etc/x", b"")]),
-        "req-collide": run_request(files=[("main.py/x", b"")]),
-        "req-dup": run_request(files=[("a", b""), ("a", b"")]),
-        "req-dirfile": run_request(files=[("a", b""), ("a/b", b"")]),
-        "req-badenv": run_request(env=[("A=B", "x")]),
-        "req-emptyscript": run_request(script=b""),
-        "req-slash-name": run_request(filename="a/b.py"),
+    runs = {
+        "min": run_request(),
+        "full": full,
+        "nolimits": run_request(lim=b""),
+        "zero-mem": run_request(lim=limits(mem=1)),
+        "badpath": run_request(files=[("../etc/x", b"")]),
+        "collide": run_request(files=[("main.py/x", b"")]),
+        "dup": run_request(files=[("a", b""), ("a", b"")]),
+        "dirfile": run_request(files=[("a", b""), ("a/b", b"")]),
+        "badenv": run_request(env=[("A=B", "x")]),
+        "emptyscript": run_request(script=b""),
+        "slash-name": run_request(filename="a/b.py"),
+        "nul-arg": run_request(args=["a\0b"]),
+        "nul-env": run_request(env=[("K\0X", "v")]),
+        "nul-path": run_request(files=[("etc/passwd\0x", b"")]),
     }
+    reqs = {"run-" + k: agent_request(7, "run", v) for k, v in runs.items()}
+    reqs.update({
+        "sync": agent_request(0, "sync"),
+        "sync-id": agent_request(3, "sync"),
+        "cancel": agent_request(7, "cancel"),
+        "cancel-0": agent_request(0, "cancel"),
+        "ack": agent_request(7, "ack"),
+        "bigid": agent_request((1 << 64) - 1, "ack"),
+        "noop": f_varint(1, 9),
+        "empty": b"",
+        "run-first": f_bytes(2, runs["min"]) + f_varint(1, 7),
+        "two-ops": agent_request(7, "cancel") + f_varint(4, 1),
+    })
     for name, r in reqs.items():
-        write(t, "stream-" + name, b"\x00" + frame(r))
-        write(t, "bare-" + name, b"\x02" + r)
-    write(t, "stream-two", b"\x00" + frame(reqs["req-min"]) + frame(full))
-    write(t, "stream-partial", b"\x00" + frame(full)[:-3])
-    write(t, "stream-overmax", b"\x01" + struct.pack(">I", 5000) + b"x" * 10)
-    resps = {
-        "ok": f_bytes(1, exec_result()),
-        "signal": f_bytes(1, exec_result(reason=2, code=-9, sig=9, out=b"")),
-        "trunc": f_bytes(1, exec_result(out=b"o" * 64, outb=1000, err=b"e" * 10, errb=10)),
-        "overcap": f_bytes(1, exec_result(out=b"o" * 65)),
-        "lowtotal": f_bytes(1, exec_result(out=b"abc", outb=1)),
-        "badreason": f_bytes(1, exec_result(reason=9)),
-        "badsig": f_bytes(1, exec_result(reason=2, sig=65)),
-        "error": f_bytes(2, "invalid request: files[0]: \x1b[31mbad\n"),
-        "noresult": b"",
-    }
-    for name, r in resps.items():
-        write(t, "resp-" + name, b"\x01" + frame(r))
-        write(t, "respbare-" + name, b"\x03" + r)
-    write(t, "resp-stray", b"\x01" + frame(resps["ok"]) + b"\x00")
-    write(t, "resp-short", b"\x01" + b"\x00\x00")
+        write(t, "req-" + name, b"\x01" + r)
+    for name, r in runs.items():
+        write(t, "runreq-" + name, b"\x02" + r)
+    session = (frame(agent_request(0, "sync")) + frame(agent_request(1, "run", full))
+               + frame(agent_request(1, "cancel")) + frame(agent_request(1, "ack")))
+    # byte 0 of a stream: bit 0 busy, bit 1 small max; byte 1: piece size - 1
+    for flags in range(4):
+        for piece in (0, 3, 255):
+            write(t, "stream-session-%d-%d" % (flags, piece), b"\x00" + bytes([flags, piece]) + session)
+    write(t, "stream-partial", b"\x00\x00\x07" + frame(agent_request(1, "run", full))[:-3])
+    write(t, "stream-overmax", b"\x00\x02\x00" + struct.pack(">I", 5000) + b"x" * 10)
+    write(t, "stream-garbage", b"\x00\x00\x01" + frame(b"\xff\xff\xff") + frame(agent_request(0, "sync")))
+    write(t, "stream-busy-run", b"\x00\x01\x10" + frame(agent_request(300, "run", full)) + frame(agent_request(300, "cancel")))
+    # events: op byte (bit 0 Done; output: bit 2 stream, bits 1-3 = 7 the daemon reads,
+    # bits 4-7 low length), length byte, data
+    ev = b""
+    for i in range(6):
+        ev += bytes([0x00 | (i & 1) << 2, 1]) + b"o" * 256
+    ev += bytes([0x0e, 0]) + b"" + bytes([0x01, 5]) + b"error" + bytes([0x05, 3]) + b"res"
+    write(t, "events-mixed", b"\x03" + ev)
+    write(t, "events-fill", b"\x03" + (bytes([0xf0, 255]) + b"z" * (255 * 256 + 15)) * 6)
+    write(t, "events-done-long", b"\x03" + bytes([0x03, 255]) + b"\x00e" * 200)
+    write(t, "events-empty", b"\x03")
 
 
 def sandbox_seeds():
@@ -281,6 +300,13 @@ def sandbox_seeds():
         "collide": run_fields(True, "x", files=[("main.py", b"")]),
         "ctrl-path": run_fields(True, "x", files=[("a\tb", b"")]),
         "deep-path": run_fields(True, "x", files=[("/".join(["d"] * 40), b"")]),
+        # "." and empty components are normalised away, ".." is not
+        "dot-paths": run_fields(True, "x", files=[("./a.txt", b""), ("d/./b", b""),
+                                                  ("d//c/", b"")]),
+        "dot-dup": run_fields(True, "x", files=[("a.txt", b""), ("./a.txt", b"")]),
+        "dot-collide": run_fields(True, "x", files=[("./main.py", b"")]),
+        "dot-only": run_fields(True, "x", files=[("./.", b"")]),
+        "dot-dotdot": run_fields(True, "x", files=[("./../x", b"")]),
     }
     for name, r in evals.items():
         write(t, "eval-" + name, b"\x00" + r)
@@ -291,6 +317,8 @@ def sandbox_seeds():
         "slash": run_fields(False, "x", name="a/b.py"),
         "dotdot": run_fields(False, "x", name=".."),
         "nul-content": run_fields(False, b"print(1)\x00junk", name="job.py"),
+        "under-script": run_fields(False, "x", name="job.py", files=[("job.py/x", b"")]),
+        "dot-under-script": run_fields(False, "x", name="job.py", files=[("./job.py//x", b"")]),
     }
     for name, r in execs.items():
         write(t, "exec-" + name, b"\x01" + r)
@@ -340,8 +368,49 @@ def sandbox_seeds():
     for i, s in enumerate(["numpy", "requests==2.31.0", "pandas[excel,html]~=2.0", "a.b-c_d",
                            "x===1.0", "x!=1.*", "3.11", "3.11.4", "03.11", "3..11",
                            "0123456789abcdef01234567", "job.py", "data/in.csv", "a/../b",
-                           "default", "numpy; os_name=='nt'", "-r req.txt", "x @ file:///x"]):
+                           "default", "numpy; os_name=='nt'", "-r req.txt", "x @ file:///x",
+                           "./a", "a/./b/.", ".", "./..", "a//b", "./", "/./a"]):
         write(t, "str-%02d" % i, b"\x04" + s.encode())
+
+
+def pbcheck_seeds():
+    """Requests of every method (1st byte: the index in rpc_sandbox_methods:
+    0 Create, 1 Eval, 2 ExecuteFile, 3 Destroy, 4 Get, 5 List), clean and with
+    a NUL in each kind of string field, and a few broken ones."""
+    t = "pbcheck"
+    sid = b"0123456789abcdef01234567"
+    lim = limits()
+    eval_ok = (f_bytes(1, sid) + f_bytes(2, "print(1)") + f_bytes(3, b"in\x00put")
+               + f_bytes(4, "a") + f_bytes(5, map_entry("HOME", "/tmp")) + f_bytes(6, lim)
+               + f_bytes(7, pfile("d/in.csv", b"1\x002")))
+    seeds = {
+        "create-ok": (0, f_bytes(1, "3.11") + f_bytes(2, "numpy") + f_bytes(3, lim)
+                      + f_varint(4, 60) + f_bytes(5, map_entry("team", "ml"))),
+        "create-nul-module": (0, f_bytes(2, "numpy") + f_bytes(2, b"numpy\x00--index-url=x")),
+        "create-nul-label-key": (0, f_bytes(5, map_entry(b"k\x00x", "v"))),
+        "create-nul-label-value": (0, f_bytes(5, map_entry("team", b"m\x00l"))),
+        "eval-ok": (1, eval_ok),
+        "eval-nul-code": (1, f_bytes(1, sid) + f_bytes(2, b"print(1)\x00import os")),
+        "eval-nul-arg": (1, f_bytes(2, "x") + f_bytes(4, "a") + f_bytes(4, b"a\x00b")),
+        "eval-nul-env-key": (1, f_bytes(5, map_entry(b"K\x00X", "v"))),
+        "eval-nul-env-value": (1, f_bytes(5, map_entry("K", b"v\x00"))),
+        "eval-nul-path": (1, f_bytes(7, pfile(b"etc/passwd\x00x", b""))),
+        "eval-unknown": (1, eval_ok + f_varint(99, 1) + f_bytes(100, b"\x00")
+                         + varint((101 << 3) | 1) + b"\x00" * 8),
+        "eval-trunc": (1, eval_ok[:-3]),
+        "eval-group": (1, bytes([(9 << 3) | 3]) + eval_ok),
+        "exec-ok": (2, f_bytes(1, sid) + f_bytes(2, "job.py") + f_bytes(3, b"print(1)\x00")
+                    + f_bytes(5, "x") + f_bytes(6, map_entry("A", "b")) + f_bytes(7, lim)
+                    + f_bytes(8, pfile("a", b"\x00"))),
+        "exec-nul-filename": (2, f_bytes(2, b"job.py\x00.sh")),
+        "destroy-nul": (3, f_bytes(1, b"ab\x00cd")),
+        "get-ok": (4, f_bytes(1, sid)),
+        "get-nul": (4, f_bytes(1, b"ab\x00cd")),
+        "list-empty": (5, b""),
+        "list-unknown": (5, f_bytes(1, b"\x00")),
+    }
+    for name, (method, msg) in seeds.items():
+        write(t, name, bytes([method]) + msg)
 
 
 def config_seeds():
@@ -369,6 +438,7 @@ def main():
     docker_parse_seeds()
     agent_seeds()
     sandbox_seeds()
+    pbcheck_seeds()
     config_seeds()
 
 

@@ -226,14 +226,94 @@ test_total_argv_cap(void **state)
     free(big);
 }
 
+static void
+test_msg(void **state)
+{
+    (void)state;
+    se_err e;
+    struct req_fixture x;
+    fixture_init(&x);
+    agent_msg m;
+    safeeval__agent__v1__request__init(&m);
+    /* no op */
+    assert_int_equal(agent_msg_validate(&m, &e), -SE_INVALID);
+    assert_int_equal(agent_msg_validate(NULL, &e), -SE_INVALID);
+    /* sync needs no id */
+    m.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_SYNC;
+    m.sync = 1;
+    assert_int_equal(agent_msg_validate(&m, &e), 0);
+    /* cancel, ack and run name a run */
+    m.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_CANCEL;
+    assert_int_equal(agent_msg_validate(&m, &e), -SE_INVALID);
+    m.id = 7;
+    assert_int_equal(agent_msg_validate(&m, &e), 0);
+    m.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_ACK;
+    assert_int_equal(agent_msg_validate(&m, &e), 0);
+    m.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_RUN;
+    m.run = &x.req;
+    assert_int_equal(agent_msg_validate(&m, &e), 0);
+    m.id = 0;
+    assert_int_equal(agent_msg_validate(&m, &e), -SE_INVALID);
+    /* a run's request is validated, and the error names the run */
+    m.id = 9;
+    x.req.filename = "../x.py";
+    assert_int_equal(agent_msg_validate(&m, &e), -SE_INVALID);
+    assert_non_null(strstr(e.msg, "run 9"));
+    assert_non_null(strstr(e.msg, "filename"));
+    m.run = NULL;
+    assert_int_equal(agent_msg_validate(&m, &e), -SE_INVALID);
+    /* an op number protobuf-c does not know */
+    m.op_case = (Safeeval__Agent__V1__Request__OpCase)42;
+    assert_int_equal(agent_msg_validate(&m, &e), -SE_INVALID);
+}
+
+static void
+test_msg_wire(void **state)
+{
+    (void)state;
+    /* What protobuf-c packs is what peek reads: the id comes first. */
+    struct req_fixture x;
+    fixture_init(&x);
+    agent_msg m;
+    safeeval__agent__v1__request__init(&m);
+    m.op_case = SAFEEVAL__AGENT__V1__REQUEST__OP_RUN;
+    m.run = &x.req;
+    const uint64_t ids[] = {1, 127, 128, 300, 1ull << 35, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        m.id = ids[i];
+        uint8_t buf[512];
+        size_t n = safeeval__agent__v1__request__get_packed_size(&m);
+        assert_true(n <= sizeof(buf));
+        safeeval__agent__v1__request__pack(&m, buf);
+        uint64_t id = 0;
+        assert_int_equal(agent_msg_peek_id(&id, buf, n < 16 ? n : 16), 1);
+        assert_true(id == ids[i]);
+        agent_msg *u = safeeval__agent__v1__request__unpack(NULL, n, buf);
+        assert_non_null(u);
+        se_err e;
+        assert_int_equal(agent_msg_validate(u, &e), 0);
+        safeeval__agent__v1__request__free_unpacked(u, NULL);
+    }
+    uint64_t id = 5;
+    /* not field 1 first, a cut varint, an overlong varint, nothing */
+    const uint8_t other[] = {0x12, 0x01, 0x00};
+    assert_int_equal(agent_msg_peek_id(&id, other, sizeof(other)), 0);
+    const uint8_t cut[] = {0x08, 0x80, 0x80};
+    assert_int_equal(agent_msg_peek_id(&id, cut, sizeof(cut)), 0);
+    const uint8_t longv[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                             0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    assert_int_equal(agent_msg_peek_id(&id, longv, sizeof(longv)), 0);
+    assert_int_equal(agent_msg_peek_id(&id, NULL, 0), 0);
+    assert_int_equal(id, 5);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_filename_and_env),
-        cmocka_unit_test(test_request),
-        cmocka_unit_test(test_total_argv_cap),
+        cmocka_unit_test(test_paths),   cmocka_unit_test(test_filename_and_env),
+        cmocka_unit_test(test_request), cmocka_unit_test(test_total_argv_cap),
+        cmocka_unit_test(test_msg),     cmocka_unit_test(test_msg_wire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "agent/agent.h"
 #include "agent/frame.h"
 #include "sandbox/internal.h"
 
@@ -279,6 +280,84 @@ test_filename_and_paths(void **state)
     assert_int_equal(sandbox_validate_path(deep, &err), -SE_INVALID);
 }
 
+static void
+test_path_normalise(void **state)
+{
+    (void)state;
+    /* "." and empty components go, in place; the rest is the agent's rule. */
+    static const char *const good[][2] = {
+        {"a.txt", "a.txt"},
+        {"./a.txt", "a.txt"},
+        {"a/./b", "a/b"},
+        {"a//b", "a/b"},
+        {"a/", "a"},
+        {"a/.", "a"},
+        {"././x/./y/.", "x/y"},
+        {".//a", "a"},
+        {"data/in.csv", "data/in.csv"},
+        {"./.hidden", ".hidden"},
+        {"a/.../b", "a/.../b"},
+        {"..a/b..", "..a/b.."},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s", good[i][0]);
+        se_err e;
+        se_err_clear(&e);
+        if (sandbox_normalise_path(buf, &e) != 0)
+            fail_msg("'%s' refused: %s", good[i][0], e.msg);
+        if (strcmp(buf, good[i][1]) != 0)
+            fail_msg("'%s' -> '%s', want '%s'", good[i][0], buf, good[i][1]);
+        /* What the daemon keeps, the agent takes as it is. */
+        assert_int_equal(agent_path_validate(buf, &e), 0);
+    }
+    static const char *const bad[] = {"",     "/abs",  "//a",     ".",    "./",    "./.",
+                                      "..",   "../x",  "a/../b",  "./..", "a/..",  "a/./../b",
+                                      "a\tb", "./a\n", "x\x7f/.", "/./a", "./../a"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s", bad[i]);
+        se_err e;
+        se_err_clear(&e);
+        if (sandbox_normalise_path(buf, &e) != -SE_INVALID)
+            fail_msg("'%s' accepted as '%s'", bad[i], buf);
+    }
+    EXPECT_ERR(sandbox_normalise_path((char[]){"."}, ERRP), SE_INVALID, "names no file");
+    EXPECT_ERR(sandbox_normalise_path((char[]){"a/../b"}, ERRP), SE_INVALID, "'..'");
+    EXPECT_ERR(sandbox_normalise_path(NULL, ERRP), SE_INVALID, "empty");
+
+    /* A path that needs nothing is not written to: a read-only one (as
+     * protobuf-c's default empty string is) passes or fails intact. */
+    se_err err;
+    assert_int_equal(sandbox_normalise_path((char *)"data/in.csv", &err), 0);
+    assert_int_equal(sandbox_normalise_path((char *)"", &err), -SE_INVALID);
+
+    /* The caps apply to the normalised path: 32 components after any
+     * number of "./", 1024 bytes after dropping 1200 of "./". */
+    char deep[200] = "";
+    for (int i = 0; i < 32; i++)
+        strcat(deep, i ? "/./d" : "./d");
+    assert_int_equal(sandbox_normalise_path(deep, &err), 0);
+    assert_int_equal(strlen(deep), 63);
+    char deeper[200] = "";
+    for (int i = 0; i < 33; i++)
+        strcat(deeper, i ? "//d" : "d");
+    EXPECT_ERR(sandbox_normalise_path(deeper, ERRP), SE_INVALID, "deeper than 32");
+    char *longp = malloc(3000);
+    assert_non_null(longp);
+    longp[0] = '\0';
+    for (int i = 0; i < 600; i++)
+        strcat(longp, "./");
+    strcat(longp, "a");
+    assert_int_equal(sandbox_normalise_path(longp, &err), 0);
+    assert_string_equal(longp, "a");
+    free(longp);
+    char comp[300] = "./";
+    memset(comp + 2, 'c', 256);
+    comp[258] = 0;
+    EXPECT_ERR(sandbox_normalise_path(comp, ERRP), SE_INVALID, "component longer");
+}
+
 static sandbox_run_input
 run_input(const char *code)
 {
@@ -323,6 +402,48 @@ test_run_input(void **state)
     assert_int_equal(sandbox_validate_run(&in, true, &err), 0);
     in.n_files = SANDBOX_MAX_FILES + 1;
     EXPECT_ERR(sandbox_validate_run(&in, true, ERRP), SE_INVALID, "files");
+
+    /* Paths are normalised in the request itself, before every other
+     * check: duplicates and collisions are found on the normalised form,
+     * and the agent gets it. */
+    in.n_files = 2;
+    char p1[64] = "./data//b.csv";
+    f1.path = p1;
+    assert_int_equal(sandbox_validate_run(&in, true, &err), 0);
+    assert_string_equal(f1.path, "data/b.csv");
+    snprintf(p1, sizeof(p1), "data/./a.csv");
+    EXPECT_ERR(sandbox_validate_run(&in, true, ERRP), SE_INVALID,
+               "files[1].path: duplicate of files[0]");
+    snprintf(p1, sizeof(p1), "./data/a.csv/x");
+    EXPECT_ERR(sandbox_validate_run(&in, true, ERRP), SE_INVALID,
+               "files[1].path: a file and a directory of files[0]");
+    snprintf(p1, sizeof(p1), "./.");
+    EXPECT_ERR(sandbox_validate_run(&in, true, ERRP), SE_INVALID, "files[1].path: file path names");
+    snprintf(p1, sizeof(p1), "./../x");
+    EXPECT_ERR(sandbox_validate_run(&in, true, ERRP), SE_INVALID, "files[1].path: file path has");
+
+    /* The script's own name: Eval's main.py, ExecuteFile's filename. A
+     * file there or under it is the client's error (the agent refused it
+     * and the client got INTERNAL). */
+    snprintf(p1, sizeof(p1), "./main.py");
+    EXPECT_ERR(sandbox_validate_run(&in, true, ERRP), SE_INVALID,
+               "files[1].path: collides with the script main.py");
+    snprintf(p1, sizeof(p1), "main.py/x");
+    EXPECT_ERR(sandbox_validate_run(&in, true, ERRP), SE_INVALID,
+               "files[1].path: collides with the script main.py (used as a directory)");
+    in.filename = "job.py";
+    snprintf(p1, sizeof(p1), "job.py/x");
+    EXPECT_ERR(sandbox_validate_run(&in, false, ERRP), SE_INVALID,
+               "files[1].path: collides with the script job.py (used as a directory)");
+    snprintf(p1, sizeof(p1), "job.py//./");
+    EXPECT_ERR(sandbox_validate_run(&in, false, ERRP), SE_INVALID,
+               "files[1].path: collides with the script job.py");
+    const char *fine[] = {"main.py", "job.pyc", "job", "x/job.py", "job.py.d/x", "jo/b.py"};
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        snprintf(p1, sizeof(p1), "%s", fine[i]);
+        if (sandbox_validate_run(&in, false, &err) != 0)
+            fail_msg("'%s' beside job.py refused: %s", fine[i], err.msg);
+    }
 
     /* args */
     in = run_input("x");
@@ -379,6 +500,7 @@ main(void)
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_run_limits),
         cmocka_unit_test(test_filename_and_paths),
+        cmocka_unit_test(test_path_normalise),
         cmocka_unit_test(test_run_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

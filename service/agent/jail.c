@@ -1,0 +1,350 @@
+/* What a jail is made of: the bwrap command line and the sealed memfds that
+ * carry the script, the input files and stdin into it. bwrap gives the jail
+ * new user, pid, net, ipc, uts and cgroup namespaces, a read-only view of
+ * the image, and three private tmpfs (/work, /tmp, /dev/shm); our helper
+ * (`--jail-child`) is its pid 1 (`--as-pid-1`): there is no bwrap process
+ * inside the jail that the code could write into. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+
+#define JAIL_NOFILE 256
+#define MIB (1024ull * 1024)
+
+/* ---- argv builder: every string is owned ---- */
+
+struct argv_b {
+    char **v;
+    size_t n, cap;
+    bool oom;
+};
+
+static void
+argv_push(struct argv_b *a, const char *s)
+{
+    if (a->oom)
+        return;
+    if (a->n + 2 > a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 128;
+        char **nv = realloc(a->v, nc * sizeof(*nv));
+        if (!nv) {
+            a->oom = true;
+            return;
+        }
+        a->v = nv;
+        a->cap = nc;
+    }
+    char *d = strdup(s);
+    if (!d) {
+        a->oom = true;
+        return;
+    }
+    a->v[a->n++] = d;
+    a->v[a->n] = NULL;
+}
+
+static void __attribute__((format(printf, 2, 3))) argv_pushf(struct argv_b *a, const char *fmt, ...)
+{
+    char tmp[AGENT_MAX_PATH + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        a->oom = true;
+        return;
+    }
+    argv_push(a, tmp);
+}
+
+static void
+argv_strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* A sealed memfd holding data, at offset 0, close-on-exec. The seals make
+ * it read-only for good: the jail holds stdin's memfd as its fd 0, and
+ * neither it nor a reopen through /proc/self/fd can change or grow it. */
+static int
+memfd_with(const uint8_t *data, size_t len, se_err *err)
+{
+    int fd = memfd_create("safeeval-in", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return se_err_errno(err, SE_INTERNAL, "memfd_create");
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            se_err_errno(err, SE_INTERNAL, "write memfd");
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        se_err_errno(err, SE_INTERNAL, "seal memfd");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* --dir for every parent of path under /work, each once while seen has room
+ * (a repeated --dir is harmless to bwrap; skipping it keeps the line short). */
+static void
+push_parent_dirs(struct argv_b *a, const char *path, char (*seen)[AGENT_MAX_PATH + 1],
+                 size_t *n_seen, size_t max_seen)
+{
+    char buf[AGENT_MAX_PATH + 1];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *s = strchr(buf, '/'); s; s = strchr(s + 1, '/')) {
+        *s = 0;
+        bool dup = false;
+        for (size_t i = 0; i < *n_seen && !dup; i++)
+            dup = strcmp(seen[i], buf) == 0;
+        if (!dup) {
+            if (*n_seen < max_seen)
+                snprintf(seen[(*n_seen)++], AGENT_MAX_PATH + 1, "%s", buf);
+            argv_push(a, "--dir");
+            argv_pushf(a, AGENT_WORKDIR "/%s", buf);
+        }
+        *s = '/';
+    }
+}
+
+/* The merged-usr links (/bin -> usr/bin, ...) as the image has them; real
+ * directories are bound read-only instead. */
+static void
+push_root_links(struct argv_b *a)
+{
+    static const char *const tops[] = {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
+    for (size_t i = 0; i < sizeof(tops) / sizeof(tops[0]); i++) {
+        struct stat st;
+        if (lstat(tops[i], &st) < 0)
+            continue;
+        if (S_ISLNK(st.st_mode)) {
+            char target[256];
+            ssize_t n = readlink(tops[i], target, sizeof(target) - 1);
+            if (n <= 0)
+                continue;
+            target[n] = 0;
+            argv_push(a, "--symlink");
+            argv_push(a, target);
+            argv_push(a, tops[i]);
+        } else if (S_ISDIR(st.st_mode)) {
+            argv_push(a, "--ro-bind");
+            argv_push(a, tops[i]);
+            argv_push(a, tops[i]);
+        }
+    }
+}
+
+static void
+push_ro_try(struct argv_b *a, const char *path)
+{
+    argv_push(a, "--ro-bind-try");
+    argv_push(a, path);
+    argv_push(a, path);
+}
+
+/* /etc/python3* (Debian's sitecustomize lives there). */
+static void
+push_etc_python(struct argv_b *a)
+{
+    DIR *d = opendir("/etc");
+    if (!d)
+        return;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) && n < 8) {
+        if (strncmp(e->d_name, "python3", 7) == 0 && strlen(e->d_name) < 32) {
+            char path[64];
+            snprintf(path, sizeof(path), "/etc/%s", e->d_name);
+            push_ro_try(a, path);
+            n++;
+        }
+    }
+    closedir(d);
+}
+
+/* A private tmpfs of `bytes`. The sizes are not the fence: all three
+ * together live in the worker's memory cgroup, whose limit is the run's
+ * memory. Each may hold all of it (a shared-memory block as big as the run
+ * may use is fine). */
+static void
+push_tmpfs(struct argv_b *a, const char *dest, uint64_t bytes)
+{
+    argv_push(a, "--size");
+    argv_pushf(a, "%llu", (unsigned long long)((bytes + 4095) & ~4095ull));
+    argv_push(a, "--tmpfs");
+    argv_push(a, dest);
+}
+
+int
+agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
+                 se_err *err)
+{
+    memset(j, 0, sizeof(*j));
+    j->stdin_fd = -1;
+    const Safeeval__V1__Limits *l = req->limits;
+    struct argv_b a = {0};
+    int rc = 0;
+
+    argv_push(&a, AGENT_BWRAP);
+    argv_push(&a, "--unshare-user");
+    argv_push(&a, "--unshare-pid");
+    argv_push(&a, "--unshare-net");
+    argv_push(&a, "--unshare-ipc");
+    argv_push(&a, "--unshare-uts");
+    argv_push(&a, "--unshare-cgroup-try");
+    argv_push(&a, "--die-with-parent");
+    argv_push(&a, "--new-session");
+    argv_push(&a, "--as-pid-1");
+    argv_push(&a, "--ro-bind");
+    argv_push(&a, "/usr");
+    argv_push(&a, "/usr");
+    push_root_links(&a);
+    push_ro_try(&a, "/etc/alternatives");
+    push_ro_try(&a, "/etc/ld.so.cache");
+    push_ro_try(&a, "/etc/ssl");
+    push_ro_try(&a, "/etc/localtime");
+    push_ro_try(&a, "/etc/passwd");
+    push_ro_try(&a, "/etc/group");
+    push_ro_try(&a, "/etc/nsswitch.conf");
+    push_ro_try(&a, "/etc/mime.types");
+    push_etc_python(&a);
+    argv_push(&a, "--ro-bind");
+    argv_push(&a, AGENT_VENV_ROOT);
+    argv_push(&a, AGENT_VENV_ROOT);
+    argv_push(&a, "--ro-bind");
+    argv_push(&a, self);
+    argv_push(&a, AGENT_JAIL_SELF);
+    argv_push(&a, "--proc");
+    argv_push(&a, "/proc");
+    argv_push(&a, "--dev");
+    argv_push(&a, "/dev");
+    push_tmpfs(&a, "/dev/shm", l->memory_bytes);
+    push_tmpfs(&a, "/tmp", l->memory_bytes);
+    uint64_t input = req->script.len + 4096;
+    for (size_t i = 0; i < req->n_files; i++)
+        input += req->files[i]->content.len + 4096;
+    push_tmpfs(&a, AGENT_WORKDIR, l->memory_bytes + input);
+
+    int fd = memfd_with(req->script.data, req->script.len, err);
+    if (fd < 0) {
+        rc = -SE_INTERNAL;
+        goto out;
+    }
+    j->in_fds[j->n_in++] = fd;
+    argv_push(&a, "--file");
+    argv_pushf(&a, "%d", fd);
+    argv_pushf(&a, AGENT_WORKDIR "/%s", req->filename);
+
+    static char seen[64][AGENT_MAX_PATH + 1];
+    size_t n_seen = 0;
+    for (size_t i = 0; i < req->n_files; i++) {
+        const Safeeval__V1__File *f = req->files[i];
+        push_parent_dirs(&a, f->path, seen, &n_seen, 64);
+        fd = memfd_with(f->content.data, f->content.len, err);
+        if (fd < 0) {
+            rc = -SE_INTERNAL;
+            goto out;
+        }
+        j->in_fds[j->n_in++] = fd;
+        argv_push(&a, "--file");
+        argv_pushf(&a, "%d", fd);
+        argv_pushf(&a, AGENT_WORKDIR "/%s", f->path);
+    }
+    j->stdin_fd = memfd_with(req->stdin.data, req->stdin.len, err);
+    if (j->stdin_fd < 0) {
+        rc = -SE_INTERNAL;
+        goto out;
+    }
+    /* Nothing outside /work, /tmp and /dev/shm is writable. */
+    argv_push(&a, "--remount-ro");
+    argv_push(&a, "/dev");
+    argv_push(&a, "--remount-ro");
+    argv_push(&a, "/");
+    argv_push(&a, "--chdir");
+    argv_push(&a, AGENT_WORKDIR);
+    argv_push(&a, "--clearenv");
+    /* Unbuffered, strict UTF-8 output: what the run printed before a kill
+     * is in the pipe, and its text is what a local python3 in a UTF-8
+     * terminal would write. */
+    static const char *const base_env[][2] = {
+        {"PATH", "/opt/safeeval/venv/bin:/usr/local/bin:/usr/bin:/bin"},
+        {"HOME", AGENT_WORKDIR},
+        {"TMPDIR", "/tmp"},
+        {"LANG", "C.UTF-8"},
+        {"PYTHONDONTWRITEBYTECODE", "1"},
+        {"PYTHONUNBUFFERED", "1"},
+        {"PYTHONIOENCODING", "utf-8:strict"},
+        {"OPENBLAS_NUM_THREADS", "1"},
+    };
+    for (size_t i = 0; i < sizeof(base_env) / sizeof(base_env[0]); i++) {
+        argv_push(&a, "--setenv");
+        argv_push(&a, base_env[i][0]);
+        argv_push(&a, base_env[i][1]);
+    }
+    for (size_t i = 0; i < req->n_env; i++) {
+        argv_push(&a, "--setenv");
+        argv_push(&a, req->env[i]->key);
+        argv_push(&a, req->env[i]->value);
+    }
+    argv_push(&a, "--");
+    argv_push(&a, AGENT_JAIL_SELF);
+    argv_push(&a, "--jail-child");
+    argv_pushf(&a, "%d", status_fd);
+    argv_pushf(&a, "%u", l->cpu_time_ms);
+    argv_pushf(&a, "%u", l->max_processes);
+    argv_pushf(&a, "%llu", (unsigned long long)l->max_file_bytes);
+    argv_pushf(&a, "%d", JAIL_NOFILE);
+    argv_push(&a, "--");
+    argv_push(&a, AGENT_PYTHON);
+    argv_pushf(&a, AGENT_WORKDIR "/%s", req->filename);
+    for (size_t i = 0; i < req->n_args; i++)
+        argv_push(&a, req->args[i]);
+    if (a.oom)
+        rc = se_err_set(err, SE_INTERNAL, "jail command line: out of memory");
+out:
+    j->argv = a.v;
+    if (rc < 0)
+        agent_jail_free(j);
+    return rc;
+}
+
+void
+agent_jail_close_fds(agent_jail *j)
+{
+    for (size_t i = 0; i < j->n_in; i++)
+        close(j->in_fds[i]);
+    j->n_in = 0;
+    if (j->stdin_fd >= 0)
+        close(j->stdin_fd);
+    j->stdin_fd = -1;
+}
+
+void
+agent_jail_free(agent_jail *j)
+{
+    agent_jail_close_fds(j);
+    argv_strv_free(j->argv);
+    j->argv = NULL;
+}
