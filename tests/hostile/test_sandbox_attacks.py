@@ -1,5 +1,13 @@
 """Code an attacker would send, each case with the result it must get. One
-sandbox, reused; after every attack the sandbox must still answer."""
+sandbox, reused; after every attack the sandbox must still answer, with no
+process of the attack left in its workers (engine top) and no container
+beyond its workers (engine labels).
+
+Every case prints a positive line per attempt ("denied /etc/shadow") and its
+check requires each of them and the reason (most end EXITED 0), so a run
+that dies early, or prints nothing, fails. Failures are collected: one
+failing case does not hide the others.
+"""
 import os
 import sys
 import threading
@@ -7,15 +15,28 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from sandbox_engine import container_of_sandbox, run_in_sandbox  # noqa: E402
+from sandbox_engine import (describe, processes_of_sandbox, run_in_sandbox,  # noqa: E402
+                            wait_until, workers_of)
 
-# (name, code, limits, check(result) -> None or raises)
+EXITED, SIGNALED, WALL_TIMEOUT, MEMORY_LIMIT = 1, 2, 3, 5
+
+HOST_FILES = ('/etc/shadow', '/var/run/docker.sock', '/run/docker.sock', '/root/.bash_history',
+              '/proc/kcore', '/sys/kernel/security/lsm')
+WRITE_FILES = ('/usr/evil', '/usr/lib/python3/evil.py', '/evil', '/etc/passwd')
+MASKED = ('/proc/timer_list', '/proc/keys', '/proc/sched_debug', '/proc/kcore',
+          '/proc/latency_stats', '/proc/timer_stats', '/proc/sysrq-trigger', '/sys/firmware')
+
+# (name, code, request extras, check(result) -> None or raises). Extras:
+# limits, and env / files (a list of (path, bytes)) for the request.
 CASES = []
 
 
-def case(name, **limits):
+def case(name, env=None, files=(), **limits):
     def deco(fn):
-        CASES.append((name, fn.__doc__, limits, fn))
+        code = fn.__doc__
+        for const in ("HOST_FILES", "WRITE_FILES", "MASKED"):
+            code = code.replace(const, repr(globals()[const]))
+        CASES.append((name, code, dict(limits=limits, env=env or {}, files=list(files)), fn))
         return fn
     return deco
 
@@ -24,49 +45,66 @@ def out(r):
     return r.stdout.decode("utf-8", "replace")
 
 
+def lines(r):
+    return out(r).splitlines()
+
+
+def require(r, wanted, reason=EXITED, exit_code=0, forbidden=()):
+    """Each wanted line printed (a str: that line; a tuple: one of them),
+    no line containing a forbidden word, and the reason and exit code."""
+    got = lines(r)
+    for w in wanted:
+        alts = w if isinstance(w, tuple) else (w,)
+        assert any(a in got for a in alts), "missing %r in %r; %s" % (w, got, r.stderr[-300:])
+    bad = [x for x in got if any(f in x for f in forbidden)]
+    assert not bad, bad
+    assert r.reason == reason, "reason %d, not %d: %r" % (r.reason, reason, got)
+    if exit_code is not None:
+        assert r.exit_code == exit_code, (r.exit_code, got, r.stderr[-300:])
+
+
 @case("read /proc/1/environ")
 def _(r):
     """
 import os
 try:
     data = open('/proc/1/environ', 'rb').read()
-    print('read', len(data), b'SAFEEVAL' in data, b'HOSTNAME' in data)
+    print('READ', len(data), b'SAFEEVAL' in data, b'HOSTNAME' in data)
 except OSError as e:
     print('denied', e.errno)
 """
-    # pid 1 is the jail's own init (bwrap), started with an empty
-    # environment: nothing of the daemon (which runs with a SAFEEVAL_ canary)
-    # or the container (HOSTNAME) shows.
-    assert out(r).strip() in ("read 0 False False", "denied 13"), out(r)
+    # pid 1 is the jail's helper, not dumpable: its environment (and so
+    # anything of the daemon's, which runs with a SAFEEVAL_ canary, or the
+    # container's HOSTNAME) cannot be read.
+    require(r, ["denied 13"], forbidden=("READ",))
 
 
 @case("read host files")
 def _(r):
     """
 import os
-for p in ('/etc/shadow', '/var/run/docker.sock', '/run/docker.sock', '/root/.bash_history',
-          '/proc/kcore', '/sys/kernel/security'):
+for p in HOST_FILES:
     try:
         with open(p, 'rb') as f:
             f.read(16)
         print(p, 'READ')
     except OSError as e:
-        print(p, 'denied', e.errno)
+        print(p, 'denied')
 """
-    assert "READ" not in out(r), out(r)
+    require(r, ["%s denied" % p for p in HOST_FILES], forbidden=("READ",))
 
 
 @case("write to /usr and /")
 def _(r):
     """
-for p in ('/usr/evil', '/usr/lib/python3/evil.py', '/evil', '/etc/passwd'):
+for p in WRITE_FILES:
     try:
         open(p, 'w').write('x')
         print(p, 'WROTE')
     except OSError as e:
-        print(p, 'denied', e.errno)
+        print(p, 'denied')
 """
-    assert "WROTE" not in out(r), out(r)
+    require(r, ["%s denied" % p for p in WRITE_FILES], forbidden=("WROTE",))
 
 
 @case("socket to 1.1.1.1")
@@ -87,8 +125,10 @@ try:
 except OSError as e:
     print('no dns', e)
 """
-    assert "CONNECTED" not in out(r) and "RESOLVED" not in out(r), out(r)
-    assert out(r).count("failed") == 2, out(r)
+    require(r, [], forbidden=("CONNECTED", "RESOLVED"))
+    got = lines(r)
+    assert len(got) == 3 and got[0].startswith("failed") and got[1].startswith("failed") \
+        and got[2].startswith("no dns"), got
 
 
 @case("ptrace/mount/unshare via ctypes")
@@ -106,12 +146,14 @@ show('setns', libc.setns(0, 0))
 show('chroot', libc.chroot(b'/tmp'))
 show('setuid0', libc.setuid(0))
 """
-    lines = out(r).splitlines()
-    assert len(lines) == 7, out(r) + r.stderr.decode()
-    for line in lines:
-        assert not line.endswith(" OK") and " 0 OK" not in line, line
+    got = lines(r)
+    require(r, [], forbidden=(" OK",))
+    assert len(got) == 7, got
+    for name in ("ptrace", "mount", "unshare-user", "unshare-ns", "setns", "chroot", "setuid0"):
+        line = [x for x in got if x.startswith(name + " -1 ")]
+        assert line, (name, got)
     for name in ("ptrace", "mount", "unshare-user", "unshare-ns", "chroot"):
-        line = [x for x in lines if x.startswith(name + " ")][0]
+        line = [x for x in got if x.startswith(name + " ")][0]
         assert "Operation not permitted" in line, line
 
 
@@ -119,12 +161,20 @@ show('setuid0', libc.setuid(0))
 def _(r):
     """
 import os, signal, time
+child = os.fork()
+if child == 0:
+    time.sleep(30)
+    os._exit(0)
 os.kill(-1, signal.SIGKILL)
+_, status = os.waitpid(child, 0)
+print('child killed' if os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9 else 'child lived')
 time.sleep(0.2)
 print('survived')
 """
-    # Only the jail's processes can be signalled; the run ends either way.
-    assert r.reason in (1, 2), r
+    # kill(-1) reaches every process the run may signal except itself and
+    # the jail's pid 1: only the run's own child, so the run goes on and
+    # its result comes.
+    require(r, ["child killed", "survived"])
 
 
 @case("fork bomb, uncaught", max_processes=16, wall_time_ms=5000)
@@ -134,7 +184,9 @@ import os
 while True:
     os.fork()
 """
-    assert r.reason in (1, 2, 3), r
+    # Whatever the bomb ends with, it ends within its wall limit, and the
+    # checks after every case (sandbox answers, no process left) matter.
+    assert r.reason in (EXITED, SIGNALED, WALL_TIMEOUT), r
 
 
 @case("children that outlive the script", wall_time_ms=5000)
@@ -149,7 +201,7 @@ if os.fork() == 0:
     time.sleep(1000)
 print('parent done')
 """
-    assert r.reason == 1 and r.exit_code == 0, r
+    require(r, ["parent done"])
     assert r.wall_time_us < 3e6, r.wall_time_us  # not held open by the children
 
 
@@ -163,7 +215,7 @@ os.close(2)
 while True:
     pass
 """
-    assert r.reason == 3, r  # WALL_TIMEOUT
+    require(r, ["before"], reason=WALL_TIMEOUT, exit_code=None)
     assert r.stdout == b"before\n", r.stdout
 
 
@@ -177,7 +229,7 @@ for _ in range(64):
 sys.stderr.flush()
 print('done')
 """
-    assert r.reason == 1, r
+    require(r, ["done"])
     assert len(r.stderr) == 4096 and r.stderr_truncated and r.stderr_bytes == 64 << 20, (
         len(r.stderr), r.stderr_bytes)
     assert r.stdout == b"done\n"
@@ -196,9 +248,12 @@ for name in ('RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_NPROC', 'RLIMIT_FSIZE', 'RLIMIT_
     except (ValueError, OSError) as e:
         print(name, 'refused')
 """
-    text = out(r)
-    assert "RAISED" not in text, text
-    assert text.count("refused") >= 3, text
+    # One line per limit: refused, or there was no limit to raise.
+    names = ('RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_NPROC', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE')
+    require(r, [(n + " refused", n + " was-unlimited") for n in names], forbidden=("RAISED",))
+    # The limits the jail enforces with them are never unlimited.
+    for n in ('RLIMIT_NPROC', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE'):
+        require(r, [n + " refused"], forbidden=("RAISED",))
 
 
 @case("/dev/shm")
@@ -207,11 +262,105 @@ def _(r):
 import os
 try:
     open('/dev/shm/planted', 'w').write('x')
+    open('/tmp/planted', 'w').write('x')
     print('wrote')
 except OSError as e:
     print('denied', e.errno)
 """
-    pass  # what matters is the next run (see below)
+    # What matters is the next run (see below); this one must have run.
+    require(r, [("wrote", "denied 13", "denied 30")])
+
+
+@case("masked /proc and /sys paths")
+def _(r):
+    """
+import os
+for p in MASKED:
+    try:
+        with open(p, 'rb') as f:
+            data = f.read(4096)
+        print(p, 'empty' if not data else 'READ %d' % len(data))
+    except OSError as e:
+        print(p, 'denied')
+for p in ('/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/proc/sysrq-trigger',
+          '/sys/kernel/mm/transparent_hugepage/enabled'):
+    try:
+        with open(p, 'w') as f:
+            f.write('1')
+        print(p, 'WROTE')
+    except OSError as e:
+        print(p, 'denied write')
+"""
+    # Docker masks these in a container (MaskedPaths); the jail's own /proc
+    # must not show them either: host-wide timers and tasks (other tenants'
+    # process names), keys, kernel memory. Nothing under /proc/sys or /sys
+    # is writable.
+    require(r, [(p + " denied", p + " empty") for p in MASKED] +
+            [p + " denied write" for p in ('/proc/sys/kernel/hostname',
+                                           '/proc/sys/vm/drop_caches', '/proc/sysrq-trigger',
+                                           '/sys/kernel/mm/transparent_hugepage/enabled')],
+            forbidden=("READ", "WROTE"))
+
+
+@case("thread bomb", max_processes=16, wall_time_ms=10000)
+def _(r):
+    """
+import threading, time
+n = 0
+try:
+    for _ in range(10000):
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        n += 1
+except RuntimeError:
+    print('threads refused', n < 16, flush=True)
+import os
+os._exit(0)
+"""
+    # Threads count against max_processes (16): refused well before 10000.
+    require(r, ["threads refused True"])
+
+
+@case("filling /work", memory_bytes=64 << 20, wall_time_ms=20000)
+def _(r):
+    """
+chunk = b'w' * (1 << 20)
+n = 0
+try:
+    while True:
+        with open('fill%d' % n, 'wb') as f:
+            for _ in range(4):
+                f.write(chunk)
+        n += 1
+        print('held', n * 4, flush=True)
+except OSError as e:
+    print('write failed', e.errno, flush=True)
+"""
+    # /work is memory (tmpfs): filling it ends at the run's memory limit.
+    require(r, ["held 4"], reason=MEMORY_LIMIT, exit_code=None)
+    held = [int(x.split()[1]) for x in lines(r) if x.startswith("held ")]
+    assert max(held) <= 64, max(held)
+
+
+@case("LD_PRELOAD and PYTHONPATH through env",
+      env={"LD_PRELOAD": "/work/p/not-a-library.so", "PYTHONPATH": "/work/p"},
+      files=[("p/sitecustomize.py", b"import os\nprint('sitecustomize in', os.getpid())\n"),
+             ("p/not-a-library.so", b"junk")])
+def _(r):
+    """
+import os
+print('main ran', os.environ.get('PYTHONPATH'))
+try:
+    open('/proc/1/environ', 'rb').read()
+    print('READ pid 1 environ')
+except OSError:
+    print('denied pid 1 environ')
+"""
+    # The run's own environment reaches only the run's own Python (its
+    # sitecustomize runs once, in the run); the jail still starts (ld.so's
+    # complaint about the junk preload goes to the run's stderr) and pid 1
+    # (static, not dumpable) is untouched.
+    require(r, ["main ran /work/p", "denied pid 1 environ"], forbidden=("READ",))
+    assert sum(1 for x in lines(r) if x.startswith("sitecustomize in")) == 1, lines(r)
 
 
 SHM_NEXT = """
@@ -222,70 +371,103 @@ print(os.path.exists('/dev/shm/planted'), os.path.exists('/tmp/planted'))
 
 def main():
     os.environ["SAFEEVAL_CANARY"] = "daemon-secret"  # the daemon's environment
-    run_in_sandbox(dict(wall_time_ms=30000, max_processes=32, max_output_bytes=1 << 20), attack)
+    run_in_sandbox(dict(wall_time_ms=30000, max_processes=32, max_output_bytes=1 << 20), attack,
+                   max_concurrent_runs=2)
     print("OK")
 
 
 def attack(d, sb):
     pb = d.pb
-    cid = container_of_sandbox(sb.id)["Id"]
 
-    def ev(code, **lim):
-        return d.stub.Eval(pb.EvalRequest(sandbox_id=sb.id, code=code,
-                                          limits=pb.Limits(**lim)), timeout=120).result
+    def ev(code, limits=None, env=None, files=(), args=()):
+        return d.stub.Eval(pb.EvalRequest(
+            sandbox_id=sb.id, code=code, limits=pb.Limits(**(limits or {})), env=env or {},
+            args=list(args), files=[pb.File(path=p, content=c) for p, c in files]),
+            timeout=120).result
 
     probe = ("import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]),"
              " sorted(os.listdir('.')))")
     baseline = ev(probe).stdout  # the jail's own processes and files
     assert baseline.endswith(b" ['main.py']\n"), baseline
+    time.sleep(0.5)
+    # What idle workers run (init, agent): anything else between runs is
+    # left of a run.
+    idle = {cmd for _, _, _, cmd in processes_of_sandbox(sb.id)}
+    print("idle worker processes:", sorted(idle))
+
+    def leftovers():
+        return [(pid, cmd[:160]) for _, pid, _, cmd in processes_of_sandbox(sb.id)
+                if cmd not in idle]
+
     failures = []
-    for name, code, limits, check in CASES:
+    for name, code, extras, check in CASES:
         t = time.monotonic()
-        r = ev(code, **limits)
+        r = ev(code, **extras)
         dt = time.monotonic() - t
         try:
             check(r)
             status = "ok"
-        except AssertionError as e:
-            status = "FAIL: %s" % (e,)
+        except Exception as e:  # every case is reported, the first hides none
+            status = "FAIL: %s: %s\n      %s" % (type(e).__name__, e, describe(pb, r))
             failures.append(name)
-        print("%-34s %-26s %5.2fs %s" % (name, pb.ExitReason.Name(r.reason), dt, status))
-        # The sandbox still answers, with nothing left of the attack.
+        print("%-38s %-26s %5.2fs %s" % (name, pb.ExitReason.Name(r.reason), dt, status))
+        # Nothing of the attack is left in the workers; the sandbox answers
+        # as before; it has no more workers than its concurrency.
+        left = wait_until(lambda: not leftovers(), 2.0, 0.1) or leftovers()
+        if left is not True:
+            failures.append(name + " (processes left)")
+            print("   after %s: processes left: %s" % (name, left))
         a = ev(probe)
-        if a.reason != 1 or a.stdout != baseline:
+        if a.reason != EXITED or a.stdout != baseline:
             failures.append(name + " (after)")
             print("   after %s: %r %r" % (name, a.stdout, a.stderr[-300:]))
-        assert container_of_sandbox(sb.id)["Id"] == cid
+        n = len(workers_of(sb.id))
+        if not 1 <= n <= 2:
+            failures.append(name + " (workers)")
+            print("   after %s: %d worker containers" % (name, n))
 
     r = ev(SHM_NEXT)
     ok = r.stdout == b"False False\n"
-    print("%-34s %s" % ("/dev/shm, /tmp: next run", "ok" if ok else "FAIL %r" % r.stdout))
+    print("%-38s %s" % ("/dev/shm, /tmp: next run", "ok" if ok else "FAIL %r" % r.stdout))
     if not ok:
         failures.append("/dev/shm next run")
 
-    # Another run's working directory, while it runs.
+    # Another run's working directory and processes, while it runs: the
+    # victim is seen running (its helper process started after the secret
+    # was written) before the probe starts, so a slow victim cannot make the
+    # probe pass with nothing to find.
     holder = {}
+    mark = "victim" + os.urandom(4).hex()
 
     def victim():
-        holder["r"] = ev("import os, time\nopen('secret.txt', 'w').write('s3cret')\n"
-                         "print(os.getcwd(), flush=True)\ntime.sleep(3)\n")
+        holder["r"] = ev("import subprocess, sys, time\nopen('secret.txt', 'w').write('s3cret')\n"
+                         "p = subprocess.Popen([sys.executable, '-c', 'import time; "
+                         "time.sleep(30)', sys.argv[1] + '-ready'])\n"
+                         "time.sleep(4)\np.kill()\nprint('done')\n", args=[mark])
     th = threading.Thread(target=victim)
     th.start()
-    time.sleep(1.2)
-    r = ev("import os, glob\nfound = []\n"
-           "for top in ('/', '/tmp', '/work', '/run', '/var', '/home'):\n"
-           "    for p in glob.glob(top + '/*/secret.txt') + glob.glob(top + '/secret.txt'):\n"
-           "        found.append(p)\n"
-           "for pid in os.listdir('/proc'):\n"
-           "    if pid.isdigit():\n"
-           "        try: found += [x for x in os.listdir('/proc/%s/cwd' % pid) "
-           "if x == 'secret.txt']\n"
-           "        except OSError: pass\n"
-           "print(found)\n")
-    th.join()
-    ok = r.stdout == b"[]\n" and holder["r"].reason == 1
-    print("%-34s %s" % ("another run's /work", "ok" if ok else "FAIL %r %r" % (
-        r.stdout, holder["r"])))
+    try:
+        seen = wait_until(lambda: processes_of_sandbox(sb.id, mark + "-ready"), 30, 0.1)
+        r = ev("import os, glob\nfound = []\n"
+               "for top in ('/', '/tmp', '/work', '/run', '/var', '/home'):\n"
+               "    for p in glob.glob(top + '/*/secret.txt') + glob.glob(top + '/secret.txt'):\n"
+               "        found.append(p)\n"
+               "for pid in os.listdir('/proc'):\n"
+               "    if pid.isdigit():\n"
+               "        try: found += [x for x in os.listdir('/proc/%s/cwd' % pid) "
+               "if x == 'secret.txt']\n"
+               "        except OSError: pass\n"
+               "        try: found += ['cmdline ' + pid for x in [open('/proc/%s/cmdline' % pid)"
+               ".read()] if 'victim' in x]\n"
+               "        except OSError: pass\n"
+               "print('found', found)\n")
+        alive = th.is_alive()
+    finally:
+        th.join()
+    ok = (seen and alive and r.stdout == b"found []\n" and holder["r"].reason == EXITED
+          and holder["r"].stdout == b"done\n")
+    print("%-38s %s" % ("another run's /work", "ok" if ok else "FAIL seen=%s alive=%s %r %r" % (
+        bool(seen), alive, r.stdout, describe(pb, holder["r"]))))
     if not ok:
         failures.append("another run's work dir")
 

@@ -20,7 +20,16 @@ Daemon(extra_args=(), listen=None, timeout=30)
     sandbox_pb2 module), .health (HealthStub), .health_pb (health_pb2),
     .address, .proc (subprocess.Popen), .tmpdir.
     .stop(sig=signal.SIGTERM, timeout=30) -> exit code (kills after timeout).
-    .log() -> str. Leaving the `with` block stops the daemon if still running.
+    .log() -> str.
+    .close() stops the daemon if still running, removes .tmpdir and raises
+    AssertionError (with the log's tail) unless the daemon exited 0: a
+    sanitizer build that finds a leak or an error exits non-zero, and a
+    daemon that needed SIGKILL after `timeout` is a failure too. The one
+    accepted non-zero exit: the test itself called .stop(sig) with a signal
+    other than SIGTERM/SIGINT and the daemon died of exactly that signal.
+    Leaving the `with` block calls .close(), except that when the block
+    already raised it only stops and cleans up (the first failure is the
+    one reported). setUpClass/tearDownClass users call .close() themselves.
 expect_code(fn, code) -> grpc.RpcError
     Calls fn(); fails unless it raises an RpcError with that status code.
 run_daemon(args, timeout=30) -> subprocess.CompletedProcess (text stdout/stderr)
@@ -33,6 +42,10 @@ INSTANCE
     This test program's daemon instance name ("t-" + random hex): every
     daemon it starts owns the same sandboxes (so a restart recovers them), and
     never those of other programs or of a daemon already running here.
+    What an instance left in the engine is found by its labels, never by
+    log lines: sandbox_engine.containers_of(instance) and
+    sandbox_engine.assert_nothing_left(instance) (call it at every
+    integration, hostile and interop test's teardown).
 Paths: SAFEEVAL_BUILD_DIR (default <repo>/build), SAFEEVAL_SOURCE_DIR
 (default: the repo holding this file). Sanitizer builds need nothing special.
 """
@@ -122,6 +135,8 @@ class Daemon:
         self.health_pb = p.health_pb2
         self.proc = None
         self.channel = None
+        self._stop_signal = None
+        self._killed_after_timeout = False
         self._start(list(extra_args), timeout)
 
     def _start(self, extra_args, timeout):
@@ -139,8 +154,10 @@ class Daemon:
         while True:
             if self.proc.poll() is not None:
                 self._cleanup()
+                text = self.log()
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
                 raise RuntimeError("safeevald exited with %d before serving:\n%s"
-                                   % (self.proc.returncode, self.log()))
+                                   % (self.proc.returncode, text))
             try:
                 r = self.health.Check(self.health_pb.HealthCheckRequest(), timeout=1)
                 if r.status == self.health_pb.HealthCheckResponse.SERVING:
@@ -149,8 +166,10 @@ class Daemon:
                 pass
             if time.monotonic() > end:
                 self.stop(signal.SIGKILL)
+                text = self.log()
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
                 raise RuntimeError("safeevald did not serve within %d s:\n%s"
-                                   % (timeout, self.log()))
+                                   % (timeout, text))
             time.sleep(0.05)
 
     def log(self):
@@ -160,14 +179,38 @@ class Daemon:
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Signals the daemon and waits; returns its exit code."""
         if self.proc.poll() is None:
+            self._stop_signal = sig
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self._killed_after_timeout = True
                 self.proc.kill()
                 self.proc.wait()
         self._cleanup()
         return self.proc.returncode
+
+    def _exit_problem(self, rc):
+        """Why exit code rc is a failure, or None."""
+        if self._killed_after_timeout:
+            return ("safeevald did not stop within the timeout after signal %s; killed "
+                    "(exit %d)" % (self._stop_signal, rc))
+        if rc == 0:
+            return None
+        sig = self._stop_signal
+        if sig not in (None, signal.SIGTERM, signal.SIGINT) and rc == -sig:
+            return None  # the test killed it on purpose
+        return ("safeevald exited with %d (a sanitizer report, a crash or a failed "
+                "shutdown)" % rc)
+
+    def close(self):
+        """Stops the daemon, removes its temp dir; fails unless it exited cleanly."""
+        rc = self.stop()
+        problem = self._exit_problem(rc)
+        tail = self.log()[-8000:] if problem else ""
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if problem:
+            raise AssertionError("%s; its log ends:\n%s" % (problem, tail))
 
     def _cleanup(self):
         if self.channel is not None:
@@ -179,7 +222,11 @@ class Daemon:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            # The block failed already: report that, not the shutdown.
+            self.stop()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            return False
+        self.close()
         return False

@@ -2,18 +2,48 @@
 over its unix socket (http.client, never the docker CLI), a daemon with the
 test recipe, and what "nothing of ours left behind" means.
 
-    from sandbox_engine import engine_get, container_exists, daemon_args, ours_left
+    from sandbox_engine import containers_of, assert_nothing_left, processes_in
     from sandbox_engine import run_in_sandbox   # one daemon, one sandbox, checked cleanup
+
+What a daemon left behind is found by asking the ENGINE for the containers
+labelled safeeval.instance=<instance> (every container the daemon makes
+carries safeeval.managed=1, safeeval.instance=<--instance> and
+safeeval.sandbox=<sandbox id>), never by reading the daemon's log: a test
+that matched log lines would pass without looking once the wording changed.
+
+containers_of(instance=harness.INSTANCE, sandbox=None) -> [container summary]
+    Every container (any state) of that instance, or of one of its sandboxes
+    (instance None means harness.INSTANCE). Summaries as GET /containers/json gives
+    them: "Id", "State", "Labels", "Names", ...
+workers_of(sandbox_id) -> [container summary]   (the sandbox's, any instance)
+assert_nothing_left(instance=harness.INSTANCE, keep=(), wait_s=0)
+    Fails (AssertionError listing id, sandbox and state) when a container of
+    the instance exists that does not belong to a sandbox id in `keep`;
+    waits up to wait_s for them to go first. It force-removes what it found
+    before failing, so one failed test does not leak into the next.
+remove_containers_of(instance=harness.INSTANCE) -> [removed ids]
+    Force-removes every container of the instance (cleanup after a failure).
+processes_in(cid) -> [(pid, ppid, command line)]   (GET /containers/{id}/top)
+    The processes running in a container, as the host sees them; [] when it
+    is not running.
+processes_of_sandbox(sandbox_id, marker=None) -> [(cid, pid, ppid, cmdline)]
+    The processes in every container of the sandbox whose command line
+    contains `marker` (all of them when None).
+wait_until(fn, timeout, step=0.05) -> fn's last value (polls until true)
+describe(pb, result) -> str   (one line about an ExecResult for messages)
+run_in_sandbox(limits, body, ...)   one daemon, one 3.11 sandbox, checked cleanup
+ours_left(), cleanup_after_failure()   old names kept for older tests: both go
+    by the labels now (their log arguments are ignored).
 """
 import atexit
 import http.client
 import json
 import os
-import re
 import shutil
 import socket
 import sys
 import tempfile
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,6 +51,9 @@ import harness  # noqa: E402
 import make_wheel  # noqa: E402
 
 DOCKER_SOCK = "/var/run/docker.sock"
+LABEL_MANAGED = "safeeval.managed=1"
+LABEL_INSTANCE = "safeeval.instance"
+LABEL_SANDBOX = "safeeval.sandbox"
 
 
 class _UnixConn(http.client.HTTPConnection):
@@ -52,6 +85,24 @@ def engine_get(path, params=None):
         c.close()
 
 
+def engine_delete(path):
+    """DELETE an Engine API path; returns the HTTP status."""
+    c = _UnixConn(DOCKER_SOCK, timeout=60)
+    try:
+        c.request("DELETE", path)
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def engine_remove(cid):
+    st = engine_delete("/containers/%s?force=1&v=1" % urllib.parse.quote(cid))
+    if st not in (204, 404):
+        raise AssertionError("remove container %s: HTTP %d" % (cid, st))
+
+
 def container_exists(cid):
     st, _ = engine_get("/containers/%s/json" % urllib.parse.quote(cid))
     if st == 404:
@@ -61,17 +112,99 @@ def container_exists(cid):
     return True
 
 
+def _list_containers(labels):
+    st, js = engine_get("/containers/json", {"all": "1",
+                                             "filters": json.dumps({"label": labels})})
+    if st != 200 or not isinstance(js, list):
+        raise AssertionError("list containers %s: HTTP %d %r" % (labels, st, js))
+    return js
+
+
+def containers_of(instance=None, sandbox=None):
+    """Every container (any state) of the instance (None: this test
+    program's, harness.INSTANCE), optionally only the sandbox's."""
+    labels = [LABEL_MANAGED, "%s=%s" % (LABEL_INSTANCE, instance or harness.INSTANCE)]
+    if sandbox is not None:
+        labels.append("%s=%s" % (LABEL_SANDBOX, sandbox))
+    return _list_containers(labels)
+
+
+def workers_of(sandbox_id):
+    """The sandbox's containers (its workers), any state, of any instance."""
+    return _list_containers([LABEL_MANAGED, "%s=%s" % (LABEL_SANDBOX, sandbox_id)])
+
+
 def container_of_sandbox(sandbox_id):
-    """The container labelled with this sandbox id, or None."""
-    st, js = engine_get("/containers/json", {
-        "all": "1", "filters": json.dumps({"label": ["safeeval.sandbox=" + sandbox_id]})})
-    assert st == 200, st
+    """One container of this sandbox, or None (a sandbox may have several
+    workers: see workers_of)."""
+    js = workers_of(sandbox_id)
     return js[0] if js else None
+
+
+def _describe(c):
+    return "%s (sandbox %s, %s)" % (c["Id"][:12], (c.get("Labels") or {}).get(LABEL_SANDBOX),
+                                   c.get("State"))
+
+
+def remove_containers_of(instance=None):
+    """Force-removes every container of the instance; returns their ids."""
+    gone = []
+    for c in containers_of(instance=instance or harness.INSTANCE):
+        engine_remove(c["Id"])
+        gone.append(c["Id"])
+    return gone
+
+
+def left_of(instance=None, keep=()):
+    """Containers of the instance not belonging to a sandbox in `keep`."""
+    keep = set(keep)
+    return [c for c in containers_of(instance=instance or harness.INSTANCE)
+            if (c.get("Labels") or {}).get(LABEL_SANDBOX) not in keep]
+
+
+def assert_nothing_left(instance=None, keep=(), wait_s=0):
+    """Fails when the instance has a container outside the sandboxes in
+    `keep` (after waiting up to wait_s for it to go); removes them first."""
+    end = time.monotonic() + wait_s
+    left = left_of(instance, keep)
+    while left and time.monotonic() < end:
+        time.sleep(0.2)
+        left = left_of(instance, keep)
+    if left:
+        text = ", ".join(_describe(c) for c in left)
+        for c in left:
+            engine_remove(c["Id"])
+        raise AssertionError("containers of instance %s left behind (now removed): %s"
+                             % (instance or harness.INSTANCE, text))
+
+
+def processes_in(cid):
+    """[(pid, ppid, command line)] of the processes in a running container."""
+    st, js = engine_get("/containers/%s/top" % urllib.parse.quote(cid),
+                        {"ps_args": "-eo pid,ppid,args"})
+    if st in (404, 409):  # gone, or not running
+        return []
+    if st != 200 or not js:
+        raise AssertionError("top %s: HTTP %d %r" % (cid, st, js))
+    titles = js["Titles"]
+    ipid, ippid = titles.index("PID"), titles.index("PPID")
+    icmd = len(titles) - 1
+    return [(int(p[ipid]), int(p[ippid]), p[icmd]) for p in js.get("Processes") or []]
+
+
+def processes_of_sandbox(sandbox_id, marker=None):
+    """[(cid, pid, ppid, cmdline)] in the sandbox's containers (with marker)."""
+    out = []
+    for c in workers_of(sandbox_id):
+        for pid, ppid, cmd in processes_in(c["Id"]):
+            if marker is None or marker in cmd:
+                out.append((c["Id"], pid, ppid, cmd))
+    return out
 
 
 def dangling_ours():
     st, js = engine_get("/images/json", {
-        "filters": json.dumps({"dangling": ["true"], "label": ["safeeval.managed=1"]})})
+        "filters": json.dumps({"dangling": ["true"], "label": [LABEL_MANAGED]})})
     assert st == 200, st
     return {i["Id"] for i in js}
 
@@ -90,73 +223,60 @@ def daemon_args(wheelhouse, *extra):
             "--wheelhouse", wheelhouse] + list(extra)
 
 
-def run_in_sandbox(limits, body):
-    """Starts a daemon with the test recipe, creates one 3.11 + numpy sandbox
-    with these limits and calls body(d, sb). A failing body first removes what
-    the daemon made; the sandbox is destroyed either way. Then nothing of ours
-    may be left, and the daemon must stop cleanly (a sanitizer build that finds
-    a leak exits non-zero)."""
+def run_in_sandbox(limits, body, max_concurrent_runs=0, extra_args=(), modules=("numpy",)):
+    """Starts a daemon with the test recipe, creates one 3.11 (+ numpy)
+    sandbox with these limits and calls body(d, sb). The sandbox is destroyed
+    either way; then no container of the instance may be left (a failing body
+    first removes them) and the daemon must exit 0 (a sanitizer build that
+    finds a leak exits non-zero)."""
     wheels = make_wheelhouse()
-    with harness.Daemon(extra_args=daemon_args(wheels), timeout=60) as d:
+    with harness.Daemon(extra_args=daemon_args(wheels, *extra_args), timeout=60) as d:
         pb = d.pb
         sb = d.stub.CreateSandbox(pb.CreateSandboxRequest(
-            python_version="3.11", modules=["numpy"], limits=pb.Limits(**limits)),
-            timeout=600).sandbox
+            python_version="3.11", modules=list(modules), limits=pb.Limits(**limits),
+            max_concurrent_runs=max_concurrent_runs), timeout=600).sandbox
         try:
             body(d, sb)
         except BaseException:
-            cleanup_after_failure([d.log()])
+            try:
+                d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
+            except Exception:  # the body's failure is the one to report
+                pass
+            remove_containers_of()
             raise
-        finally:
-            d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
-        left = ours_left([d.log()])
-        assert not left, left
-        rc = d.stop()
-        assert rc == 0, (rc, d.log()[-6000:])
+        d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
+        assert_nothing_left()
 
 
-def containers_made(log_text):
-    """Container ids this daemon created (from its debug log)."""
-    # Only containers it created: a daemon also recovers containers of other
-    # daemons sharing the engine, which are not this test's to judge.
-    return set(re.findall(r"sandbox [0-9a-f]+: container ([0-9a-f]{64}) created", log_text))
+# Compatibility for tests written against the old log-parsing helpers: the
+# log arguments are ignored, the engine's labels are what count.
+
+def ours_left(logs=(), live_ids=()):
+    """Ids of this instance's containers outside the live sandboxes."""
+    return sorted(c["Id"] for c in left_of(None, live_ids))
 
 
-def ours_left(logs, live_ids=()):
-    """Containers the daemons (their logs) made that still exist, except those
-    of live sandboxes."""
-    keep = set()
-    for sid in live_ids:
-        c = container_of_sandbox(sid)
-        if c:
-            keep.add(c["Id"])
-    made = set()
-    for t in logs:
-        made |= containers_made(t)
-    return sorted(c for c in made - keep if container_exists(c))
+def cleanup_after_failure(logs=()):
+    """A failed test removes every container of its instance."""
+    remove_containers_of()
 
 
-def engine_delete(path):
-    """DELETE an Engine API path; returns the HTTP status."""
-    c = _UnixConn(DOCKER_SOCK)
-    try:
-        c.request("DELETE", path)
-        r = c.getresponse()
-        r.read()
-        return r.status
-    finally:
-        c.close()
+def wait_until(fn, timeout, step=0.05):
+    """Calls fn() until it returns something true or timeout s pass; returns
+    the last value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() >= end:
+            return v
+        time.sleep(step)
 
 
-def engine_remove(cid):
-    engine_delete("/containers/%s?force=1" % urllib.parse.quote(cid))
-
-
-def cleanup_after_failure(logs):
-    """A failed test removes what its daemons made (found in their logs)."""
-    made = set()
-    for t in logs:
-        made |= containers_made(t)
-    for cid in made:
-        if container_exists(cid):
-            engine_remove(cid)
+def describe(pb, r):
+    """One line about an ExecResult, for failure messages."""
+    return ("reason=%s exit=%d signal=%d wall=%.0fms cpu=%.0fms rss=%dKiB stdout=%r%s "
+            "stderr=%r%s" % (
+                pb.ExitReason.Name(r.reason), r.exit_code, r.signal, r.wall_time_us / 1e3,
+                r.cpu_time_us / 1e3, r.max_rss_bytes >> 10, r.stdout[:300],
+                "..." if len(r.stdout) > 300 else "", r.stderr[-600:],
+                " (tail)" if len(r.stderr) > 600 else ""))
