@@ -197,6 +197,21 @@ push_tmpfs(struct argv_b *a, const char *dest, uint64_t bytes)
     argv_push(a, dest);
 }
 
+/* --file from a new sealed memfd holding data, to path under the work dir. */
+static int
+push_file(agent_jail *j, struct argv_b *a, const ProtobufCBinaryData *data, const char *path,
+          se_err *err)
+{
+    int fd = memfd_with(data->data, data->len, err);
+    if (fd < 0)
+        return -SE_INTERNAL;
+    j->in_fds[j->n_in++] = fd;
+    argv_push(a, "--file");
+    argv_pushf(a, "%d", fd);
+    argv_pushf(a, AGENT_WORKDIR "/%s", path);
+    return 0;
+}
+
 int
 agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
                  se_err *err)
@@ -247,30 +262,16 @@ agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int 
         input += req->files[i]->content.len + 4096;
     push_tmpfs(&a, AGENT_WORKDIR, l->memory_bytes + input);
 
-    int fd = memfd_with(req->script.data, req->script.len, err);
-    if (fd < 0) {
-        rc = -SE_INTERNAL;
+    if ((rc = push_file(j, &a, &req->script, req->filename, err)) < 0)
         goto out;
-    }
-    j->in_fds[j->n_in++] = fd;
-    argv_push(&a, "--file");
-    argv_pushf(&a, "%d", fd);
-    argv_pushf(&a, AGENT_WORKDIR "/%s", req->filename);
 
     static char seen[64][AGENT_MAX_PATH + 1];
     size_t n_seen = 0;
     for (size_t i = 0; i < req->n_files; i++) {
         const Safeeval__V1__File *f = req->files[i];
         push_parent_dirs(&a, f->path, seen, &n_seen, 64);
-        fd = memfd_with(f->content.data, f->content.len, err);
-        if (fd < 0) {
-            rc = -SE_INTERNAL;
+        if ((rc = push_file(j, &a, &f->content, f->path, err)) < 0)
             goto out;
-        }
-        j->in_fds[j->n_in++] = fd;
-        argv_push(&a, "--file");
-        argv_pushf(&a, "%d", fd);
-        argv_pushf(&a, AGENT_WORKDIR "/%s", f->path);
     }
     j->stdin_fd = memfd_with(req->stdin.data, req->stdin.len, err);
     if (j->stdin_fd < 0) {

@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402
 from harness import Daemon  # noqa: E402
-from sandbox_engine import (assert_nothing_left, daemon_args, describe,  # noqa: E402
+from sandbox_engine import (assert_nothing_left, daemon_args, describe, finish,  # noqa: E402
                             make_wheelhouse, processes_of_sandbox, remove_containers_of,
                             wait_until)
 
@@ -72,15 +72,7 @@ class JailBase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            cls.d.stub.DestroySandbox(cls.pb.DestroySandboxRequest(sandbox_id=cls.sb.id),
-                                      timeout=60)
-            assert_nothing_left()
-        finally:
-            try:
-                cls.d.close()
-            finally:
-                remove_containers_of()
+        finish(cls.d, destroy=[cls.sb.id])
 
     def tearDown(self):
         # Nothing of any run is left in the workers, the sandbox still

@@ -29,6 +29,10 @@ processes_in(cid) -> [(pid, ppid, command line)]   (GET /containers/{id}/top)
 processes_of_sandbox(sandbox_id, marker=None) -> [(cid, pid, ppid, cmdline)]
     The processes in every container of the sandbox whose command line
     contains `marker` (all of them when None).
+finish(d, destroy=())
+    A test class's end: destroys the sandboxes in `destroy`, asserts nothing
+    of the instance is left, closes the daemon (which fails unless it exited
+    0) and removes whatever is still there, whatever failed first.
 wait_until(fn, timeout, step=0.05) -> fn's last value (polls until true)
 describe(pb, result) -> str   (one line about an ExecResult for messages)
 run_in_sandbox(limits, body, ...)   one daemon, one 3.11 sandbox, checked cleanup
@@ -280,3 +284,16 @@ def describe(pb, r):
                 r.cpu_time_us / 1e3, r.max_rss_bytes >> 10, r.stdout[:300],
                 "..." if len(r.stdout) > 300 else "", r.stderr[-600:],
                 " (tail)" if len(r.stderr) > 600 else ""))
+
+
+def finish(d, destroy=()):
+    """A test class's end: see the module's docstring."""
+    try:
+        for sid in destroy:
+            d.stub.DestroySandbox(d.pb.DestroySandboxRequest(sandbox_id=sid), timeout=60)
+        assert_nothing_left()
+    finally:
+        try:
+            d.close()
+        finally:
+            remove_containers_of()

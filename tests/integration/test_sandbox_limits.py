@@ -20,7 +20,7 @@ import grpc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon  # noqa: E402
-from sandbox_engine import (assert_nothing_left, daemon_args, describe,  # noqa: E402
+from sandbox_engine import (assert_nothing_left, daemon_args, describe, finish,  # noqa: E402
                             make_wheelhouse, processes_of_sandbox, remove_containers_of,
                             wait_until)
 
@@ -47,15 +47,7 @@ class Limits(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            cls.d.stub.DestroySandbox(cls.pb.DestroySandboxRequest(sandbox_id=cls.sb.id),
-                                      timeout=60)
-            assert_nothing_left()
-        finally:
-            try:
-                cls.d.close()
-            finally:
-                remove_containers_of()
+        finish(cls.d, destroy=[cls.sb.id])
 
     def tearDown(self):
         assert_nothing_left(keep=[self.sb.id])

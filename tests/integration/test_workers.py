@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon, expect_code  # noqa: E402
 from sandbox_engine import (assert_nothing_left, container_exists, daemon_args, describe,  # noqa: E402
+                            finish,
                             make_wheelhouse, processes_of_sandbox, remove_containers_of,
                             wait_until, workers_of)
 
@@ -54,13 +55,7 @@ class Base(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            assert_nothing_left()
-        finally:
-            try:
-                cls.d.close()
-            finally:
-                remove_containers_of()
+        finish(cls.d)
 
     def setUp(self):
         self.addCleanup(self._nothing_left)  # runs last (cleanups are LIFO)
