@@ -29,6 +29,7 @@ enum opt_id {
     O_OUTPUT,
     O_FILESIZE,
     O_IDLE,
+    O_MAX_RUNS,
     O_LABEL,
     O_CODE,
     O_STDIN,
@@ -64,6 +65,7 @@ static const opt_def opts[] = {
     {"python", 'p', 1, O_PYTHON, SANDBOX_CMDS},
     {"module", 'm', 1, O_MODULE, SANDBOX_CMDS},
     {"idle-timeout", 0, 1, O_IDLE, SANDBOX_CMDS},
+    {"max-runs", 0, 1, O_MAX_RUNS, M(CLI_CMD_CREATE)},
     {"label", 'l', 1, O_LABEL, SANDBOX_CMDS},
     {"wall-ms", 0, 1, O_WALL, LIMIT_CMDS},
     {"cpu-ms", 0, 1, O_CPU, LIMIT_CMDS},
@@ -378,6 +380,8 @@ apply(cli_args *a, const opt_def *o, char *v, char *errbuf, size_t errlen)
         return set_u32(&a->limits.max_processes, o->name, v, errbuf, errlen);
     case O_IDLE:
         return set_u32(&a->idle_timeout_s, o->name, v, errbuf, errlen);
+    case O_MAX_RUNS:
+        return set_u32(&a->max_runs, o->name, v, errbuf, errlen);
     case O_MEMORY:
         return set_size(&a->limits.memory_bytes, o->name, v, errbuf, errlen);
     case O_OUTPUT:
@@ -595,7 +599,8 @@ static const char usage_main[] =
     "Runs Python in sandboxes of a safeeval service.\n"
     "\n"
     "commands:\n"
-    "  create  --python V [--module M]... [limits] [--idle-timeout S] [--label K=V]...\n"
+    "  create  --python V [--module M]... [limits] [--idle-timeout S] [--max-runs N]\n"
+    "          [--label K=V]...\n"
     "          create a sandbox and print its id\n"
     "  eval    ID [-c CODE] [run options]   run code (from -c, else from stdin)\n"
     "  exec    ID FILE [ARGS...]            run a local script file in a sandbox\n"
@@ -659,14 +664,16 @@ cli_usage(cli_cmd cmd)
     switch (cmd) {
     case CLI_CMD_CREATE:
         snprintf(usage_buf, sizeof(usage_buf),
-                 "usage: safeeval create --python V [--module M]... [limits] "
-                 "[--idle-timeout S] [--label K=V]...\n"
+                 "usage: safeeval create --python V [--module M]... [limits] [--idle-timeout S]\n"
+                 "                       [--max-runs N] [--label K=V]...\n"
                  "Builds (or reuses) the image and starts a sandbox; prints its id\n"
                  "(with --json, the whole sandbox). While an image builds, a progress line\n"
                  "is shown on stderr if it is a terminal.\n"
                  "  -p, --python V       Python version: 3.11, 3.13, ... (default: the service's)\n"
                  "  -m, --module M       a pip requirement: numpy, requests==2.31.0 (repeatable)\n"
                  "  --idle-timeout S     seconds unused before the service reaps the sandbox\n"
+                 "  --max-runs N         runs at once, each in its own worker container (more\n"
+                 "                       wait in the sandbox's queue); 0 = the service's default\n"
                  "  -l, --label K=V      a label kept with the sandbox (repeatable)\n"
                  "%s",
                  limits_help);

@@ -63,6 +63,7 @@ typedef struct cli_args {
     size_t n_modules;
     safeeval_limits limits;
     uint32_t idle_timeout_s;
+    uint32_t max_runs; /* create --max-runs: 0 = the service's default */
     safeeval_kv *labels;
     size_t n_labels;
 

@@ -174,7 +174,9 @@ cli_sandbox_json(const safeeval_sandbox *sb)
     if (!cJSON_AddItemToObject(o, "labels", labels))
         goto oom;
     labels = NULL;
-    if (!cJSON_AddNumberToObject(o, "idle_timeout_s", sb->idle_timeout_s))
+    if (!cJSON_AddNumberToObject(o, "idle_timeout_s", sb->idle_timeout_s) ||
+        !cJSON_AddNumberToObject(o, "max_concurrent_runs", sb->max_concurrent_runs) ||
+        !cJSON_AddNumberToObject(o, "workers", sb->workers))
         goto oom;
     return o;
 oom:

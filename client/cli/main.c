@@ -366,6 +366,8 @@ print_sandbox(const safeeval_sandbox *sb)
     printf("created_at_ms:   %lld\n", (long long)sb->created_at_ms);
     printf("last_used_at_ms: %lld\n", (long long)sb->last_used_at_ms);
     printf("idle_timeout_s:  %u\n", sb->idle_timeout_s);
+    printf("max_runs:        %u\n", sb->max_concurrent_runs);
+    printf("workers:         %u\n", sb->workers);
     printf("limits:          wall %u ms, cpu %u ms, memory %llu B, processes %u, output %llu B, "
            "file %llu B\n",
            sb->limits.wall_time_ms, sb->limits.cpu_time_ms,
@@ -387,6 +389,7 @@ create_opts_fill(safeeval_create_opts *o, const cli_args *a, const safeeval_kv *
     o->n_modules = a->n_modules;
     o->limits = a->limits;
     o->idle_timeout_s = a->idle_timeout_s;
+    o->max_concurrent_runs = a->max_runs;
     o->labels = labels;
     o->n_labels = n_labels;
     o->timeout_ms = a->timeout_ms;
@@ -665,7 +668,7 @@ cmd_ls(safeeval_client *c, const cli_args *a)
         print_json(arr);
     } else {
         time_t now = time(NULL);
-        printf("%-24s %-8s %-8s %s\n", "ID", "PYTHON", "AGE", "MODULES");
+        printf("%-24s %-8s %-8s %-8s %s\n", "ID", "PYTHON", "AGE", "WORKERS", "MODULES");
         for (size_t i = 0; i < list->count; i++) {
             const safeeval_sandbox *sb = &list->items[i];
             long long age = (long long)now - sb->created_at_ms / 1000;
@@ -676,7 +679,9 @@ cmd_ls(safeeval_client *c, const cli_args *a)
                 snprintf(agebuf, sizeof(agebuf), "%lldm", age / 60);
             else
                 snprintf(agebuf, sizeof(agebuf), "%lldh", age / 3600);
-            printf("%-24s %-8s %-8s", sb->id, sb->python_version, agebuf);
+            char workbuf[32]; /* workers now / at most */
+            snprintf(workbuf, sizeof(workbuf), "%u/%u", sb->workers, sb->max_concurrent_runs);
+            printf("%-24s %-8s %-8s %-8s", sb->id, sb->python_version, agebuf, workbuf);
             for (size_t k = 0; k < sb->n_modules; k++)
                 printf("%s%s", k ? "," : " ", sb->modules[k]);
             printf("\n");

@@ -108,6 +108,8 @@ sandbox_from_pb(safeeval_sandbox *dst, const Safeeval__V1__Sandbox *src, safeeva
     dst->created_at_ms = src->created_at_ms;
     dst->last_used_at_ms = src->last_used_at_ms;
     dst->idle_timeout_s = src->idle_timeout_s;
+    dst->max_concurrent_runs = src->max_concurrent_runs;
+    dst->workers = src->workers;
     return 0;
 oom:
     sandbox_clear(dst);
@@ -177,6 +179,7 @@ safeeval_sandbox_create(safeeval_sandbox **out, safeeval_client *c,
         req.limits = &limits;
     }
     req.idle_timeout_s = o.idle_timeout_s;
+    req.max_concurrent_runs = o.max_concurrent_runs;
     if (o.n_labels) {
         entries = calloc(o.n_labels, sizeof(*entries));
         entry_ptrs = calloc(o.n_labels, sizeof(*entry_ptrs));

@@ -1,6 +1,8 @@
 """The C client side against the real safeevald: the `safeeval` command
-(create/eval/exec/get/ls/destroy/run, exit codes, --json, errors, Ctrl-C
-during run), the tl;dr example, and libsafeeval's Eval latency."""
+(create/eval/exec/get/ls/destroy/run, --max-runs and the workers shown, exit
+codes, --json, errors, Ctrl-C during run), the tl;dr example, and
+libsafeeval's Eval latency. After every test the engine holds no container
+of this program's daemon instance but the class sandbox's (by label)."""
 
 import base64
 import json
@@ -15,6 +17,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BUILD_DIR, SOURCE_DIR, Daemon  # noqa: E402
+from sandbox_engine import (assert_nothing_left, finish, processes_of_sandbox,  # noqa: E402
+                            wait_until, workers_of)
 
 BASE = ["--base-image", "safeeval/python:{version}"]
 CLI = os.path.join(BUILD_DIR, "bin", "safeeval")
@@ -22,6 +26,7 @@ TLDR = os.path.join(BUILD_DIR, "bin", "safeeval_tldr")
 LATENCY = os.path.join(BUILD_DIR, "bin", "safeeval_eval_latency")
 NUMPY_JOB = os.path.join(SOURCE_DIR, "examples", "numpy_job.py")
 SLOW = 300  # seconds a create may take (the first one builds the image)
+MAX_RUNS = 2  # the class sandbox's --max-runs (the service's default is 4)
 
 
 class ClientCli(unittest.TestCase):
@@ -31,19 +36,26 @@ class ClientCli(unittest.TestCase):
         cls.env = dict(os.environ, SAFEEVAL_TARGET=cls.d.address)
         cls.tmp = tempfile.mkdtemp(prefix="safeeval-cli-")
         r = cls.cli("create", "--python", "3.11", "--module", "numpy", "--label", "team=ml",
-                    "--idle-timeout", "300", "--wall-ms", "5000", timeout=SLOW)
-        assert r.returncode == 0, r.stderr
+                    "--idle-timeout", "300", "--wall-ms", "5000", "--max-runs", str(MAX_RUNS),
+                    timeout=SLOW)
+        if r.returncode != 0:
+            cls.d.close()
+            raise AssertionError(r.stderr)
         cls.sid = r.stdout.decode().strip()
 
     @classmethod
     def tearDownClass(cls):
-        destroyed = cls.cli("destroy", cls.sid)
-        rc = cls.d.stop()
-        log = cls.d.log()
-        cls.d.__exit__(None, None, None)
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        assert destroyed.returncode == 0, destroyed.stderr
-        assert rc == 0, "daemon exit code %d\n%s" % (rc, log)
+        try:
+            destroyed = cls.cli("destroy", cls.sid)
+            assert destroyed.returncode == 0, destroyed.stderr
+        finally:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            finish(cls.d)  # nothing left, the daemon exited 0
+
+    def tearDown(self):
+        # Asked of the engine: `run`, the tl;dr example and failed creates
+        # leave no container behind.
+        assert_nothing_left(keep=[self.sid])
 
     @classmethod
     def cli(cls, *args, stdin=b"", timeout=120, env=None):
@@ -76,14 +88,45 @@ class ClientCli(unittest.TestCase):
         self.assertGreater(sb["limits"]["memory_bytes"], 0)
         self.assertTrue(sb["image"])
         self.assertGreater(sb["created_at_ms"], 1600000000000)
+        # --max-runs reached the service; workers is what the engine has.
+        self.assertEqual(sb["max_concurrent_runs"], MAX_RUNS, sb)
+        running = [c for c in workers_of(self.sid) if c["State"] == "running"]
+        self.assertEqual(sb["workers"], len(running), (sb, running))
+        self.assertTrue(1 <= sb["workers"] <= MAX_RUNS, sb)
         r = self.cli("get", self.sid)
         self.assertEqual(r.returncode, 0)
         self.assertIn(b"python:          3.11", r.stdout)
+        self.assertIn(b"\nmax_runs:        %d\n" % MAX_RUNS, r.stdout)
+        self.assertRegex(r.stdout.decode(), r"\nworkers:         [1-%d]\n" % MAX_RUNS)
         r = self.cli("ls")
         self.assertEqual(r.returncode, 0)
         self.assertIn(self.sid.encode(), r.stdout)
+        self.assertIn(b"WORKERS", r.stdout.splitlines()[0])
+        line = [ln for ln in r.stdout.decode().splitlines() if ln.startswith(self.sid)]
+        self.assertRegex(line[0], r" [1-%d]/%d " % (MAX_RUNS, MAX_RUNS))
         r = self.cli("--json", "ls")
-        self.assertIn(self.sid, [s["id"] for s in json.loads(r.stdout)])
+        ls = {s["id"]: s for s in json.loads(r.stdout)}
+        self.assertIn(self.sid, ls)
+        self.assertEqual(ls[self.sid]["max_concurrent_runs"], MAX_RUNS)
+
+    def test_max_runs(self):
+        # The default is the service's (4); above it the service refuses;
+        # not a number is a usage error. None of them leaves a container.
+        r = self.cli("--json", "create", "--python", "3.11", "--module", "numpy", timeout=SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sb = json.loads(r.stdout)
+        try:
+            self.assertEqual((sb["max_concurrent_runs"], sb["workers"]), (4, 1), sb)
+        finally:
+            self.assertEqual(self.cli("destroy", sb["id"]).returncode, 0)
+        r = self.cli("create", "--python", "3.11", "--max-runs", "5", timeout=SLOW)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn(b"INVALID_ARGUMENT", r.stderr)
+        self.assertIn(b"max_concurrent_runs", r.stderr)
+        r = self.cli("create", "--python", "3.11", "--max-runs", "two")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        r = self.cli("eval", self.sid, "--max-runs", "2", "-c", "1")  # create only
+        self.assertEqual(r.returncode, 2, r.stderr)
 
     def test_eval(self):
         r = self.cli("eval", self.sid, "-c", 'print("Hello World")')
@@ -132,7 +175,9 @@ class ClientCli(unittest.TestCase):
         self.assertLess(time.monotonic() - t, 10)
         r = self.cli("eval", "--cpu-ms", "300", "--wall-ms", "4000", self.sid, "-c",
                      "while True: pass")
-        self.assertIn(r.returncode, (152, 124), r.stderr)  # CPU limit (wall as a backstop)
+        # The CPU limit, measured: never the wall time as a stand-in.
+        self.assertEqual(r.returncode, 152, r.stderr)
+        self.assertIn(b"CPU-time limit", r.stderr)
         r = self.cli("eval", "--memory", "64M", self.sid, "-c",
                      "x = []\nwhile True: x.append(' ' * 10**6)")
         self.assertEqual(r.returncode, 125, r.stderr)
@@ -218,18 +263,21 @@ class ClientCli(unittest.TestCase):
     def test_run_interrupted(self):
         job = self.write("sleep.py", b"import time\nprint('started', flush=True)\n"
                          b"time.sleep(30)\n")
-        p = subprocess.Popen([CLI, "run", "-p", "3.11", "--wall-ms", "60000", job],
+        mark = "m" + os.urandom(6).hex()
+        p = subprocess.Popen([CLI, "run", "-p", "3.11", "--wall-ms", "60000", job, mark],
                              env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        end = time.monotonic() + SLOW
-        while not self.run_sandboxes() and time.monotonic() < end:
-            time.sleep(0.1)
-        self.assertTrue(self.run_sandboxes(), "the run's sandbox never appeared")
-        time.sleep(1.0)  # let the run start
+        sbs = wait_until(self.run_sandboxes, SLOW, 0.1)
+        self.assertTrue(sbs, "the run's sandbox never appeared")
+        sid = sbs[0].id
+        # The victim is seen running (not a fixed sleep).
+        self.assertTrue(wait_until(lambda: processes_of_sandbox(sid, mark), 60, 0.1),
+                        "the run never showed up in the sandbox's worker")
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=120)
         self.assertEqual(p.returncode, 130, err)
         self.assertIn(b"interrupted", err)
         self.assertEqual(self.run_sandboxes(), [])
+        self.assertEqual(workers_of(sid), [], "the interrupted run's sandbox left containers")
 
     # ---- the C example and latency ----
 

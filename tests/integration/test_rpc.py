@@ -1,11 +1,14 @@
-"""The gRPC server layer of safeevald: health, unknown methods, request size,
-status mapping, deadlines and cancellation, the bounded queue, graceful
-shutdown and the listen policy. The tests that run code need the whole
-stack (docker engine, base image safeeval/python:3.11)."""
+"""The gRPC server layer of safeevald: health, unknown methods, request size
+(the default and a configured --max-request-bytes, at its boundary), status
+mapping, deadlines and cancellation, the bounded queue, graceful shutdown
+and the listen policy. The tests that run code need the whole stack (docker
+engine, base image safeeval/python:3.11). Every class ends by asking the
+engine that no container of this program's daemon instance is left."""
 
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -15,9 +18,12 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Daemon, expect_code, run_daemon  # noqa: E402
+from sandbox_engine import (assert_nothing_left, finish, processes_of_sandbox,  # noqa: E402
+                            remove_containers_of, wait_until)
 
 BASE = ["--base-image", "safeeval/python:{version}"]
 SLOW = 120  # seconds a CreateSandbox may take (the first one builds the image)
+DEADLINE_S = 3.0  # a client deadline a run starts well within on a loaded machine
 
 
 class ServerOnly(unittest.TestCase):
@@ -29,10 +35,7 @@ class ServerOnly(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.d.stop()
-        log = cls.d.log()
-        cls.d.__exit__(None, None, None)
-        assert rc == 0, "daemon exit code %d\n%s" % (rc, log)
+        finish(cls.d)  # nothing left, the daemon exited 0
 
     def test_health_serving(self):
         d = self.d
@@ -91,7 +94,66 @@ class ServerOnly(unittest.TestCase):
         self.fail("no log line for the call:\n" + d.log())
 
 
+class RequestLimit(unittest.TestCase):
+    """A configured --max-request-bytes, far below gRPC's own 4 MiB default
+    and the service's 16 MiB: the configured number is the boundary."""
+    LIMIT = 65536
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(extra_args=BASE + ["--max-request-bytes", str(cls.LIMIT)])
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.d)
+
+    def eval_of_size(self, size):
+        """An EvalRequest for an unknown sandbox that packs to `size` bytes."""
+        pb = self.d.pb
+        req = pb.EvalRequest(sandbox_id="0" * 24, code="")
+        req.code = "#" * (size - req.ByteSize() - 4)  # 4: code's tag and length
+        while req.ByteSize() < size:
+            req.code += "#"
+        self.assertEqual(req.ByteSize(), size)
+        return req
+
+    def test_boundary(self):
+        # Catches: the flag not reaching gRPC core or the decoder (the 4 MiB
+        # or 16 MiB default answering instead), an off-by-one at the limit.
+        d = self.d
+        for size in (self.LIMIT - 1, self.LIMIT):
+            # Accepted and decoded: the unknown sandbox is the answer.
+            e = expect_code(lambda: d.stub.Eval(self.eval_of_size(size), timeout=10),
+                            grpc.StatusCode.NOT_FOUND)
+            self.assertIn("0" * 24, e.details())
+        for size in (self.LIMIT + 1, 2 * self.LIMIT):
+            e = expect_code(lambda: d.stub.Eval(self.eval_of_size(size), timeout=10),
+                            grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn(str(self.LIMIT), e.details())
+        # A small request after the refusals: the server is fine.
+        expect_code(lambda: d.stub.GetSandbox(d.pb.GetSandboxRequest(sandbox_id="nope"),
+                                              timeout=5), grpc.StatusCode.NOT_FOUND)
+        r = d.health.Check(d.health_pb.HealthCheckRequest(), timeout=5)
+        self.assertEqual(r.status, d.health_pb.HealthCheckResponse.SERVING)
+
+    def test_unknown_method_stays_unimplemented(self):
+        call = self.d.channel.unary_unary("/safeeval.v1.SandboxService/Nope")
+        expect_code(lambda: call(b"", timeout=5), grpc.StatusCode.UNIMPLEMENTED)
+        expect_code(lambda: call(b"\x0a" * (self.LIMIT // 2), timeout=5),
+                    grpc.StatusCode.UNIMPLEMENTED)
+
+
+def free_port():
+    """A loopback TCP port nobody listens on now (no fixed port numbers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class StartUp(unittest.TestCase):
+    def tearDown(self):
+        assert_nothing_left()
+
     def test_tcp_off_loopback_refused(self):
         r = run_daemon(["--listen", "0.0.0.0:0"] + BASE)
         self.assertNotEqual(r.returncode, 0)
@@ -118,7 +180,7 @@ class StartUp(unittest.TestCase):
             self.assertIn(flag, r.stdout)
 
     def test_loopback_tcp(self):
-        with Daemon(extra_args=BASE, listen="127.0.0.1:47651") as d:
+        with Daemon(extra_args=BASE, listen="127.0.0.1:%d" % free_port()) as d:
             r = d.health.Check(d.health_pb.HealthCheckRequest(), timeout=5)
             self.assertEqual(r.status, d.health_pb.HealthCheckResponse.SERVING)
             self.assertEqual(d.stop(), 0)
@@ -155,17 +217,24 @@ class WithSandbox(unittest.TestCase):
         self.daemons = []
 
     def tearDown(self):
-        for d in self.daemons:
-            if d.proc.poll() is None:
-                for sid in self.ids:
-                    try:
-                        d.stub.DestroySandbox(d.pb.DestroySandboxRequest(sandbox_id=sid),
-                                              timeout=60)
-                    except grpc.RpcError:
-                        pass
-                self.ids = []
-            d.__exit__(None, None, None)
-        destroy_everywhere(self.ids)
+        try:
+            for d in self.daemons:
+                if d.proc.poll() is None:
+                    left = []
+                    for sid in self.ids:
+                        try:
+                            d.stub.DestroySandbox(d.pb.DestroySandboxRequest(sandbox_id=sid),
+                                                  timeout=60)
+                        except grpc.RpcError as e:
+                            if e.code() != grpc.StatusCode.NOT_FOUND:
+                                left.append(sid)  # a daemon that recovers it destroys it
+                    self.ids = left
+                d.close()  # fails unless the daemon exited 0
+            destroy_everywhere(self.ids)
+            assert_nothing_left()
+        except BaseException:
+            remove_containers_of()
+            raise
 
     def start(self, *args):
         d = Daemon(extra_args=BASE + list(args))
@@ -182,17 +251,30 @@ class WithSandbox(unittest.TestCase):
         sid = self.sandbox(d)
         r = eval_code(d, sid, "print('hi')", 60)
         self.assertEqual(r.result.stdout, b"hi\n")
+        # A sleeper seen running (a victim, not a run that never started)
+        # when its call's deadline passes.
+        mark = "m" + os.urandom(6).hex()
         t = time.monotonic()
-        e = expect_code(lambda: eval_code(d, sid, "import time; time.sleep(5)", 0.3),
-                        grpc.StatusCode.DEADLINE_EXCEEDED)
-        self.assertLess(time.monotonic() - t, 1.0, e)
-        # The server stops the run too, instead of letting it sleep 5 s.
+        fut = d.stub.Eval.future(d.pb.EvalRequest(
+            sandbox_id=sid, code="import time; time.sleep(8)", args=[mark]), timeout=DEADLINE_S)
+        seen = wait_until(lambda: processes_of_sandbox(sid, mark) or fut.done(), DEADLINE_S, 0.05)
+        self.assertFalse(fut.done(), "the call ended before its run was seen: %r" % (fut,))
+        self.assertTrue(seen)
+        e = fut.exception(timeout=DEADLINE_S + 5)
+        self.assertIsNotNone(e, "the call succeeded past its deadline")
+        self.assertEqual(e.code(), grpc.StatusCode.DEADLINE_EXCEEDED, e)
+        self.assertLess(time.monotonic() - t, DEADLINE_S + 1.0, e)
+        # Observed, not inferred: the run's processes go from the worker.
+        gone = wait_until(lambda: not processes_of_sandbox(sid, mark), 2.5, 0.05)
+        self.assertTrue(gone, "the run outlived its call's deadline: %r"
+                        % processes_of_sandbox(sid, mark))
+        # The server ends the call too, instead of letting it sleep 8 s.
         end = time.monotonic() + 10
         pat = re.compile(r"rpc Eval status=(DEADLINE_EXCEEDED|CANCELLED) duration_ms=([0-9.]+)")
         while time.monotonic() < end:
             m = pat.search(d.log())
             if m:
-                self.assertLess(float(m.group(2)), 2500, m.group(0))
+                self.assertLess(float(m.group(2)), DEADLINE_S * 1000 + 2500, m.group(0))
                 break
             time.sleep(0.1)
         else:

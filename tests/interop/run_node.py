@@ -5,6 +5,8 @@ missing: node is part of the test environment here and in CI.
 
 node_modules comes from the committed package-lock.json: `npm ci` into
 tests/interop/node/node_modules (gitignored) when it is missing or stale.
+After node exits and the daemon stopped, the engine must hold no container
+of the daemon's instance (asked by label: sandbox_engine).
 """
 import os
 import shutil
@@ -13,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import sandbox_engine  # noqa: E402  (tests/integration, on the path through common)
 
 NODE_DIR = os.path.join(common.SOURCE_DIR, "tests", "interop", "node")
 CLIENT_TIMEOUT_S = 1200
@@ -48,9 +51,15 @@ def main():
                            timeout=CLIENT_TIMEOUT_S)
         if r.returncode != 0:
             print("---- daemon log (tail) ----\n" + common.log_tail(d))
+    try:
+        sandbox_engine.assert_nothing_left(common.harness.INSTANCE)
+    except AssertionError as e:
+        print("FAIL: %s" % e)
+        return 1
     if r.returncode != 0:
         print("FAIL: node client exited with %d" % r.returncode)
         return 1
+    print("nothing of instance %s left in the engine" % common.harness.INSTANCE)
     return 0
 
 

@@ -3,9 +3,11 @@
 at test time, runs the whole sandbox cycle against the real daemon and checks
 every field it reads.
 
-Cycle (cycle.json, shared with node/client.js): create (3.11 + numpy) -> eval
-print("Hello World") -> ExecuteFile (numpy script + args + stdin + env + a
-data file) -> wall-time limit hit -> get -> list -> destroy -> get = NOT_FOUND.
+Cycle (cycle.json, shared with node/client.js): create (3.11 + numpy, 2 runs
+at once) -> eval print("Hello World") -> ExecuteFile (numpy script + args +
+stdin + env + a data file) -> wall-time limit hit -> get -> list -> destroy ->
+get = NOT_FOUND. At the end the engine holds no container of the daemon's
+instance (asked by label).
 """
 import json
 import os
@@ -18,6 +20,7 @@ from google.protobuf import message, text_format
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import sandbox_engine  # noqa: E402  (tests/integration, on the path through common)
 
 FIXTURE = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cycle.json")))
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{7,63}$")
@@ -72,6 +75,12 @@ def check_sandbox(pb, sb, want_id, t_before_ms, t_after_ms, where):
           % (where, sb.created_at_ms, sb.last_used_at_ms))
     check_eq(dict(sb.labels), fx["labels"], where + ": labels echoed")
     check(sb.idle_timeout_s > 0, "%s: effective idle_timeout_s %d > 0" % (where, sb.idle_timeout_s))
+    check_eq(sb.max_concurrent_runs, fx["max_concurrent_runs"], where + ": max_concurrent_runs")
+    if want_id is None:  # a new sandbox starts with one worker
+        check_eq(sb.workers, 1, where + ": workers")
+    else:
+        check(1 <= sb.workers <= sb.max_concurrent_runs, "%s: workers %d in [1, %d]"
+              % (where, sb.workers, sb.max_concurrent_runs))
 
 
 def check_times(res, where, max_wall_us=30_000_000):
@@ -106,7 +115,8 @@ def run_cycle(pb, pbg, stub):
 
     # Create
     req = pb.CreateSandboxRequest(python_version=fx["create"]["python_version"],
-                                  modules=fx["create"]["modules"], labels=fx["create"]["labels"])
+                                  modules=fx["create"]["modules"], labels=fx["create"]["labels"],
+                                  max_concurrent_runs=fx["create"]["max_concurrent_runs"])
     t0 = int(time.time() * 1000)
     sb = stub.CreateSandbox(req, timeout=CREATE_TIMEOUT_S).sandbox
     t1 = int(time.time() * 1000)
@@ -179,8 +189,10 @@ def run_cycle(pb, pbg, stub):
     expect_code(lambda: stub.Eval(pb.EvalRequest(sandbox_id=sid, code=""), timeout=RUN_TIMEOUT_S),
                 grpc.StatusCode.INVALID_ARGUMENT, "eval with empty code")
 
-    # Destroy
+    # Destroy: the sandbox and its worker containers (asked of the engine).
     stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sid), timeout=RUN_TIMEOUT_S)
+    check_eq([c["Id"][:12] for c in sandbox_engine.workers_of(sid)], [],
+             "destroy: worker containers left")
     expect_code(lambda: stub.GetSandbox(pb.GetSandboxRequest(sandbox_id=sid),
                                         timeout=RUN_TIMEOUT_S),
                 grpc.StatusCode.NOT_FOUND, "get after destroy")
@@ -204,6 +216,11 @@ def main():
                 raise
             if failures:
                 print("---- daemon log (tail) ----\n" + common.log_tail(d))
+    try:
+        sandbox_engine.assert_nothing_left(common.harness.INSTANCE)
+        check(True, "nothing of instance %s left in the engine" % common.harness.INSTANCE)
+    except AssertionError as e:
+        check(False, str(e))
     if failures:
         print("%d check(s) failed:" % len(failures))
         for f in failures:

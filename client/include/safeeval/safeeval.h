@@ -180,6 +180,9 @@ typedef struct safeeval_sandbox {
     safeeval_kv *labels;     /* owned by the sandbox struct */
     size_t n_labels;
     uint32_t idle_timeout_s;
+    /* Fields are only ever added here, at the end. */
+    uint32_t max_concurrent_runs; /* runs at once: worker containers at most */
+    uint32_t workers;             /* worker containers it has now */
 } safeeval_sandbox;
 
 typedef struct safeeval_sandbox_list {
@@ -198,12 +201,17 @@ typedef struct safeeval_create_opts {
     size_t n_labels;
     uint32_t timeout_ms;        /* 0 = the client's default (an image build takes minutes) */
     const volatile int *cancel; /* as in safeeval_call_opts */
+    /* Runs at once in the sandbox, each in its own worker container (more
+     * wait in its queue); 0 = the service's default, above the service's
+     * maximum = INVALID_ARGUMENT. Added after `cancel`: a program built
+     * against an older header passes a smaller struct_size and gets 0. */
+    uint32_t max_concurrent_runs;
 } safeeval_create_opts;
 
 #define SAFEEVAL_CREATE_OPTS_INIT                                                                  \
     {                                                                                              \
         sizeof(safeeval_create_opts), NULL, NULL, 0, {0, 0, 0, 0, 0, 0, {0, 0, 0, 0}}, 0, NULL, 0, \
-            0, NULL                                                                                \
+            0, NULL, 0                                                                             \
     }
 
 /* Builds (or reuses) the image and starts a sandbox. *out: free with

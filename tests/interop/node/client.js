@@ -102,6 +102,13 @@ function checkSandbox(sb, wantId, tBefore, tAfter, where) {
     `${where}: created_at_ms ${created} <= last_used_at_ms ${used} <= now`);
   checkEq(sortedObj(sb.labels), sortedObj(fx.labels), `${where}: labels echoed`);
   check(sb.idle_timeout_s > 0, `${where}: effective idle_timeout_s ${sb.idle_timeout_s} > 0`);
+  checkEq(sb.max_concurrent_runs, fx.max_concurrent_runs, `${where}: max_concurrent_runs`);
+  if (wantId === null) {
+    checkEq(sb.workers, 1, `${where}: workers (a new sandbox starts with one)`);
+  } else {
+    check(sb.workers >= 1 && sb.workers <= sb.max_concurrent_runs,
+      `${where}: workers ${sb.workers} in [1, ${sb.max_concurrent_runs}]`);
+  }
 }
 
 function checkTimes(res, where, maxWallUs = 30000000n) {
@@ -130,7 +137,7 @@ async function runCycle(client) {
   const t0 = Date.now();
   let sb = (await call(client, 'CreateSandbox', {
     python_version: fx.create.python_version, modules: fx.create.modules,
-    labels: fx.create.labels,
+    labels: fx.create.labels, max_concurrent_runs: fx.create.max_concurrent_runs,
   }, CREATE_TIMEOUT_MS)).sandbox;
   const t1 = Date.now();
   console.log(`created ${sb.id} (${sb.python_version}, ${sb.image}) in ${t1 - t0} ms`);
