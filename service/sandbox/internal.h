@@ -250,6 +250,10 @@ struct sandbox_manager {
     /* under reg.mu: the sum of every worker's memory limit */
     uint64_t memory_used;
     uint64_t run_ids; /* under reg.mu: ids of runs, unique in this process */
+    /* under reg.mu: containers whose removal failed (the engine was away),
+     * removed again by the reaper, the next destroy and at shutdown */
+    char **graveyard;
+    size_t n_graveyard;
     /* reaper */
     pthread_t reaper;
     bool reaper_started;
@@ -274,6 +278,11 @@ int sandbox_worker_run(sandbox_manager *m, sandbox_worker *w, uint64_t id,
                        Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err);
 /* Closes the stream and frees; removes the container when remove is set. */
 void sandbox_worker_free(sandbox_manager *m, sandbox_worker *w, bool remove);
+/* Removes a worker container; one the engine does not remove now is kept
+ * in the graveyard, never forgotten. */
+void sandbox_container_discard(sandbox_manager *m, const char *cid);
+/* Tries the graveyard's removals again. */
+void sandbox_graveyard_retry(sandbox_manager *m);
 
 /* ---- pool.c: a sandbox's workers, its run queue, the memory budget ---- */
 /* A worker for one run: an idle one, a new one (up to the sandbox's

@@ -133,6 +133,12 @@ sandbox_manager_free(sandbox_manager *m)
     if (!m)
         return;
     sandbox_reaper_stop(m);
+    /* Containers of destroyed sandboxes must not come back at the next
+     * recovery: one last try. */
+    sandbox_graveyard_retry(m);
+    for (size_t i = 0; i < m->n_graveyard; i++)
+        free(m->graveyard[i]);
+    free(m->graveyard);
     sandbox_registry_destroy(&m->reg);
     pthread_mutex_destroy(&m->stop_mu);
     pthread_cond_destroy(&m->stop_cv);
@@ -443,6 +449,7 @@ sandbox_destroy_entry(sandbox_manager *m, sandbox_entry *e, se_err *err)
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&m->reg.mu);
     sandbox_pool_remove_all(m, e);
+    sandbox_graveyard_retry(m);
     log_info("sandbox %s destroyed", e->id);
     sandbox_entry_unref(&m->reg, e);
     return 0;

@@ -275,12 +275,8 @@ sandbox_pool_remove_all(sandbox_manager *m, sandbox_entry *e)
         busy[k++] = strdup(w->container_id);
     pthread_mutex_unlock(&m->reg.mu);
     for (size_t i = 0; i < k; i++) {
-        if (!busy[i])
-            continue;
-        se_err e2;
-        se_err_clear(&e2);
-        if (docker_container_remove(m->dc, busy[i], &e2) < 0 && e2.code != SE_NOT_FOUND)
-            log_warn("sandbox %s: remove worker %.12s: %s", e->id, busy[i], e2.msg);
+        if (busy[i])
+            sandbox_container_discard(m, busy[i]);
         free(busy[i]);
     }
     free(busy);

@@ -13,6 +13,7 @@
 static void
 reap_once(sandbox_manager *m)
 {
+    sandbox_graveyard_retry(m);
     char **ids = NULL;
     size_t n = 0;
     int64_t now = clock_wall_ms();

@@ -42,6 +42,51 @@ worker_alloc(const char *cid, uint64_t memory)
     return w;
 }
 
+/* More than this many containers the engine would not remove means it is
+ * gone for good: the rest are left to the next recovery's labels. */
+#define GRAVEYARD_MAX 4096
+
+void
+sandbox_container_discard(sandbox_manager *m, const char *cid)
+{
+    se_err e;
+    se_err_clear(&e);
+    if (docker_container_remove(m->dc, cid, &e) == 0 || e.code == SE_NOT_FOUND)
+        return;
+    log_warn("remove worker %.12s: %s (tried again later)", cid, e.msg);
+    char *dup = strdup(cid);
+    pthread_mutex_lock(&m->reg.mu);
+    char **g = dup && m->n_graveyard < GRAVEYARD_MAX
+                   ? realloc(m->graveyard, (m->n_graveyard + 1) * sizeof(*g))
+                   : NULL;
+    if (g) {
+        m->graveyard = g;
+        m->graveyard[m->n_graveyard++] = dup;
+        dup = NULL;
+    }
+    pthread_mutex_unlock(&m->reg.mu);
+    if (dup) {
+        log_error("worker %.12s cannot be kept for removal: left to the next recovery", cid);
+        free(dup);
+    }
+}
+
+void
+sandbox_graveyard_retry(sandbox_manager *m)
+{
+    pthread_mutex_lock(&m->reg.mu);
+    char **g = m->graveyard;
+    size_t n = m->n_graveyard;
+    m->graveyard = NULL;
+    m->n_graveyard = 0;
+    pthread_mutex_unlock(&m->reg.mu);
+    for (size_t i = 0; i < n; i++) {
+        sandbox_container_discard(m, g[i]);
+        free(g[i]);
+    }
+    free(g);
+}
+
 void
 sandbox_worker_free(sandbox_manager *m, sandbox_worker *w, bool remove)
 {
@@ -49,12 +94,8 @@ sandbox_worker_free(sandbox_manager *m, sandbox_worker *w, bool remove)
         return;
     if (w->stream)
         docker_stream_close(w->stream);
-    if (remove) {
-        se_err e;
-        se_err_clear(&e);
-        if (docker_container_remove(m->dc, w->container_id, &e) < 0 && e.code != SE_NOT_FOUND)
-            log_warn("remove worker %.12s: %s", w->container_id, e.msg);
-    }
+    if (remove)
+        sandbox_container_discard(m, w->container_id);
     se_buf_free(&w->events);
     free(w->container_id);
     free(w);
@@ -257,10 +298,7 @@ out:
     if (rc < 0 && w) {
         sandbox_worker_free(m, w, true);
     } else if (rc < 0 && cid) {
-        se_err e2;
-        se_err_clear(&e2);
-        if (docker_container_remove(m->dc, cid, &e2) < 0 && e2.code != SE_NOT_FOUND)
-            log_warn("remove worker %.12s: %s", cid, e2.msg);
+        sandbox_container_discard(m, cid);
     }
     free(cid);
     cJSON_Delete(body);
