@@ -10,9 +10,10 @@ it over a real channel. Keep this API small and stable; every test uses it.
         rc = d.stop()          # SIGTERM; returns the exit code
         text = d.log()         # the daemon's stderr so far
 
-Daemon(extra_args=(), listen=None, timeout=30)
+Daemon(extra_args=(), listen=None, timeout=30, connect=None)
     Starts build/bin/safeevald on a fresh unix socket in a temp dir (or on
-    `listen` if given) with --log-level debug and --instance INSTANCE (unless
+    `listen` if given; the client channel goes to `connect` if given, e.g.
+    127.0.0.1:PORT for a daemon listening on 0.0.0.0:PORT) with --log-level debug and --instance INSTANCE (unless
     extra_args names one), and waits until
     grpc.health.v1.Health/Check answers SERVING (raises RuntimeError with the
     daemon's log if it does not within `timeout` s or exits first).
@@ -126,9 +127,10 @@ def run_daemon(args, timeout=30):
 
 
 class Daemon:
-    def __init__(self, extra_args=(), listen=None, timeout=30):
+    def __init__(self, extra_args=(), listen=None, timeout=30, connect=None):
         self.tmpdir = tempfile.mkdtemp(prefix="safeevald-")
         self.address = listen or "unix:" + os.path.join(self.tmpdir, "safeevald.sock")
+        self._connect = connect or self.address
         self._logpath = os.path.join(self.tmpdir, "stderr.log")
         p = protos()
         self.pb = p.sandbox_pb2
@@ -146,7 +148,7 @@ class Daemon:
         self._logf = open(self._logpath, "wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._logf,
                                      stderr=self._logf)
-        self.channel = grpc.insecure_channel(self.address)
+        self.channel = grpc.insecure_channel(self._connect)
         p = protos()
         self.stub = p.sandbox_pb2_grpc.SandboxServiceStub(self.channel)
         self.health = p.health_pb2_grpc.HealthStub(self.channel)

@@ -282,6 +282,52 @@ test_tag(void **state)
 #undef CHANGED
 }
 
+/* Concatenation collisions (issue 12, blind spot 10): a tag that hashed the
+ * modules (or the version and the modules) joined without lengths or
+ * separators would give {"ab","c"} and {"a","bc"} the same tag. Each pair
+ * below has the same bytes when concatenated, so only an unambiguous
+ * serialisation tells them apart. */
+static void
+test_tag_no_concatenation_collision(void **state)
+{
+    (void)state;
+    tag_fixture f;
+    char t1[128], t2[128];
+
+    const char *abc1[] = {"ab", "c"};
+    const char *abc2[] = {"a", "bc"};
+    fixture_init(&f);
+    f.in.modules = abc1;
+    f.in.n_modules = 2;
+    tag_of(t1, &f);
+    f.in.modules = abc2;
+    tag_of(t2, &f);
+    if (strcmp(t1, t2) == 0)
+        fail_msg("{\"ab\",\"c\"} and {\"a\",\"bc\"} share the tag %s", t1);
+
+    /* One module against two that concatenate to it. */
+    const char *abc3[] = {"abc"};
+    f.in.modules = abc3;
+    f.in.n_modules = 1;
+    tag_of(t2, &f);
+    if (strcmp(t1, t2) == 0)
+        fail_msg("{\"ab\",\"c\"} and {\"abc\"} share the tag %s", t1);
+
+    /* Bytes moved across the version/modules boundary. */
+    const char *m1[] = {"1numpy"};
+    const char *m2[] = {"numpy"};
+    fixture_init(&f);
+    f.in.version = "3.1";
+    f.in.modules = m1;
+    f.in.n_modules = 1;
+    tag_of(t1, &f);
+    f.in.version = "3.11";
+    f.in.modules = m2;
+    tag_of(t2, &f);
+    if (strcmp(t1, t2) == 0)
+        fail_msg("version 3.1 + {\"1numpy\"} and 3.11 + {\"numpy\"} share the tag %s", t1);
+}
+
 int
 main(void)
 {
@@ -289,6 +335,7 @@ main(void)
         cmocka_unit_test(test_versions),        cmocka_unit_test(test_modules_valid),
         cmocka_unit_test(test_modules_hostile), cmocka_unit_test(test_base_ref),
         cmocka_unit_test(test_normalize),       cmocka_unit_test(test_tag),
+        cmocka_unit_test(test_tag_no_concatenation_collision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

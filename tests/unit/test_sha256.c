@@ -1,4 +1,5 @@
-/* SHA-256 against the FIPS 180-4 / NIST example vectors, plus split feeds. */
+/* SHA-256 against the FIPS 180-4 / NIST example vectors, plus split feeds and
+ * digests of an independent implementation at the padding boundaries. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,6 +79,25 @@ test_padding_edges(void **state)
         sha256_final(&c, split);
         assert_memory_equal(whole, split, SHA256_DIGEST_LEN);
     }
+    /* Whole vs split alone passes for an implementation wrong in the same way
+     * both ways (a bad padding or length encoding): the lengths at the block
+     * boundaries must also give the digests of an independent implementation
+     * (Python's hashlib.sha256 of the same bytes). */
+    static const struct {
+        size_t n;
+        const char *hex;
+    } known[] = {
+        {55, "8aa994584139d128848eeebc4e815639ba5ab6e6e39574195a63ac4f14f7c43b"},
+        {56, "ad574708f75c044c9b85de64cb568ee7711ff4f36448c6242f053ba8f6cc2b63"},
+        {63, "280ed3e8ff1df845b2e7dfe6ac6cee817bef20e783cc65abc41b818b4d2fe076"},
+        {64, "c6ab9724ade5b6a7a1edfffb12f3aa9181351355af8fd08c919952ad211339dd"},
+        {65, "788367c73c7ddf4c53f65e68cc0d943e6227ab55b0e78ba63ace822b1c6301c0"},
+        {119, "3d610547d68216dedf7435a4fb6260353911f6b3fd3f18805ddb8be285d726fe"},
+        {120, "1f80156a804cb7862ad113e8200e9d74499723e7c7854d5f48776d3148e09656"},
+        {128, "cc548ca2dec1f6fe4f58b2e27aa9c7521607df1130d140b55a4dad0665302356"},
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        check(buf, known[i].n, known[i].hex);
 }
 
 int
