@@ -61,7 +61,8 @@ frame_reader_feed(frame_reader *r, const uint8_t *data, size_t len, uint32_t max
         size_t take = FRAME_HDR - r->hdr_len;
         if (take > len)
             take = len;
-        memcpy(r->hdr + r->hdr_len, data, take);
+        if (take) /* data may be NULL with len 0 */
+            memcpy(r->hdr + r->hdr_len, data, take);
         r->hdr_len += (uint32_t)take;
         off = take;
         *used = off;
@@ -84,7 +85,7 @@ frame_reader_feed(frame_reader *r, const uint8_t *data, size_t len, uint32_t max
     size_t take = r->len - r->got;
     if (take > len - off)
         take = len - off;
-    if (r->skipping) {
+    if (take && r->skipping) {
         if (r->head_len < FRAME_HEAD) {
             size_t h = FRAME_HEAD - r->head_len;
             if (h > take)
