@@ -101,11 +101,15 @@ struct rpc_server {
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv;
-    pthread_cond_t done_cv;  /* shutdown_done */
+    pthread_cond_t done_cv;  /* shutdown_done, or running back to 0 */
     struct rpc_call **queue; /* ring of opts.queue_depth */
     unsigned q_head, q_len;
     bool stop_workers;
     bool shutdown_done;
+    unsigned running; /* calls queued or in a worker (under mu) */
+    /* Set at SIGTERM: health answers NOT_SERVING and new calls UNAVAILABLE
+     * while the calls in flight finish, before the server stops accepting. */
+    atomic_bool draining;
     atomic_bool shutting_down;
     struct rpc_tag shutdown_tag;
 
@@ -374,9 +378,11 @@ health_answer(struct rpc_call *c)
     int status = GRPC_STATUS_OK;
     const char *msg = NULL;
     if (known == 1) {
-        /* HealthCheckResponse { status = SERVING (1) }: field 1, varint. */
-        static const uint8_t serving[] = {0x08, 0x01};
-        grpc_slice sl = grpc_slice_from_static_buffer(serving, sizeof(serving));
+        /* HealthCheckResponse { status = SERVING (1) or NOT_SERVING (2) }:
+         * field 1, varint. */
+        static const uint8_t serving[] = {0x08, 0x01}, not_serving[] = {0x08, 0x02};
+        bool draining = atomic_load(&c->srv->draining);
+        grpc_slice sl = grpc_slice_from_static_buffer(draining ? not_serving : serving, 2);
         c->resp = grpc_raw_byte_buffer_create(&sl, 1);
     } else if (known == 0) {
         status = GRPC_STATUS_NOT_FOUND;
@@ -418,6 +424,7 @@ queue_push(rpc_server *s, struct rpc_call *c)
     if (s->q_len < s->opts.queue_depth) {
         s->queue[(s->q_head + s->q_len) % s->opts.queue_depth] = c;
         s->q_len++;
+        s->running++;
         pthread_cond_signal(&s->work_cv);
         r = 0;
     }
@@ -444,6 +451,11 @@ on_request(struct rpc_call *c, bool ok)
     }
     if (c->route->kind == ROUTE_UNKNOWN) {
         unknown_answer(c);
+        return;
+    }
+    if (atomic_load(&s->draining)) {
+        log_call(c, GRPC_STATUS_UNAVAILABLE, 0, NULL);
+        call_finish(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", false);
         return;
     }
 
@@ -603,6 +615,10 @@ worker_main(void *arg)
         s->q_len--;
         pthread_mutex_unlock(&s->mu);
         call_run(c);
+        pthread_mutex_lock(&s->mu);
+        if (--s->running == 0)
+            pthread_cond_broadcast(&s->done_cv);
+        pthread_mutex_unlock(&s->mu);
     }
     return NULL;
 }
@@ -804,6 +820,7 @@ rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *
     s->opts = *opts;
     s->svc = svc;
     atomic_init(&s->shutting_down, false);
+    atomic_init(&s->draining, false);
     s->shutdown_tag = (struct rpc_tag){TAG_SHUTDOWN, NULL};
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
@@ -938,9 +955,6 @@ rpc_server_shutdown(rpc_server *s)
     if (!s || !s->started || s->stopped)
         return;
     s->stopped = true;
-    atomic_store(&s->shutting_down, true);
-    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += s->opts.grace_ms / 1000;
@@ -949,6 +963,18 @@ rpc_server_shutdown(rpc_server *s)
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    /* Drain first: health says NOT_SERVING (a load balancer or probe moves
+     * away) and new calls are refused while the running ones finish. */
+    atomic_store(&s->draining, true);
+    pthread_mutex_lock(&s->mu);
+    while (s->running > 0) {
+        if (pthread_cond_timedwait(&s->done_cv, &s->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&s->mu);
+
+    atomic_store(&s->shutting_down, true);
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     pthread_mutex_lock(&s->mu);
     while (!s->shutdown_done && s->n_pollers > 0) {
         if (pthread_cond_timedwait(&s->done_cv, &s->mu, &until) == ETIMEDOUT)

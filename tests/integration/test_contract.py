@@ -18,6 +18,11 @@ real safeevald and dockerd:
               SIGTERM with a run in flight.
   Tls         TLS and mTLS serving; a TCP address off the loopback refused
               without TLS unless --insecure-listen.
+  TcpEngineTls  the engine reached over tcp + TLS with a client certificate
+              (a TLS-terminating proxy on 127.0.0.1 in front of the Docker
+              socket): create, Eval through the hijacked attach, destroy; no
+              client certificate, or one of another CA: the start fails
+              naming the engine.
 
 Each class has its own daemon, made in setUpClass and ended with
 sandbox_engine.finish (destroy, nothing of the instance left, exit status 0);
@@ -26,9 +31,11 @@ address from a config file) do the same steps by hand in RawDaemon.close.
 """
 import json
 import os
+import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -367,7 +374,8 @@ class EngineProxy:
         if srv is not None:
             srv.close()
         try:
-            os.unlink(self.path)
+            if self.path is not None:
+                os.unlink(self.path)
         except FileNotFoundError:
             pass
         with self.lock:
@@ -552,7 +560,8 @@ class ConfigAndShutdown(unittest.TestCase):
         # Catches: --config lines not applied (listen: the daemon would not
         # answer on the socket named only in the file; log-json: text lines);
         # submitted code or its output in the info log; Health/Check answering
-        # SERVING after SIGTERM while a run is in flight; the in-flight run
+        # SERVING (or never NOT_SERVING) after SIGTERM while a run is in
+        # flight; the in-flight run
         # cut short although --grace-ms (from the file) covers it; a non-zero
         # exit after the grace.
         pb = self.pb
@@ -597,7 +606,13 @@ class ConfigAndShutdown(unittest.TestCase):
         self.assertTrue(late, "the daemon exited %.2f s after SIGTERM: no time to poll" % t_exit)
         self.assertFalse([x for x in late if x[1] == "SERVING"],
                          "Health/Check answered SERVING during shutdown: %s" % seen)
-        self.assertTrue(all(s in ("NOT_SERVING", "UNAVAILABLE") for _, s in late), seen)
+        # CANCELLED: a check that raced the server's final stop.
+        self.assertTrue(all(s in ("NOT_SERVING", "UNAVAILABLE", "CANCELLED") for _, s in late),
+                        seen)
+        # While the run drains, health says so (a probe or balancer moves
+        # away) instead of only refusing connections.
+        self.assertTrue([x for x in late if x[1] == "NOT_SERVING"],
+                        "no NOT_SERVING while the in-flight run drained: %s" % seen)
         log = self.d.log()
         lines = [ln for ln in log.splitlines() if ln.strip()]
         self.assertTrue(lines, "no log lines at all")
@@ -609,27 +624,34 @@ class ConfigAndShutdown(unittest.TestCase):
         self.assertNotIn(secret, log, "code or output logged at info level")
 
 
+def make_pki(dirname, prefix=""):
+    """A test CA and two certificates it signs, written into dirname as
+    PREFIXca.pem/.key, PREFIXsrv.pem/.key (SAN IP 127.0.0.1) and
+    PREFIXcli.pem/.key (clientAuth). Another prefix makes an unrelated CA."""
+    def ossl(*args):
+        subprocess.run(["openssl"] + list(args), cwd=dirname, check=True,
+                       capture_output=True)
+    ca = prefix + "ca"
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+         "/CN=safeeval test CA %s" % prefix, "-keyout", ca + ".key", "-out", ca + ".pem")
+    with open(os.path.join(dirname, prefix + "srv.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    with open(os.path.join(dirname, prefix + "cli.ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    for name in (prefix + "srv", prefix + "cli"):
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % name,
+             "-keyout", name + ".key", "-out", name + ".csr")
+        ossl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+             "-CAcreateserial", "-days", "2", "-extfile", name + ".ext",
+             "-out", name + ".pem")
+
+
 class Tls(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="safeeval-tls-")
         cls.pb = harness.protos().sandbox_pb2
-
-        def ossl(*args):
-            subprocess.run(["openssl"] + list(args), cwd=cls.dir, check=True,
-                           capture_output=True)
-        ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-             "/CN=safeeval test CA", "-keyout", "ca.key", "-out", "ca.pem")
-        with open(os.path.join(cls.dir, "srv.ext"), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1\n")
-        with open(os.path.join(cls.dir, "cli.ext"), "w") as f:
-            f.write("extendedKeyUsage=clientAuth\n")
-        for name in ("srv", "cli"):
-            ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % name,
-                 "-keyout", name + ".key", "-out", name + ".csr")
-            ossl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", name + ".ext",
-                 "-out", name + ".pem")
+        make_pki(cls.dir)
 
     @classmethod
     def tearDownClass(cls):
@@ -701,6 +723,220 @@ class Tls(unittest.TestCase):
         with Daemon(listen="0.0.0.0:%d" % port, connect="127.0.0.1:%d" % port,
                     extra_args=["--insecure-listen"]) as d:
             d.stub.ListSandboxes(d.pb.ListSandboxesRequest(), timeout=5)
+        assert_nothing_left()
+
+
+class TlsEngineProxy(EngineProxy):
+    """The Docker engine as a tcp + TLS engine on 127.0.0.1:.port: EngineProxy's
+    listener bookkeeping and stop(), with a TLS server in front (srv.pem, SAN
+    IP 127.0.0.1; a client certificate signed by ca.pem is required) and each
+    accepted connection forwarded to the Docker socket. One thread per
+    connection moves both directions: an SSL object must not be read and
+    written from two threads at once, so EngineProxy._pipe's two threads would
+    not do here. Half-closes are kept until both directions ended (an attach is
+    a long-lived hijacked connection): the client's close_notify or FIN
+    becomes shutdown(SHUT_WR) towards the engine and the engine's output keeps
+    flowing; the engine's EOF becomes a close_notify to the client and the
+    client's bytes keep flowing. Like dockerd (Go's TLS), a FIN without
+    close_notify is taken as the client's EOF, not as an error.
+    .accepted counts the connections whose handshake succeeded, .refused holds
+    the errors of those whose handshake failed, .requests the first line of
+    each accepted connection's first request."""
+
+    def __init__(self, certdir):
+        super().__init__(None)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(os.path.join(certdir, "srv.pem"),
+                                 os.path.join(certdir, "srv.key"))
+        self.ctx.load_verify_locations(os.path.join(certdir, "ca.pem"))
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+        self.accepted, self.refused, self.requests = 0, [], []
+
+    def start(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.port = self.srv.getsockname()[1]
+        self.srv.listen(64)
+        threading.Thread(target=self._accept, args=(self.srv,), daemon=True).start()
+
+    def _accept(self, srv):
+        while True:
+            try:
+                raw, _ = srv.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(raw)
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw):
+        raw.settimeout(10)
+        try:
+            c = self.ctx.wrap_socket(raw, server_side=True)  # the handshake
+        except (OSError, ValueError) as e:
+            with self.lock:
+                self.refused.append(str(e))
+            raw.close()
+            return
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            u.connect(DOCKER_SOCK)
+        except OSError:
+            c.close()
+            u.close()
+            return
+        with self.lock:
+            self.accepted += 1
+            self.conns += [c, u]
+        c.setblocking(False)  # read when select or pending() says so
+        from_client = from_engine = True
+        first = b""
+        try:
+            while from_client or from_engine:
+                if from_client and c.pending():
+                    ready = [c]
+                else:
+                    ready = select.select([s for s, on in ((c, from_client), (u, from_engine))
+                                           if on], [], [], 5)[0]
+                if c in ready:
+                    try:
+                        data = c.recv(65536)
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        data = None  # no whole record yet, or no application data in it
+                    except ssl.SSLError:
+                        data = b""
+                    if data == b"":
+                        from_client = False
+                        u.shutdown(socket.SHUT_WR)
+                    elif data:
+                        if b"\n" not in first and len(first) < 4096:
+                            first += data
+                            if b"\n" in first:
+                                with self.lock:
+                                    self.requests.append(first.split(b"\r\n")[0].decode(
+                                        "latin-1"))
+                        u.sendall(data)
+                if u in ready:
+                    data = u.recv(65536)
+                    if data:
+                        self._send(c, data)
+                    else:
+                        from_engine = False
+                        try:
+                            c.unwrap()  # sends close_notify, then would wait for the client's
+                        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                            pass
+                        if c._sslobj is None:  # the client had ended too
+                            from_client = False
+        except OSError:
+            pass
+        finally:
+            c.close()
+            u.close()
+
+    @staticmethod
+    def _send(c, data):
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[c.send(view):]
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                select.select([], [c], [], 5)
+
+
+class TcpEngineTls(unittest.TestCase):
+    """safeevald with --docker-host tcp://127.0.0.1:PORT and --docker-tls-ca,
+    -cert, -key, the engine being TlsEngineProxy in front of the Docker
+    socket."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="safeeval-tls-engine-")
+        try:
+            make_pki(cls.dir)
+            make_pki(cls.dir, "other-")
+            cls.proxy = TlsEngineProxy(cls.dir)
+            cls.proxy.start()
+        except BaseException:
+            shutil.rmtree(cls.dir, ignore_errors=True)
+            raise
+        cls.engine = "tcp://127.0.0.1:%d" % cls.proxy.port
+        cls.wheels = make_wheelhouse()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.proxy.stop()
+        finally:
+            remove_containers_of()
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def engine_args(self, cert=None, key=None):
+        a = ["--docker-host", self.engine, "--docker-tls-ca", os.path.join(self.dir, "ca.pem")]
+        if cert:
+            a += ["--docker-tls-cert", os.path.join(self.dir, cert),
+                  "--docker-tls-key", os.path.join(self.dir, key)]
+        return a
+
+    def test_client_certificate_serves_a_sandbox(self):
+        # Catches: --docker-host tcp:// or the --docker-tls-* files ignored
+        # (the daemon would not start against a TLS engine that requires a
+        # client certificate, or would go to the unix socket behind the
+        # proxy's back: no attach through it); the hijacked attach broken
+        # over TLS (the agent's frames through curl_easy_send/recv on a TLS
+        # connection: the create or the Eval fails or hangs); a destroy over
+        # TLS that leaves a container.
+        d = Daemon(extra_args=daemon_args(self.wheels, *self.engine_args("cli.pem", "cli.key")),
+                   timeout=60)
+        sid = None
+        try:
+            pb = d.pb
+            sid = d.stub.CreateSandbox(pb.CreateSandboxRequest(
+                python_version="3.11", modules=["numpy"]), timeout=CREATE_S).sandbox.id
+            r = d.stub.Eval(pb.EvalRequest(sandbox_id=sid, code="print(1)"), timeout=60).result
+            self.assertEqual((r.reason, r.exit_code, r.stdout), (pb.EXIT_REASON_EXITED, 0, b"1\n"),
+                             describe(pb, r))
+            attaches = [q for q in self.proxy.requests if "/attach?" in q]
+            self.assertTrue(attaches, "no attach through the TLS engine: %s" % self.proxy.requests)
+        except BaseException:
+            sys.stderr.write("\n[TcpEngineTls] proxy: accepted %d, refused %s, requests %s\n"
+                             "daemon log tail:\n%s\n" % (
+                                 self.proxy.accepted, self.proxy.refused[-5:],
+                                 self.proxy.requests[-20:], d.log()[-4000:]))
+            raise
+        finally:
+            finish(d, destroy=[sid] if sid else [])
+
+    def test_no_or_foreign_client_certificate_refused(self):
+        # Catches: a daemon that starts although the engine refused it (a
+        # failed /version taken for an old engine, or the engine checked
+        # lazily), or whose message does not name the engine; and, through
+        # the proxy's refused handshakes, a daemon that failed for some other
+        # reason before reaching the engine (these checks would pass vacuously).
+        for what, cert in (("no client certificate", None),
+                           ("a client certificate of another CA", ("other-cli.pem", "other-cli.key"))):
+            with self.subTest(what):
+                sock = os.path.join(self.dir, "refused.sock")
+                before = len(self.proxy.refused)
+                t0 = time.monotonic()
+                try:
+                    r = run_daemon(["--listen", "unix:" + sock, "--instance", harness.INSTANCE,
+                                    "--docker-timeout-ms", "3000"]
+                                   + self.engine_args(*(cert or ())), timeout=10)
+                except subprocess.TimeoutExpired as e:
+                    self.fail("%s: the daemon started and ran for 10 s:\n%s" % (
+                        what, (e.stderr or b"")[-3000:].decode("utf-8", "replace")))
+                took = time.monotonic() - t0
+                self.assertNotEqual(r.returncode, 0, "%s: the daemon started:\n%s"
+                                    % (what, r.stderr[-3000:]))
+                self.assertIn(self.engine, r.stderr, "%s: the message does not name the engine"
+                              % what)
+                self.assertGreater(len(self.proxy.refused), before,
+                                   "%s: the proxy refused no handshake:\n%s" % (what, r.stderr))
+                self.assertLess(took, 8, "%s: refusal took %.1f s" % (what, took))
+                sys.stderr.write("\n[TcpEngineTls] %s: exit %d in %.2f s: %s\n" % (
+                    what, r.returncode, took, r.stderr.strip().splitlines()[-1:]))
         assert_nothing_left()
 
 
