@@ -915,7 +915,8 @@ class TcpEngineTls(unittest.TestCase):
         # the proxy's refused handshakes, a daemon that failed for some other
         # reason before reaching the engine (these checks would pass vacuously).
         for what, cert in (("no client certificate", None),
-                           ("a client certificate of another CA", ("other-cli.pem", "other-cli.key"))):
+                           ("a client certificate of another CA",
+                            ("other-cli.pem", "other-cli.key"))):
             with self.subTest(what):
                 sock = os.path.join(self.dir, "refused.sock")
                 before = len(self.proxy.refused)
