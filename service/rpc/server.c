@@ -971,10 +971,15 @@ rpc_server_shutdown(rpc_server *s)
         if (pthread_cond_timedwait(&s->done_cv, &s->mu, &until) == ETIMEDOUT)
             break;
     }
+    bool drained = s->running == 0;
     pthread_mutex_unlock(&s->mu);
 
     atomic_store(&s->shutting_down, true);
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    /* Nothing of ours runs any more: only idle connections and health calls
+     * are left, and gRPC would wait seconds for clients to close them. */
+    if (drained)
+        grpc_server_cancel_all_calls(s->server);
     pthread_mutex_lock(&s->mu);
     while (!s->shutdown_done && s->n_pollers > 0) {
         if (pthread_cond_timedwait(&s->done_cv, &s->mu, &until) == ETIMEDOUT)
