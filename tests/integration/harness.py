@@ -84,6 +84,11 @@ _protos = None
 
 INSTANCE = "t-" + os.urandom(6).hex()
 
+# Channel options for a server that is about to start listening.
+FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50),
+                  ("grpc.min_reconnect_backoff_ms", 50),
+                  ("grpc.max_reconnect_backoff_ms", 250)]
+
 def protos():
     """The generated modules (built once per process)."""
     global _protos
@@ -148,7 +153,9 @@ class Daemon:
         self._logf = open(self._logpath, "wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._logf,
                                      stderr=self._logf)
-        self.channel = grpc.insecure_channel(self._connect)
+        # The daemon is not listening yet: with gRPC's default reconnect
+        # backoff (1 s, then x1.6) the first answer would come seconds late.
+        self.channel = grpc.insecure_channel(self._connect, options=FAST_RECONNECT)
         p = protos()
         self.stub = p.sandbox_pb2_grpc.SandboxServiceStub(self.channel)
         self.health = p.health_pb2_grpc.HealthStub(self.channel)

@@ -23,6 +23,9 @@ assert_nothing_left(instance=harness.INSTANCE, keep=(), wait_s=0)
     before failing, so one failed test does not leak into the next.
 remove_containers_of(instance=harness.INSTANCE) -> [removed ids]
     Force-removes every container of the instance (cleanup after a failure).
+engine_kill(cid)
+    SIGKILLs a container through the Engine API (POST /containers/{id}/kill),
+    as a crash would; fails (AssertionError) unless the engine answers 204.
 processes_in(cid) -> [(pid, ppid, command line)]   (GET /containers/{id}/top)
     The processes running in a container, as the host sees them; [] when it
     is not running.
@@ -105,6 +108,19 @@ def engine_remove(cid):
     st = engine_delete("/containers/%s?force=1&v=1" % urllib.parse.quote(cid))
     if st not in (204, 404):
         raise AssertionError("remove container %s: HTTP %d" % (cid, st))
+
+
+def engine_kill(cid):
+    """SIGKILLs a container through the Engine API (as a crash would)."""
+    c = _UnixConn(DOCKER_SOCK)
+    try:
+        c.request("POST", "/containers/%s/kill?signal=KILL" % urllib.parse.quote(cid))
+        r = c.getresponse()
+        r.read()
+        if r.status != 204:
+            raise AssertionError("kill %s: HTTP %d" % (cid, r.status))
+    finally:
+        c.close()
 
 
 def container_exists(cid):

@@ -496,8 +496,8 @@ class RawDaemon:
 
     def new_channel(self):
         if self.creds is None:
-            return grpc.insecure_channel(self.target)
-        return grpc.secure_channel(self.target, self.creds)
+            return grpc.insecure_channel(self.target, options=harness.FAST_RECONNECT)
+        return grpc.secure_channel(self.target, self.creds, options=harness.FAST_RECONNECT)
 
     def check(self, channel, timeout=1):
         """Health/Check: the status name, or the RpcError's code name."""

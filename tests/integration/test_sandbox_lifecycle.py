@@ -6,47 +6,70 @@ oldest first, the idle clock and the reaper, SIGNALED over gRPC, recovery
 after a restart (a live worker kept, a dead one replaced, a removed one's
 sandbox gone), code and output never in the info log, destroy.
 
+  Lifecycle  one daemon (--max-sandboxes 3, --reap-interval-s 1) and one
+             long-lived sandbox made in setUpClass, sb1 (the old library's
+             example: 3.11 + numpy, labelled); every other sandbox is a
+             test's own, destroyed when it ends, so each test checks on its
+             own and one failure does not hide the rest.
+  Restart    the restart is an ordered sequence, so it all happens in
+             setUpClass: a first daemon makes three sandboxes (A 3.11 + numpy,
+             labelled; B 3.13 + the wheel; C 3.11 + numpy) and is stopped;
+             while it is down B's worker is killed (a crash) and C's removed;
+             a second daemon starts at --log-level info and what it reports
+             at once is recorded before any test runs code. The tests check
+             those records, each on its own; the ones that run code are
+             numbered (test_N_...) so that unittest's alphabetical order is
+             the order the steps had in the old single main().
+
 What is left behind is asked of the engine by our labels (sandbox_engine),
-never read from the daemon's log."""
-import json
+never read from the daemon's log: after every test nothing of the instance
+but the class's long-lived sandboxes, and each class ends with
+sandbox_engine.finish (destroy, nothing left, exit status 0)."""
 import os
 import re
+import shutil
 import sys
 import threading
 import time
+import unittest
 import urllib.parse
 
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-import sandbox_engine  # noqa: E402
 from harness import Daemon, expect_code  # noqa: E402
 from sandbox_engine import (assert_nothing_left, container_exists, daemon_args,  # noqa: E402
-                            dangling_ours, describe, engine_get, make_wheelhouse,
-                            processes_of_sandbox, remove_containers_of, wait_until, workers_of)
+                            dangling_ours, describe, engine_get, engine_kill, engine_remove,
+                            finish, make_wheelhouse, processes_of_sandbox,
+                            remove_containers_of, wait_until, workers_of)
 
 C = grpc.StatusCode
 T = 600  # create may build an image
 AGENT = "/usr/local/bin/safeeval-agent"
+# The daemon's --instance (harness) keeps other daemons' sandboxes out of its
+# registry, so the max counts only this test's.
+MAX_SB = 3
+EXTRA = ("--max-sandboxes", str(MAX_SB), "--reap-interval-s", "1")
+UNKNOWN = "0" * 24  # a well-formed sandbox id nobody made
+
+DANGLING_BEFORE = set()
+
+
+def setUpModule():
+    DANGLING_BEFORE.update(dangling_ours())
+
+
+def tearDownModule():
+    # Neither class's daemons left a dangling image of ours behind.
+    left = dangling_ours() - DANGLING_BEFORE
+    assert not left, left
 
 
 def image_tags():
     st, js = engine_get("/images/json", {"filters": '{"label":["safeeval.managed=1"]}'})
     assert st == 200
     return {t for i in js for t in (i.get("RepoTags") or [])}
-
-
-def engine_kill(cid):
-    """SIGKILLs a container through the Engine API (as a crash would)."""
-    c = sandbox_engine._UnixConn(sandbox_engine.DOCKER_SOCK)
-    try:
-        c.request("POST", "/containers/%s/kill?signal=KILL" % urllib.parse.quote(cid))
-        r = c.getresponse()
-        r.read()
-        assert r.status == 204, "kill %s: HTTP %d" % (cid, r.status)
-    finally:
-        c.close()
 
 
 def inspect(cid):
@@ -114,30 +137,67 @@ def code_marker():
     return "mk" + os.urandom(8).hex()
 
 
-def main():
-    wheels = make_wheelhouse()
-    dangling_before = dangling_ours()
-    tags_before = image_tags()
-    # The daemon's --instance (harness) keeps other daemons' sandboxes out
-    # of its registry, so the max counts only this test's.
-    max_sb = 3
-    args = daemon_args(wheels, "--max-sandboxes", str(max_sb), "--reap-interval-s", "1")
-    with Daemon(extra_args=args, timeout=60) as d:
-        pb = d.pb
-        # The old library's example.
-        sb1, t_first = create(d, python_version="3.11", modules=["numpy"],
-                              labels={"owner": "tests"})
-        cold = sb1.image not in tags_before
-        print("create 3.11+numpy: %.2f s (%s)" % (t_first, "cold" if cold else "cached"))
+class Lifecycle(unittest.TestCase):
+    """One daemon and sb1, the old library's example, for the whole class;
+    every other sandbox is the test's own (destroyed at its end), and after
+    each test the engine holds nothing of the instance but sb1's worker."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.wheels = make_wheelhouse()
+        cls.tags_before = image_tags()
+        cls.d = Daemon(extra_args=daemon_args(cls.wheels, *EXTRA), timeout=60)
+        cls.pb = cls.d.pb
+        cls.live = []
+        try:
+            # The old library's example.
+            cls.sb1, cls.t_first = create(cls.d, python_version="3.11", modules=["numpy"],
+                                          labels={"owner": "tests"})
+        except BaseException:
+            finish(cls.d)
+            raise
+        cls.live.append(cls.sb1.id)
+        cls.cold = cls.sb1.image not in cls.tags_before
+        print("create 3.11+numpy: %.2f s (%s)" % (cls.t_first, "cold" if cls.cold else "cached"))
+        ws = worker_ids(cls.sb1.id)
+        cls.cid1 = ws[0] if len(ws) == 1 else None  # test_create_example checks it
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.d, destroy=cls.live)
+
+    def setUp(self):
+        self.addCleanup(self._nothing_left)  # runs last (cleanups are LIFO)
+
+    def _nothing_left(self):
+        assert_nothing_left(keep=[self.sb1.id])
+
+    def sandbox(self, **kw):
+        """A sandbox of this test's, destroyed when it ends; (sandbox, create s)."""
+        sb, t = create(self.d, **kw)
+        self.addCleanup(self._destroy, sb.id)
+        return sb, t
+
+    def _destroy(self, sid):
+        try:
+            self.d.stub.DestroySandbox(self.pb.DestroySandboxRequest(sandbox_id=sid),
+                                       timeout=60)
+        except grpc.RpcError as e:
+            if e.code() != C.NOT_FOUND:  # the test destroyed it (or the reaper did)
+                raise
+
+    def test_create_example(self):
+        sb1, lim = self.sb1, self.sb1.limits
         assert sb1.python_version.startswith("3.11."), sb1.python_version
         assert list(sb1.modules) == ["numpy"] and dict(sb1.labels) == {"owner": "tests"}
-        lim = sb1.limits
         assert all([lim.wall_time_ms, lim.cpu_time_ms, lim.memory_bytes, lim.max_processes,
                     lim.max_output_bytes, lim.max_file_bytes]), lim
         # 0 asked = the service's --max-concurrent-runs (default 4).
         assert sb1.max_concurrent_runs == 4, sb1.max_concurrent_runs
-        cid1 = check_worker(sb1)
+        self.assertEqual(check_worker(sb1), self.cid1)
 
+    def test_eval_hello_and_worker_reuse(self):
+        d, pb, sb1 = self.d, self.pb, self.sb1
         t = time.monotonic()
         r = ev(d, sb1.id, 'print("Hello World")')
         print("eval hello: %.1f ms" % ((time.monotonic() - t) * 1000))
@@ -150,24 +210,30 @@ def main():
             lat.append((time.monotonic() - t) * 1000)
         print("eval latency ms: min %.1f median %.1f" % (min(lat), sorted(lat)[2]))
         # Runs one after the other reuse the one worker.
-        assert worker_ids(sb1.id) == [cid1], (cid1, workers_of(sb1.id))
+        assert worker_ids(sb1.id) == [self.cid1], (self.cid1, workers_of(sb1.id))
 
+    def test_execute_file_numpy(self):
+        pb = self.pb
         script = (b"import numpy as np\nimport sys\n"
                   b"a = np.arange(12).reshape(3, 4)\n"
                   b"print(int(a.sum()), a.shape, sys.argv[1:], open('data/x.txt').read())\n")
-        r = d.stub.ExecuteFile(pb.ExecuteFileRequest(
-            sandbox_id=sb1.id, filename="job.py", content=script, args=["a", "b"],
+        r = self.d.stub.ExecuteFile(pb.ExecuteFileRequest(
+            sandbox_id=self.sb1.id, filename="job.py", content=script, args=["a", "b"],
             files=[pb.File(path="data/x.txt", content=b"hi")]), timeout=60).result
         assert r.reason == pb.EXIT_REASON_EXITED and r.exit_code == 0, r
         assert r.stdout == b"66 (3, 4) ['a', 'b'] hi\n", r.stdout
 
+    def test_signaled_over_grpc(self):
         # A self-sent signal: SIGNALED, exit_code -N, signal N (over gRPC,
         # as the contract says).
-        r = ev(d, sb1.id, "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+        pb = self.pb
+        r = ev(self.d, self.sb1.id, "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
         assert (r.reason, r.exit_code, r.signal) == (pb.EXIT_REASON_SIGNALED, -15, 15), \
             describe(pb, r)
 
+    def test_idle_clock_moves_on_run(self):
         # The idle clock: a run moves last_used_at_ms on (to the run's time).
+        d, sb1 = self.d, self.sb1
         before = get(d, sb1.id).last_used_at_ms
         time.sleep(0.05)  # so that the run's own millisecond is a later one
         t0 = now_ms()
@@ -178,37 +244,47 @@ def main():
         assert before < after, (before, after)
         assert t0 - 1000 <= after <= t1 + 1000, (t0, after, t1)
 
+    def test_same_spec_reuses_image(self):
         # Same spec again: the image is reused.
-        sb2, t_second = create(d, python_version="3.11", modules=["numpy"])
+        sb1 = self.sb1
+        sb2, t_second = self.sandbox(python_version="3.11", modules=["numpy"])
         print("create again (cached): %.2f s" % t_second)
         assert sb2.image == sb1.image and sb2.id != sb1.id
         assert t_second < 15, t_second
-        if cold and t_first > 3:  # a real build (not all layers in the build cache)
-            assert t_second < t_first / 2, (t_first, t_second)
+        if self.cold and self.t_first > 3:  # a real build (not all layers in the build cache)
+            assert t_second < self.t_first / 2, (self.t_first, t_second)
         check_worker(sb2)
 
+    def test_python313_local_wheel(self):
         # 3.13, with a module from the local wheelhouse (no network anywhere).
-        sb3, t3 = create(d, python_version="3.13", modules=["safeeval_testpkg"])
+        sb3, t3 = self.sandbox(python_version="3.13", modules=["safeeval_testpkg"])
         print("create 3.13+wheel: %.2f s" % t3)
         assert sb3.python_version.startswith("3.13."), sb3.python_version
-        r = ev(d, sb3.id, "import sys, safeeval_testpkg\n"
-                          "print(sys.version_info[:2], safeeval_testpkg.VALUE)")
+        r = ev(self.d, sb3.id, "import sys, safeeval_testpkg\n"
+                               "print(sys.version_info[:2], safeeval_testpkg.VALUE)")
         assert r.stdout == b"(3, 13) 42\n", (r.stdout, r.stderr)
 
+    def test_list_oldest_first_and_max_sandboxes(self):
         # ListSandboxes: exactly ours, oldest first (a fresh instance: only
-        # this program's sandboxes are in its registry).
+        # this class's sandboxes are in its registry: sb1 and two made here).
+        d, pb = self.d, self.pb
+        sb2, _ = self.sandbox(python_version="3.11", modules=["numpy"])
+        sb3, _ = self.sandbox(python_version="3.11", modules=["numpy"])
         ls = d.stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10).sandboxes
-        assert [s.id for s in ls] == [sb1.id, sb2.id, sb3.id], [s.id for s in ls]
+        assert [s.id for s in ls] == [self.sb1.id, sb2.id, sb3.id], [s.id for s in ls]
         assert [s.created_at_ms for s in ls] == sorted(s.created_at_ms for s in ls), ls
         assert ls[0].created_at_ms < ls[2].created_at_ms, ls
         assert [s.workers for s in ls] == [1, 1, 1], [s.workers for s in ls]
 
         # --max-sandboxes: one more is refused before any build.
-        assert len(ls) == max_sb, len(ls)
-        e = expect_code(lambda: create(d, python_version="3.11"), C.RESOURCE_EXHAUSTED)
+        assert len(ls) == MAX_SB, len(ls)
+        e = expect_code(lambda: self.sandbox(python_version="3.11"), C.RESOURCE_EXHAUSTED)
         assert "max-sandboxes" in e.details(), e.details()
 
+    def test_destroy_during_run(self):
         # Destroy during a run: the run answers NOT_FOUND, its worker is gone.
+        d, pb = self.d, self.pb
+        sb2, _ = self.sandbox(python_version="3.11", modules=["numpy"])
         cids2 = worker_ids(sb2.id)
         mark = code_marker()
         box = {}
@@ -221,6 +297,7 @@ def main():
                 box["e"] = e
         th = threading.Thread(target=long_run)
         th.start()
+        self.addCleanup(th.join, 30)
         # The victim is seen running before the destroy (no fixed sleep).
         seen = wait_until(lambda: processes_of_sandbox(sb2.id, mark) or box, 30, 0.1)
         assert seen and not box, ("the run never showed up in the worker", box)
@@ -236,58 +313,73 @@ def main():
             pb.DestroySandboxRequest(sandbox_id=sb2.id), timeout=10), C.NOT_FOUND)
         expect_code(lambda: ev(d, sb2.id, "print(1)"), C.NOT_FOUND)
 
+    def test_bad_input(self):
         # Bad input: the right code, the field named, nothing left behind.
-        unknown = "0" * 24
-        expect_code(lambda: ev(d, unknown, "print(1)"), C.NOT_FOUND)
-        expect_code(lambda: d.stub.ExecuteFile(pb.ExecuteFileRequest(
-            sandbox_id=unknown, filename="a.py", content=b"1"), timeout=10), C.NOT_FOUND)
-        expect_code(lambda: d.stub.GetSandbox(pb.GetSandboxRequest(sandbox_id=unknown),
-                                              timeout=10), C.NOT_FOUND)
-        expect_code(lambda: d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=unknown),
-                                                  timeout=10), C.NOT_FOUND)
-        e = expect_code(lambda: ev(d, "../../etc", "print(1)"), C.INVALID_ARGUMENT)
-        assert "sandbox_id" in e.details()
-        e = expect_code(lambda: create(d, python_version="3.11",
-                                       modules=["numpy", "--index-url=http://evil/"]),
-                        C.INVALID_ARGUMENT)
-        assert "modules[1]" in e.details(), e.details()
-        e = expect_code(lambda: create(d, python_version="3.11", modules=["x; rm -rf /"]),
-                        C.INVALID_ARGUMENT)
-        assert "modules[0]" in e.details(), e.details()
-        e = expect_code(lambda: create(d, python_version="3.x"), C.INVALID_ARGUMENT)
-        assert "python_version" in e.details(), e.details()
-        expect_code(lambda: create(d, python_version="3.99"), C.FAILED_PRECONDITION)
-        e = expect_code(lambda: create(d, limits=pb.Limits(memory_bytes=1 << 50)),
-                        C.INVALID_ARGUMENT)
-        assert "limits.memory_bytes" in e.details(), e.details()
-        e = expect_code(lambda: create(d, python_version="3.11", max_concurrent_runs=5),
-                        C.INVALID_ARGUMENT)
-        assert "max_concurrent_runs" in e.details(), e.details()
-        e = expect_code(lambda: ev(d, sb1.id, ""), C.INVALID_ARGUMENT)
-        assert "code" in e.details()
-        e = expect_code(lambda: ev(d, sb1.id, "1", limits=pb.Limits(
-            wall_time_ms=sb1.limits.wall_time_ms + 1)), C.INVALID_ARGUMENT)
-        assert "limits.wall_time_ms" in e.details(), e.details()
-        e = expect_code(lambda: ev(d, sb1.id, "1", files=[pb.File(path="../x")]),
-                        C.INVALID_ARGUMENT)
-        assert "files[0].path" in e.details(), e.details()
-        e = expect_code(lambda: d.stub.ExecuteFile(pb.ExecuteFileRequest(
-            sandbox_id=sb1.id, filename="../job.py", content=b"1"), timeout=10),
-            C.INVALID_ARGUMENT)
-        assert "filename" in e.details(), e.details()
-        e = expect_code(lambda: ev(d, sb1.id, "1", env={"SAFEEVAL_X": "1"}), C.INVALID_ARGUMENT)
-        assert "env" in e.details()
-        expect_code(lambda: ev(d, sb1.id, "#" * (70 << 20)), C.RESOURCE_EXHAUSTED)
-        # By the engine's labels: only sb1's and sb3's workers, sb1's the same.
-        assert_nothing_left(keep=[sb1.id, sb3.id])
-        assert worker_ids(sb1.id) == [cid1], (cid1, workers_of(sb1.id))
-        assert dangling_ours() <= dangling_before, dangling_ours() - dangling_before
+        # Each case is a subTest: one wrong answer does not hide the others.
+        d, pb, sb1 = self.d, self.pb, self.sb1
+
+        def create_(**kw):
+            return self.sandbox(**kw)  # destroyed at the end should one succeed
+        cases = [
+            ("eval unknown", lambda: ev(d, UNKNOWN, "print(1)"), C.NOT_FOUND, None),
+            ("execfile unknown", lambda: d.stub.ExecuteFile(pb.ExecuteFileRequest(
+                sandbox_id=UNKNOWN, filename="a.py", content=b"1"), timeout=10),
+             C.NOT_FOUND, None),
+            ("get unknown", lambda: d.stub.GetSandbox(
+                pb.GetSandboxRequest(sandbox_id=UNKNOWN), timeout=10), C.NOT_FOUND, None),
+            ("destroy unknown", lambda: d.stub.DestroySandbox(
+                pb.DestroySandboxRequest(sandbox_id=UNKNOWN), timeout=10), C.NOT_FOUND, None),
+            ("bad sandbox_id", lambda: ev(d, "../../etc", "print(1)"),
+             C.INVALID_ARGUMENT, "sandbox_id"),
+            ("module option", lambda: create_(python_version="3.11",
+                                              modules=["numpy", "--index-url=http://evil/"]),
+             C.INVALID_ARGUMENT, "modules[1]"),
+            ("module shell", lambda: create_(python_version="3.11", modules=["x; rm -rf /"]),
+             C.INVALID_ARGUMENT, "modules[0]"),
+            ("python_version", lambda: create_(python_version="3.x"),
+             C.INVALID_ARGUMENT, "python_version"),
+            ("unknown python", lambda: create_(python_version="3.99"),
+             C.FAILED_PRECONDITION, None),
+            ("memory", lambda: create_(limits=pb.Limits(memory_bytes=1 << 50)),
+             C.INVALID_ARGUMENT, "limits.memory_bytes"),
+            ("max_concurrent_runs", lambda: create_(python_version="3.11",
+                                                    max_concurrent_runs=5),
+             C.INVALID_ARGUMENT, "max_concurrent_runs"),
+            ("empty code", lambda: ev(d, sb1.id, ""), C.INVALID_ARGUMENT, "code"),
+            ("wall over the sandbox's", lambda: ev(d, sb1.id, "1", limits=pb.Limits(
+                wall_time_ms=sb1.limits.wall_time_ms + 1)),
+             C.INVALID_ARGUMENT, "limits.wall_time_ms"),
+            ("file path", lambda: ev(d, sb1.id, "1", files=[pb.File(path="../x")]),
+             C.INVALID_ARGUMENT, "files[0].path"),
+            ("filename", lambda: d.stub.ExecuteFile(pb.ExecuteFileRequest(
+                sandbox_id=sb1.id, filename="../job.py", content=b"1"), timeout=10),
+             C.INVALID_ARGUMENT, "filename"),
+            ("reserved env", lambda: ev(d, sb1.id, "1", env={"SAFEEVAL_X": "1"}),
+             C.INVALID_ARGUMENT, "env"),
+            ("70 MiB of code", lambda: ev(d, sb1.id, "#" * (70 << 20)),
+             C.RESOURCE_EXHAUSTED, None),
+        ]
+        for name, call, code, field in cases:
+            with self.subTest(name):
+                e = expect_code(call, code)
+                if field is not None:
+                    assert field in e.details(), e.details()
+        # By the engine's labels: only sb1's worker, the same one.
+        with self.subTest("nothing left"):
+            assert_nothing_left(keep=[sb1.id])
+        with self.subTest("sb1's worker the same"):
+            assert worker_ids(sb1.id) == [self.cid1], (self.cid1, workers_of(sb1.id))
+        with self.subTest("no dangling image"):
+            left = dangling_ours() - DANGLING_BEFORE
+            assert not left, left
         # The sandbox still answers after all that.
         assert ev(d, sb1.id, "print(2)").stdout == b"2\n"
 
+    def test_idle_reaper(self):
         # The idle reaper: runs keep a sandbox with a 2 s idle timeout alive
         # for twice that; unused for 2 s it goes, workers and all.
-        sb4, _ = create(d, python_version="3.11", modules=["numpy"], idle_timeout_s=2)
+        d, pb = self.d, self.pb
+        sb4, _ = self.sandbox(python_version="3.11", modules=["numpy"], idle_timeout_s=2)
         cids4 = worker_ids(sb4.id)
         assert len(cids4) == 1, cids4
         end = time.monotonic() + 4.5
@@ -298,7 +390,10 @@ def main():
             n += 1
             time.sleep(0.7)
         print("idle clock: %d runs over 4.5 s kept a 2 s idle sandbox" % n)
-        get(d, sb4.id)  # NOT_FOUND here: a run did not reset the reaper's clock
+        try:
+            get(d, sb4.id)
+        except grpc.RpcError as e:
+            self.fail("a run did not reset the reaper's clock: %s %s" % (e.code(), e.details()))
         end = time.monotonic() + 15
 
         def alive():
@@ -315,97 +410,159 @@ def main():
         assert wait_until(lambda: not workers_of(sb4.id), 10, 0.2), workers_of(sb4.id)
         assert not [c for c in cids4 if container_exists(c)], cids4
         # sb1 was used within its (default, long) timeout: still there.
-        get(d, sb1.id)
+        get(d, self.sb1.id)
 
-        # For the restart: a sandbox whose worker will be removed while the
-        # daemon is down (it has no other record: it must be gone for good).
-        sb5, _ = create(d, python_version="3.11", modules=["numpy"])
-        cids5 = worker_ids(sb5.id)
-        cids3 = worker_ids(sb3.id)
-        assert len(cids5) == 1 and len(cids3) == 1, (cids5, cids3)
-        rc = d.stop()
-        assert rc == 0, (rc, d.log()[-6000:])
 
-    # While the daemon is down: the workers stay (recovery needs them); sb3's
-    # dies (a crash), sb5's is removed.
-    assert worker_ids(sb1.id) == [cid1], workers_of(sb1.id)
-    engine_kill(cids3[0])
-    assert wait_until(lambda: inspect(cids3[0])["State"]["Running"] is False, 30, 0.1)
-    sandbox_engine.engine_remove(cids5[0])
+class Restart(unittest.TestCase):
+    """Recovery after a restart (see the module's docstring): setUpClass runs
+    the ordered steps and records what the restarted daemon reports; the
+    tests check it, in the numbered order."""
 
-    # Restart, at --log-level info: the same sandboxes, the same ids, still
-    # running code; submitted code and output never reach that log.
-    with Daemon(extra_args=args + ["--log-level", "info"], timeout=60) as d:
-        pb = d.pb
-        ls = d.stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10).sandboxes
-        ids = [s.id for s in ls]
-        assert ids == [sb1.id, sb3.id], (ids, d.log()[-3000:])
-        assert ls[0].python_version == sb1.python_version and ls[0].image == sb1.image
-        assert dict(ls[0].labels) == {"owner": "tests"} and ls[0].created_at_ms == sb1.created_at_ms
-        assert ls[0].limits == sb1.limits
-        assert (ls[0].max_concurrent_runs, ls[0].workers) == (4, 1), ls[0]
-        # sb1's worker was alive: re-attached, not replaced.
-        assert worker_ids(sb1.id) == [cid1], (cid1, workers_of(sb1.id))
-        assert ev(d, sb1.id, 'print("Hello World")').stdout == b"Hello World\n"
-        assert worker_ids(sb1.id) == [cid1], (cid1, workers_of(sb1.id))
-        # sb3's worker died: the sandbox lives on in a fresh one (same image,
+    @classmethod
+    def setUpClass(cls):
+        cls.wheels = make_wheelhouse()
+        args = daemon_args(cls.wheels, *EXTRA)
+        cls.d = None
+        try:
+            cls._before_and_restart(args)
+        except BaseException:
+            try:
+                if cls.d is not None:
+                    cls.d.stop()
+                    shutil.rmtree(cls.d.tmpdir, ignore_errors=True)
+            finally:
+                remove_containers_of()
+            raise
+
+    @classmethod
+    def _before_and_restart(cls, args):
+        d1 = Daemon(extra_args=args, timeout=60)
+        try:
+            cls.a, _ = create(d1, python_version="3.11", modules=["numpy"],
+                              labels={"owner": "tests"})
+            cls.b, _ = create(d1, python_version="3.13", modules=["safeeval_testpkg"])
+            # C's worker will be removed while the daemon is down (it has no
+            # other record: it must be gone for good).
+            cls.c, _ = create(d1, python_version="3.11", modules=["numpy"])
+        finally:
+            # Its exit status is checked by test_0_first_daemon_exit_status.
+            cls.first_rc = d1.stop()
+            cls.first_log = d1.log()[-6000:]
+            shutil.rmtree(d1.tmpdir, ignore_errors=True)
+        cls.cids_a, cls.cids_b, cls.cids_c = (worker_ids(s.id) for s in (cls.a, cls.b, cls.c))
+        assert [len(cls.cids_a), len(cls.cids_b), len(cls.cids_c)] == [1, 1, 1], (
+            cls.cids_a, cls.cids_b, cls.cids_c)
+
+        # While the daemon is down: the workers stay (recovery needs them);
+        # B's dies (a crash), C's is removed.
+        cls.down_workers_a = worker_ids(cls.a.id)
+        engine_kill(cls.cids_b[0])
+        assert wait_until(lambda: inspect(cls.cids_b[0])["State"]["Running"] is False, 30, 0.1)
+        engine_remove(cls.cids_c[0])
+
+        # Restart, at --log-level info; what it reports at once, before any
+        # test runs code.
+        cls.d = Daemon(extra_args=args + ["--log-level", "info"], timeout=60)
+        cls.pb = cls.d.pb
+        cls.ls = list(cls.d.stub.ListSandboxes(cls.pb.ListSandboxesRequest(),
+                                               timeout=10).sandboxes)
+        cls.live = [s.id for s in cls.ls]  # what finish destroys
+        cls.workers_a = worker_ids(cls.a.id)
+        cls.workers_b = worker_ids(cls.b.id)
+        cls.dead_b_exists = container_exists(cls.cids_b[0])
+        cls.workers_b_running = [inspect(c)["State"]["Running"] for c in cls.workers_b]
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.d, destroy=cls.live)
+
+    def listed(self, sb):
+        s = [x for x in self.ls if x.id == sb.id]
+        self.assertEqual(len(s), 1, ("not listed after the restart", sb.id, self.ls))
+        return s[0]
+
+    def test_0_first_daemon_exit_status(self):
+        self.assertEqual(self.first_rc, 0, self.first_log)
+
+    def test_0_workers_stay_while_down(self):
+        assert self.down_workers_a == self.cids_a, workers_of(self.a.id)
+
+    def test_1_same_sandboxes_listed(self):
+        # The same sandboxes, the same ids, the same spec.
+        ids = [s.id for s in self.ls]
+        sb1 = self.a
+        assert ids == [sb1.id, self.b.id], (ids, self.d.log()[-3000:])
+        s = self.listed(sb1)
+        assert s.python_version == sb1.python_version and s.image == sb1.image
+        assert dict(s.labels) == {"owner": "tests"} and s.created_at_ms == sb1.created_at_ms
+        assert s.limits == sb1.limits
+        assert (s.max_concurrent_runs, s.workers) == (4, 1), s
+
+    def test_2_live_worker_reattached(self):
+        # A's worker was alive: re-attached, not replaced, and still running code.
+        sid, cids = self.a.id, self.cids_a
+        assert self.workers_a == cids, (cids, self.workers_a)
+        assert ev(self.d, sid, 'print("Hello World")').stdout == b"Hello World\n"
+        assert worker_ids(sid) == cids, (cids, workers_of(sid))
+
+    def test_3_dead_worker_replaced(self):
+        # B's worker died: the sandbox lives on in a fresh one (same image,
         # same spec), and the dead container is gone.
-        s3 = ls[1]
+        sb3, cids3 = self.b, self.cids_b
+        s3 = self.listed(sb3)
         assert (s3.python_version, s3.image, s3.created_at_ms, list(s3.modules)) == (
             sb3.python_version, sb3.image, sb3.created_at_ms, list(sb3.modules)), s3
-        new3 = worker_ids(sb3.id)
-        assert len(new3) == 1 and new3 != cids3, (cids3, workers_of(sb3.id))
-        assert not container_exists(cids3[0]), "the dead worker was left"
-        assert inspect(new3[0])["State"]["Running"] is True
-        r = ev(d, sb3.id, "import safeeval_testpkg; print(safeeval_testpkg.VALUE)")
-        assert r.stdout == b"42\n", describe(pb, r)
-        # sb5's only worker was removed: nothing records it any more.
-        expect_code(lambda: get(d, sb5.id), C.NOT_FOUND)
-        assert workers_of(sb5.id) == []
+        new3 = self.workers_b
+        assert len(new3) == 1 and new3 != cids3, (cids3, new3)
+        assert not self.dead_b_exists, "the dead worker was left"
+        assert self.workers_b_running == [True], self.workers_b_running
+        r = ev(self.d, sb3.id, "import safeeval_testpkg; print(safeeval_testpkg.VALUE)")
+        assert r.stdout == b"42\n", describe(self.pb, r)
 
+    def test_4_removed_worker_forgotten(self):
+        # C's only worker was removed: nothing records it any more.
+        expect_code(lambda: get(self.d, self.c.id), C.NOT_FOUND)
+        assert workers_of(self.c.id) == []
+
+    def test_5_info_log_has_no_code(self):
         # Code, stdin, files, args, env and output: none at info level.
+        d, pb, sid = self.d, self.pb, self.a.id
         mk = code_marker()
         r = d.stub.Eval(pb.EvalRequest(
-            sandbox_id=sb1.id, stdin=("in-" + mk).encode(), args=["arg-" + mk],
+            sandbox_id=sid, stdin=("in-" + mk).encode(), args=["arg-" + mk],
             env={"V": "env-" + mk}, files=[pb.File(path="f.txt", content=("file-" + mk).encode())],
             code="import sys\n# code-%s\nprint(sys.stdin.read(), open('f.txt').read())\n"
                  "print('err-%s', file=sys.stderr)\n" % (mk, mk)), timeout=60).result
         assert r.reason == pb.EXIT_REASON_EXITED and mk.encode() in r.stdout, describe(pb, r)
         r = d.stub.ExecuteFile(pb.ExecuteFileRequest(
-            sandbox_id=sb1.id, filename="job.py",
+            sandbox_id=sid, filename="job.py",
             content=("print('exec-%s')\nraise SystemExit('fail-%s')\n" % (mk, mk)).encode()),
             timeout=60).result
         assert r.exit_code == 1 and mk.encode() in r.stderr, describe(pb, r)
-        r = ev(d, sb1.id, "syntax error here %s (" % mk)
+        r = ev(d, sid, "syntax error here %s (" % mk)
         assert r.exit_code == 1 and b"SyntaxError" in r.stderr, describe(pb, r)
-        r = ev(d, sb1.id, "print('wall-%s', flush=True)\nwhile True: pass\n" % mk,
+        r = ev(d, sid, "print('wall-%s', flush=True)\nwhile True: pass\n" % mk,
                limits=pb.Limits(wall_time_ms=500))
         assert r.reason == pb.EXIT_REASON_WALL_TIMEOUT, describe(pb, r)
-        expect_code(lambda: ev(d, sb1.id, "nul-%s\0" % mk), C.INVALID_ARGUMENT)
-        expect_code(lambda: ev(d, unknown, "unknown-%s" % mk), C.NOT_FOUND)
+        expect_code(lambda: ev(d, sid, "nul-%s\0" % mk), C.INVALID_ARGUMENT)
+        expect_code(lambda: ev(d, UNKNOWN, "unknown-%s" % mk), C.NOT_FOUND)
         log = d.log()
         # It is the info log (no debug line) and it does log the calls.
         assert not re.search(r"^\S+ debug ", log, re.M), log[-3000:]
         assert re.search(r"rpc Eval status=OK", log), log[-3000:]
         assert mk not in log, [ln for ln in log.splitlines() if mk in ln]
 
-        for s in (sb1, sb3):
-            cids = worker_ids(s.id)
-            d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=s.id), timeout=60)
+    def test_6_destroy(self):
+        # Destroy: each sandbox's workers go with it; nothing is listed after.
+        d, pb = self.d, self.pb
+        for sid in list(self.live):
+            cids = worker_ids(sid)
+            d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sid), timeout=60)
+            self.live.remove(sid)
             assert not [c for c in cids if container_exists(c)], cids
         assert not d.stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=10).sandboxes
-        rc = d.stop()
-        assert rc == 0, (rc, d.log()[-6000:])
-
-    assert_nothing_left()
-    assert dangling_ours() <= dangling_before, dangling_ours() - dangling_before
-    print("OK")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BaseException:
-        # A failing test removes what its daemons made, then reports.
-        remove_containers_of()
-        raise
+    print("instance", harness.INSTANCE)
+    unittest.main(verbosity=2)
