@@ -589,9 +589,13 @@ class ConfigAndShutdown(unittest.TestCase):
         t_sig = time.monotonic()
         self.d.proc.send_signal(signal.SIGTERM)
         seen = []  # (seconds after SIGTERM, answer) from a fresh channel each time
+        # Each check may take 2 s: a loaded 2-core ASan daemon can answer a
+        # fresh channel's first check later than 0.5 s, and a DEADLINE_EXCEEDED
+        # would fail the answers' check below. The drain lasts ~3 s (the run's
+        # sleep), so polls still land inside it.
         while self.d.proc.poll() is None:
             ch = self.d.new_channel()
-            seen.append((round(time.monotonic() - t_sig, 2), self.d.check(ch, timeout=0.5)))
+            seen.append((round(time.monotonic() - t_sig, 2), self.d.check(ch, timeout=2)))
             ch.close()
             time.sleep(0.1)
         t_exit = time.monotonic() - t_sig

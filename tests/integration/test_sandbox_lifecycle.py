@@ -25,6 +25,7 @@ What is left behind is asked of the engine by our labels (sandbox_engine),
 never read from the daemon's log: after every test nothing of the instance
 but the class's long-lived sandboxes, and each class ends with
 sandbox_engine.finish (destroy, nothing left, exit status 0)."""
+import json
 import os
 import re
 import shutil
@@ -39,8 +40,8 @@ import grpc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon, expect_code  # noqa: E402
-from sandbox_engine import (assert_nothing_left, container_exists, daemon_args,  # noqa: E402
-                            dangling_ours, describe, engine_get, engine_kill, engine_remove,
+from sandbox_engine import (LABEL_MANAGED, assert_nothing_left, container_exists,  # noqa: E402
+                            daemon_args, describe, engine_get, engine_kill, engine_remove,
                             finish, make_wheelhouse, processes_of_sandbox,
                             remove_containers_of, wait_until, workers_of)
 
@@ -53,17 +54,50 @@ MAX_SB = 3
 EXTRA = ("--max-sandboxes", str(MAX_SB), "--reap-interval-s", "1")
 UNKNOWN = "0" * 24  # a well-formed sandbox id nobody made
 
+# The dangling-image check looks only at images this program could have
+# made: other test programs build images at the same time (ctest -j), and a
+# failed or re-tagged build of theirs is not this program's leak. Ours are
+#   - an image of a spec one of our sandboxes used (the safeeval.spec label,
+#     the part of Sandbox.image after ':'), left dangling when a build here
+#     re-tagged it;
+#   - a step of a build one of our daemons ran (named in its debug log),
+#     left dangling when that build failed.
+OUR_SPECS = set()
+OUR_STEPS = set()
+STEP_RE = re.compile(r"image build:\s*---> ([0-9a-f]{12})\s*$", re.M)
 DANGLING_BEFORE = set()
 
 
+def note_steps(d):
+    """Records the build steps daemon d logged (call before it is closed)."""
+    OUR_STEPS.update(STEP_RE.findall(d.log()))
+
+
+def dangling():
+    """{id: labels} of the dangling images carrying our managed label."""
+    st, js = engine_get("/images/json", {
+        "filters": json.dumps({"dangling": ["true"], "label": [LABEL_MANAGED]})})
+    assert st == 200, st
+    return {i["Id"]: i.get("Labels") or {} for i in js}
+
+
+def dangling_of_ours():
+    """The dangling images this program could have left (see above), minus
+    those there before it started."""
+    return sorted(i for i, labels in dangling().items()
+                  if i not in DANGLING_BEFORE
+                  and (labels.get("safeeval.spec") in OUR_SPECS
+                       or i[len("sha256:"):][:12] in OUR_STEPS))
+
+
 def setUpModule():
-    DANGLING_BEFORE.update(dangling_ours())
+    DANGLING_BEFORE.update(dangling())
 
 
 def tearDownModule():
     # Neither class's daemons left a dangling image of ours behind.
-    left = dangling_ours() - DANGLING_BEFORE
-    assert not left, left
+    left = dangling_of_ours()
+    assert not left, (left, sorted(OUR_SPECS))
 
 
 def image_tags():
@@ -85,6 +119,7 @@ def worker_ids(sid):
 def create(d, **kw):
     t = time.monotonic()
     r = d.stub.CreateSandbox(d.pb.CreateSandboxRequest(**kw), timeout=T)
+    OUR_SPECS.add(r.sandbox.image.rsplit(":", 1)[-1])
     return r.sandbox, time.monotonic() - t
 
 
@@ -153,17 +188,22 @@ class Lifecycle(unittest.TestCase):
             # The old library's example.
             cls.sb1, cls.t_first = create(cls.d, python_version="3.11", modules=["numpy"],
                                           labels={"owner": "tests"})
+            cls.live.append(cls.sb1.id)
+            cls.cold = cls.sb1.image not in cls.tags_before
+            print("create 3.11+numpy: %.2f s (%s)"
+                  % (cls.t_first, "cold" if cls.cold else "cached"))
+            ws = worker_ids(cls.sb1.id)
+            cls.cid1 = ws[0] if len(ws) == 1 else None  # test_create_example checks it
         except BaseException:
-            finish(cls.d)
+            # No tearDownClass after a failed setUpClass: stop the daemon and
+            # remove its containers here (finish does both, then re-raise).
+            note_steps(cls.d)
+            finish(cls.d, destroy=cls.live)
             raise
-        cls.live.append(cls.sb1.id)
-        cls.cold = cls.sb1.image not in cls.tags_before
-        print("create 3.11+numpy: %.2f s (%s)" % (cls.t_first, "cold" if cls.cold else "cached"))
-        ws = worker_ids(cls.sb1.id)
-        cls.cid1 = ws[0] if len(ws) == 1 else None  # test_create_example checks it
 
     @classmethod
     def tearDownClass(cls):
+        note_steps(cls.d)
         finish(cls.d, destroy=cls.live)
 
     def setUp(self):
@@ -370,7 +410,8 @@ class Lifecycle(unittest.TestCase):
         with self.subTest("sb1's worker the same"):
             assert worker_ids(sb1.id) == [self.cid1], (self.cid1, workers_of(sb1.id))
         with self.subTest("no dangling image"):
-            left = dangling_ours() - DANGLING_BEFORE
+            note_steps(d)
+            left = dangling_of_ours()
             assert not left, left
         # The sandbox still answers after all that.
         assert ev(d, sb1.id, "print(2)").stdout == b"2\n"
@@ -429,6 +470,7 @@ class Restart(unittest.TestCase):
             try:
                 if cls.d is not None:
                     cls.d.stop()
+                    note_steps(cls.d)
                     shutil.rmtree(cls.d.tmpdir, ignore_errors=True)
             finally:
                 remove_containers_of()
@@ -447,6 +489,7 @@ class Restart(unittest.TestCase):
         finally:
             # Its exit status is checked by test_0_first_daemon_exit_status.
             cls.first_rc = d1.stop()
+            note_steps(d1)
             cls.first_log = d1.log()[-6000:]
             shutil.rmtree(d1.tmpdir, ignore_errors=True)
         cls.cids_a, cls.cids_b, cls.cids_c = (worker_ids(s.id) for s in (cls.a, cls.b, cls.c))
@@ -474,6 +517,7 @@ class Restart(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        note_steps(cls.d)
         finish(cls.d, destroy=cls.live)
 
     def listed(self, sb):
