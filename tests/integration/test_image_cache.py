@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import threading
+import unittest
 import urllib.parse
 
 import grpc
@@ -14,8 +15,8 @@ import grpc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Daemon, expect_code  # noqa: E402
 from sandbox_engine import (LABEL_MANAGED, assert_nothing_left, daemon_args,  # noqa: E402
-                            dangling_ours, engine_delete, engine_get, make_wheelhouse,
-                            remove_containers_of, workers_of)
+                            dangling_ours, engine_delete, engine_get, finish, make_wheelhouse,
+                            workers_of)
 
 T = 600  # a create may build an image
 
@@ -94,19 +95,27 @@ def pip_failure(d):
     print("pip failure: FAILED_PRECONDITION with pip's lines, nothing left")
 
 
-def main():
-    wheels = make_wheelhouse()
-    with Daemon(extra_args=daemon_args(wheels), timeout=60) as d:
-        try:
-            concurrent_creates_build_once(d)
-            pip_failure(d)
-            assert_nothing_left()
-        except BaseException:
-            remove_containers_of()
-            raise
-    assert_nothing_left()
-    print("OK")
+class ImageCache(unittest.TestCase):
+    """One daemon; each check is its own test, so one failing does not hide
+    the other; nothing of the instance may be left after each."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(extra_args=daemon_args(make_wheelhouse()), timeout=60)
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.d)
+
+    def tearDown(self):
+        assert_nothing_left()
+
+    def test_concurrent_creates_build_once(self):
+        concurrent_creates_build_once(self.d)
+
+    def test_pip_failure(self):
+        pip_failure(self.d)
 
 
 if __name__ == "__main__":
-    main()
+    unittest.main(verbosity=2)
