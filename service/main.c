@@ -137,7 +137,8 @@ static const config_opt settings_table[] = {
     {"max-memory-bytes", CONFIG_BYTES, "4G", 16 * MIB, 1024 * GIB, "memory ceiling",
      &S.max_memory_bytes},
     {"max-processes", CONFIG_U32, "1024", 1, 65536, "processes ceiling", &S.max_processes},
-    /* Both streams of a run come back in one agent frame (FRAME_MAX). */
+    /* Both streams of a run come back in one response message, held whole
+     * by the daemon until it is sent: bounded per stream. */
     {"max-output-bytes", CONFIG_BYTES, "16M", 1 * KIB, 24 * MIB, "output ceiling per stream",
      &S.max_output_bytes},
     {"max-file-bytes", CONFIG_BYTES, "1G", 1 * KIB, 1024 * GIB, "file size ceiling",

@@ -29,7 +29,6 @@
 #define SANDBOX_MAX_ARGS AGENT_MAX_ARGS
 #define SANDBOX_ARG_MAX AGENT_MAX_ARG
 #define SANDBOX_MAX_ENV AGENT_MAX_ENV
-#define SANDBOX_STDERR_CAP (64u * 1024)
 #define SANDBOX_AGENT_PATH "/usr/local/bin/safeeval-agent"
 #define SANDBOX_VERSION_FILE "/opt/safeeval/python-version"
 #define SANDBOX_LABEL_PYTHON "safeeval.python"
