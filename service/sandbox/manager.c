@@ -347,7 +347,7 @@ run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
     pthread_mutex_lock(&m->reg.mu);
     uint64_t id = ++m->run_ids;
     pthread_mutex_unlock(&m->reg.mu);
-    rc = sandbox_worker_run(m, w, id, in, &lim, out, cancel, err);
+    rc = sandbox_worker_run(w, id, in, &lim, out, cancel, err);
     pthread_mutex_lock(&m->reg.mu);
     bool dead = e->dead;
     pthread_mutex_unlock(&m->reg.mu);

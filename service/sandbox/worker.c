@@ -325,11 +325,10 @@ overdue_result(sandbox_run_acc *a, int64_t elapsed_us)
 }
 
 int
-sandbox_worker_run(sandbox_manager *m, sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
+sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
                    const sandbox_limits *lim, Safeeval__V1__ExecResult **out,
                    const se_cancel *cancel, se_err *err)
 {
-    (void)m;
     *out = NULL;
     uint8_t *frame = NULL;
     size_t frame_len = 0;

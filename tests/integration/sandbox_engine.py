@@ -38,6 +38,9 @@ finish(d, destroy=())
     0) and removes whatever is still there, whatever failed first.
 wait_until(fn, timeout, step=0.05) -> fn's last value (polls until true)
 describe(pb, result) -> str   (one line about an ExecResult for messages)
+assert_exited_ok(tc, pb, result, stdout=None)
+    tc (a TestCase) fails unless the run ended by itself with status 0 (and,
+    when given, printed exactly `stdout`).
 run_in_sandbox(limits, body, ...)   one daemon, one 3.11 sandbox, checked cleanup
 ours_left(), cleanup_after_failure()   old names kept for older tests: both go
     by the labels now (their log arguments are ignored).
@@ -313,3 +316,11 @@ def finish(d, destroy=()):
             d.close()
         finally:
             remove_containers_of()
+
+
+def assert_exited_ok(tc, pb, r, stdout=None):
+    """See the module's docstring."""
+    tc.assertEqual((r.reason, r.exit_code, r.signal), (pb.EXIT_REASON_EXITED, 0, 0),
+                   describe(pb, r))
+    if stdout is not None:
+        tc.assertEqual(r.stdout, stdout, describe(pb, r))

@@ -49,8 +49,9 @@ import grpc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon, expect_code, run_daemon  # noqa: E402
-from sandbox_engine import (DOCKER_SOCK, _UnixConn, assert_nothing_left,  # noqa: E402
-                            containers_of, daemon_args, describe, engine_delete, finish, make_wheel, make_wheelhouse,
+from sandbox_engine import (DOCKER_SOCK, _UnixConn, assert_exited_ok,  # noqa: E402
+                            assert_nothing_left, containers_of, daemon_args, describe,
+                            engine_delete, finish, make_wheel, make_wheelhouse,
                             processes_of_sandbox, remove_containers_of, wait_until)
 
 C = grpc.StatusCode
@@ -120,10 +121,7 @@ class Base(unittest.TestCase):
         return self.d.stub.Eval(req, timeout=timeout).result
 
     def assert_ok(self, r, stdout=None):
-        self.assertEqual((r.reason, r.exit_code, r.signal), (self.pb.EXIT_REASON_EXITED, 0, 0),
-                         describe(self.pb, r))
-        if stdout is not None:
-            self.assertEqual(r.stdout, stdout, describe(self.pb, r))
+        assert_exited_ok(self, self.pb, r, stdout)
 
 
 class Idle(Base):

@@ -22,8 +22,8 @@ import grpc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon, expect_code  # noqa: E402
-from sandbox_engine import (assert_nothing_left, container_exists, daemon_args, describe,  # noqa: E402
-                            finish,
+from sandbox_engine import (assert_exited_ok, assert_nothing_left,  # noqa: E402
+                            container_exists, daemon_args, describe, finish,
                             make_wheelhouse, processes_of_sandbox, remove_containers_of,
                             wait_until, workers_of)
 
@@ -98,10 +98,7 @@ class Base(unittest.TestCase):
                         % (mark, self.d.log()[-3000:]))
 
     def assert_ok(self, r, stdout=None):
-        self.assertEqual((r.reason, r.exit_code, r.signal), (self.pb.EXIT_REASON_EXITED, 0, 0),
-                         describe(self.pb, r))
-        if stdout is not None:
-            self.assertEqual(r.stdout, stdout, describe(self.pb, r))
+        assert_exited_ok(self, self.pb, r, stdout)
 
 
 class Pool(Base):
