@@ -1094,6 +1094,10 @@ rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *
                  opts->tokens_file ? "bearer tokens " : "",
                  opts->tls_client_ca ? "client certificates " : "",
                  opts->unix_identities_file ? "unix socket peers" : "");
+    if (opts->unix_identities_file && !s->peers)
+        log_warn("--unix-identities: no caller gets a socket identity: the daemon does not "
+                 "accept a unix socket itself here (%s)",
+                 is_unix ? "TLS on a unix socket is gRPC's own listener" : "not a unix socket");
     if (is_unix)
         log_info("socket %s: mode %04o%s%s", unix_path, opts->socket_mode,
                  set_gid ? ", group " : "", set_gid ? opts->socket_group : "");

@@ -193,6 +193,32 @@ test_container_body(void **state)
     free(txt);
     cJSON_Delete(j);
     sandbox_spec_clear(&s);
+
+    /* The owner travels in the spec label (a restart keeps the tenants); a
+     * label written before tenants existed has none: the anonymous one's. */
+    assert_int_equal(sandbox_validate_create(&s, &cfg, &req, &err), 0);
+    assert_string_equal(s.owner, "");
+    free(s.owner);
+    s.owner = strdup("alice@example");
+    j = sandbox_spec_to_json(&s);
+    txt = cJSON_PrintUnformatted(j);
+    assert_int_equal(sandbox_spec_from_json(&back, &cfg, txt, &err), 0);
+    assert_string_equal(back.owner, "alice@example");
+    sandbox_spec_clear(&back);
+    free(txt);
+    cJSON_DeleteItemFromObject(j, "owner");
+    txt = cJSON_PrintUnformatted(j);
+    assert_int_equal(sandbox_spec_from_json(&back, &cfg, txt, &err), 0);
+    assert_string_equal(back.owner, "");
+    sandbox_spec_clear(&back);
+    free(txt);
+    assert_non_null(cJSON_AddStringToObject(j, "owner", "a\"b"));
+    txt = cJSON_PrintUnformatted(j);
+    assert_int_equal(sandbox_spec_from_json(&back, &cfg, txt, &err), -SE_INVALID);
+    assert_non_null(strstr(err.msg, "owner"));
+    free(txt);
+    cJSON_Delete(j);
+    sandbox_spec_clear(&s);
 }
 
 static void
