@@ -213,6 +213,11 @@ class Tokens(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(self.sa.id, r.stdout)
         self.assertNotIn(self.sb.id, r.stdout)
+        # The library hands the owner over (safeeval_sandbox.owner).
+        r = subprocess.run([CLI, "-t", self.d.address, "--json", "get", self.sa.id], env=env,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["owner"], "alice")
         tf = os.path.join(self.dir, "bob.token")
         with open(tf, "w") as f:
             f.write(self.tok["bob"] + "\n")
@@ -621,6 +626,9 @@ class SocketGroup(unittest.TestCase):
         r = self.cli_as(USER, "ls")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(sid, r.stdout)
+        r = self.cli_as(USER, "get", sid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["owner"], USER)
         # root is "ops", admin: sees the member's sandbox, named by user name.
         sb = self.d.stub.GetSandbox(self.d.pb.GetSandboxRequest(sandbox_id=sid),
                                     timeout=10).sandbox
