@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -856,8 +857,8 @@ dir_mode_for(unsigned sock_mode)
 }
 
 /* Creates the socket's folder (the last one with rights matching the
- * socket's, given to --socket-group) and removes a stale socket, but never
- * one a live server answers on, nor anything that is not a socket. */
+ * socket's, given to --socket-group; see below for one that exists) and removes a stale socket, but
+ * never one a live server answers on, nor anything that is not a socket. */
 static int
 unix_prepare(const char *listen, unsigned sock_mode, bool set_gid, gid_t gid, se_err *err)
 {
@@ -878,8 +879,13 @@ unix_prepare(const char *listen, unsigned sock_mode, bool set_gid, gid_t gid, se
         int r = mkdir_parents(dir, err);
         if (r < 0)
             return se_err_prefix(err, "--listen %s", listen);
-        /* A folder that was there is the operator's: left as it is. */
-        if (!existed) {
+        /* A folder that was there is left as it is, unless a --socket-group
+         * is given and it is the daemon's own (not a shared one like /tmp):
+         * a folder an earlier start made without the group would lock the
+         * group out. */
+        bool ours = existed && set_gid && dst.st_uid == geteuid() && S_ISDIR(dst.st_mode) &&
+                    !(dst.st_mode & (S_IWOTH | S_ISVTX));
+        if (!existed || ours) {
             if (set_gid && chown(dir, (uid_t)-1, gid) < 0)
                 return se_err_errno(err, SE_UNAVAILABLE, "give %s to group %u", dir, (unsigned)gid);
             if (chmod(dir, dir_mode_for(sock_mode)) < 0)

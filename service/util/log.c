@@ -147,7 +147,7 @@ log_write_fields(int level, const char *msg, const cJSON *fields)
         if (cJSON_IsString(it)) {
             text_value(line, sizeof(line), &n, it->valuestring);
         } else if (cJSON_IsNumber(it)) {
-            int k = snprintf(line + n, sizeof(line) - n, "%.17g", it->valuedouble);
+            int k = snprintf(line + n, sizeof(line) - n, "%.15g", it->valuedouble);
             if (k > 0)
                 n = n + (size_t)k >= sizeof(line) ? sizeof(line) - 1 : n + (size_t)k;
         }
