@@ -1096,10 +1096,10 @@ rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *
         log_info("no identity options (--tokens, --tls-client-ca, --unix-identities): every "
                  "caller is the one anonymous tenant and sees every sandbox");
     else
-        log_info("identities: %s%s%s; a call without one answers UNAUTHENTICATED",
-                 opts->tokens_file ? "bearer tokens " : "",
-                 opts->tls_client_ca ? "client certificates " : "",
-                 opts->unix_identities_file ? "unix socket peers" : "");
+        log_info("identities:%s%s%s; a call without one answers UNAUTHENTICATED",
+                 opts->tokens_file ? " bearer tokens" : "",
+                 opts->tls_client_ca ? " client certificates" : "",
+                 opts->unix_identities_file ? " unix socket peers" : "");
     if (opts->unix_identities_file && !s->peers)
         log_warn("--unix-identities: no caller gets a socket identity: the daemon does not "
                  "accept a unix socket itself here (%s)",

@@ -399,6 +399,38 @@ class Tokens(unittest.TestCase):
             self.assertNotIn(secret, log)
 
 
+class Restart(unittest.TestCase):
+    """The owner lives in the containers' labels: a restarted daemon keeps
+    every sandbox its tenant's."""
+
+    def test_owner_survives_a_restart(self):
+        # Catches: the owner kept in memory only (after a restart bob would
+        # see alice's sandbox, or alice lose it).
+        tmp = tempfile.mkdtemp(prefix="safeeval-auth-restart-")
+        tok = {"alice": new_token(), "bob": new_token(), "boss": new_token()}
+        path = os.path.join(tmp, "tokens")
+        with open(path, "w") as f:
+            f.write("alice %s\nbob %s\nboss %s admin\n"
+                    % (sha(tok["alice"]), sha(tok["bob"]), sha(tok["boss"])))
+        args = daemon_args(make_wheelhouse(), "--tokens", path)
+        d = Daemon(extra_args=args, timeout=60)
+        live = []
+        try:
+            sid = Tenant(d, tok["alice"]).create().id
+            live.append(sid)
+            self.assertEqual(d.stop(), 0)
+            d.close()
+            d = Daemon(extra_args=args, timeout=60)
+            alice, bob = Tenant(d, tok["alice"]), Tenant(d, tok["bob"])
+            self.assertEqual(alice.get(sid).owner, "alice")
+            expect_code(lambda: bob.get(sid), C.NOT_FOUND)
+            self.assertNotIn(sid, bob.ids())
+            self.assertEqual(alice.ev(sid, "print(2)").stdout, b"2\n")
+        finally:
+            close_daemon(d, Tenant(d, tok["boss"]), live)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
