@@ -1,9 +1,10 @@
 /* The unix socket, accepted by us: who is at the other end.
  *
  * gRPC core 1.51 does not say who a unix socket peer is: grpc_call_get_peer
- * answers "unix:" plus our own path, and the auth context of local
+ * answers just "unix:" (measured here), and the auth context of local
  * credentials (grpc_local_server_credentials_create(UDS)) holds only
- * transport_security_type "local" and a security level, no uid. So the
+ * transport_security_type "local" (its source: local_auth_context_create),
+ * no uid; the endpoint's fd is not reachable from a call. So the
  * daemon listens on the socket itself, reads each connection's SO_PEERCRED
  * at accept (the kernel's word: uid, gid and pid at connect time) and hands
  * the connected fd to gRPC with grpc_server_add_channel_from_fd. gRPC then
