@@ -31,6 +31,10 @@ static struct settings {
     char *listen;
     bool insecure_listen;
     char *tls_cert, *tls_key, *tls_client_ca;
+    char *tokens, *unix_identities, *socket_mode, *socket_group;
+    uint32_t tenant_max_sandboxes, tenant_max_runs;
+    uint64_t tenant_max_memory;
+    unsigned socket_mode_bits;
     uint64_t max_request_bytes;
     uint32_t workers, queue_depth, grace_ms;
     char *log_level;
@@ -63,6 +67,26 @@ static const config_opt settings_table[] = {
     {"tls-key", CONFIG_STRING, NULL, 0, 0, "server private key (PEM)", &S.tls_key},
     {"tls-client-ca", CONFIG_STRING, NULL, 0, 0,
      "CA (PEM) client certificates must chain to (mTLS)", &S.tls_client_ca},
+    /* who may call (README "Security") */
+    {"tokens", CONFIG_STRING, NULL, 0, 0,
+     "bearer tokens: 'name sha256-hex [admin|user] [max-sandboxes=N max-runs=N max-memory=SIZE]' "
+     "lines; re-read on SIGHUP",
+     &S.tokens},
+    {"unix-identities", CONFIG_STRING, NULL, 0, 0,
+     "unix socket peers: 'user|uid|* name|- [admin|user] [quotas]' lines; re-read on SIGHUP",
+     &S.unix_identities},
+    {"tenant-max-sandboxes", CONFIG_U32, "0", 0, 100000,
+     "live sandboxes per tenant (0 = no quota; a tokens line may override)",
+     &S.tenant_max_sandboxes},
+    {"tenant-max-runs", CONFIG_U32, "0", 0, 1000000,
+     "runs in flight per tenant (0 = no quota; a tokens line may override)", &S.tenant_max_runs},
+    {"tenant-max-memory", CONFIG_BYTES, "0", 0, 1ull << 50,
+     "memory_bytes x max_concurrent_runs summed over a tenant's sandboxes (0 = no quota)",
+     &S.tenant_max_memory},
+    {"socket-mode", CONFIG_STRING, "0660", 0, 0, "permission bits of the unix socket (octal)",
+     &S.socket_mode},
+    {"socket-group", CONFIG_STRING, NULL, 0, 0,
+     "group (name or gid) given the unix socket and the folder created for it", &S.socket_group},
     {"max-request-bytes", CONFIG_BYTES, "16M", 1 * KIB, 2 * GIB - 1,
      "largest request message accepted", &S.max_request_bytes},
     /* A run waiting in its sandbox's queue holds a thread: room for many. */
@@ -150,6 +174,12 @@ static const config_opt settings_table[] = {
 static int
 settings_check(se_err *err)
 {
+    char *end = NULL;
+    unsigned long mode = strtoul(S.socket_mode, &end, 8);
+    if (!*S.socket_mode || *end || mode > 0777)
+        return se_err_set(err, SE_INVALID, "--socket-mode: '%.16s' is not an octal mode like 0660",
+                          S.socket_mode);
+    S.socket_mode_bits = (unsigned)mode;
     if (log_set_level_name(S.log_level) < 0)
         return se_err_set(err, SE_INVALID, "--log-level: '%.32s' is not error, warn, info or debug",
                           S.log_level);
@@ -245,7 +275,14 @@ main(int argc, char **argv)
         .workers = S.workers,
         .queue_depth = S.queue_depth,
         .grace_ms = S.grace_ms,
+        .tokens_file = S.tokens,
+        .unix_identities_file = S.unix_identities,
+        .tenant_max_sandboxes = S.tenant_max_sandboxes,
+        .tenant_max_runs = S.tenant_max_runs,
+        .tenant_max_memory = S.tenant_max_memory,
+        .socket_group = S.socket_group,
     };
+    ro.socket_mode = S.socket_mode_bits; /* parsed by settings_check */
     if (r == 0)
         r = rpc_server_opts_check(&ro, &err);
     if (r < 0) {
@@ -323,6 +360,12 @@ main(int argc, char **argv)
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("%s: shutting down (grace %u ms)", strsignal(sig), S.grace_ms);
             break;
+        }
+        if (sig == SIGHUP) {
+            /* Each reloadable part re-reads its own files and keeps the old
+             * ones when the new do not load. */
+            rpc_server_reload(srv);
+            continue;
         }
         log_debug("ignoring %s", strsignal(sig));
     }

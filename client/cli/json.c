@@ -159,7 +159,8 @@ cli_sandbox_json(const safeeval_sandbox *sb)
         if (!cJSON_AddStringToObject(labels, sb->labels[i].key, sb->labels[i].value))
             goto oom;
     if (!cJSON_AddStringToObject(o, "id", sb->id) ||
-        !cJSON_AddStringToObject(o, "python_version", sb->python_version))
+        !cJSON_AddStringToObject(o, "python_version", sb->python_version) ||
+        !cJSON_AddStringToObject(o, "owner", sb->owner ? sb->owner : ""))
         goto oom;
     if (!cJSON_AddItemToObject(o, "modules", mods))
         goto oom;

@@ -358,6 +358,8 @@ print_sandbox(const safeeval_sandbox *sb)
 {
     printf("id:              %s\n", sb->id);
     printf("python:          %s\n", sb->python_version);
+    if (sb->owner && *sb->owner)
+        printf("owner:           %s\n", sb->owner);
     printf("modules:        ");
     for (size_t i = 0; i < sb->n_modules; i++)
         printf(" %s", sb->modules[i]);

@@ -61,6 +61,7 @@ sandbox_clear(safeeval_sandbox *sb)
         free(sb->modules[i]);
     free(sb->modules);
     free(sb->image);
+    free(sb->owner);
     for (size_t i = 0; i < sb->n_labels; i++) {
         free((char *)sb->labels[i].key);
         free((char *)sb->labels[i].value);
@@ -78,7 +79,8 @@ sandbox_from_pb(safeeval_sandbox *dst, const Safeeval__V1__Sandbox *src, safeeva
     dst->id = dup_str(src->id);
     dst->python_version = dup_str(src->python_version);
     dst->image = dup_str(src->image);
-    if (!dst->id || !dst->python_version || !dst->image)
+    dst->owner = dup_str(src->owner);
+    if (!dst->id || !dst->python_version || !dst->image || !dst->owner)
         goto oom;
     if (src->n_modules) {
         dst->modules = calloc(src->n_modules, sizeof(char *));

@@ -32,74 +32,91 @@ respond(ProtobufCMessage **out, const ProtobufCMessageDescriptor *desc, Protobuf
     return 0;
 }
 
-static int
-method_create(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
-              const se_cancel *cancel, se_err *err)
+/* The sandbox layer's view of the caller (borrowing who's name). */
+static sandbox_caller
+caller_of(const rpc_identity *who)
 {
+    return (sandbox_caller){.owner = who->name,
+                            .admin = who->admin,
+                            .max_sandboxes = who->max_sandboxes,
+                            .max_runs = who->max_runs,
+                            .max_memory = who->max_memory};
+}
+
+static int
+method_create(void *svc, const rpc_identity *who, const ProtobufCMessage *req,
+              ProtobufCMessage **out, const se_cancel *cancel, se_err *err)
+{
+    sandbox_caller me = caller_of(who);
     Safeeval__V1__Sandbox *sb = NULL;
-    int r = sandbox_create(svc, (const Safeeval__V1__CreateSandboxRequest *)req, &sb, NULL, NULL,
-                           cancel, err);
+    int r = sandbox_create(svc, &me, (const Safeeval__V1__CreateSandboxRequest *)req, &sb, NULL,
+                           NULL, cancel, err);
     if (r < 0)
         return r;
     return respond(out, &safeeval__v1__create_sandbox_response__descriptor, &sb->base, err);
 }
 
 static int
-method_eval(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out, const se_cancel *cancel,
-            se_err *err)
+method_eval(void *svc, const rpc_identity *who, const ProtobufCMessage *req, ProtobufCMessage **out,
+            const se_cancel *cancel, se_err *err)
 {
+    sandbox_caller me = caller_of(who);
     Safeeval__V1__ExecResult *res = NULL;
-    int r = sandbox_eval(svc, (const Safeeval__V1__EvalRequest *)req, &res, cancel, err);
+    int r = sandbox_eval(svc, &me, (const Safeeval__V1__EvalRequest *)req, &res, cancel, err);
     if (r < 0)
         return r;
     return respond(out, &safeeval__v1__eval_response__descriptor, &res->base, err);
 }
 
 static int
-method_execute_file(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
-                    const se_cancel *cancel, se_err *err)
+method_execute_file(void *svc, const rpc_identity *who, const ProtobufCMessage *req,
+                    ProtobufCMessage **out, const se_cancel *cancel, se_err *err)
 {
+    sandbox_caller me = caller_of(who);
     Safeeval__V1__ExecResult *res = NULL;
-    int r =
-        sandbox_execute_file(svc, (const Safeeval__V1__ExecuteFileRequest *)req, &res, cancel, err);
+    int r = sandbox_execute_file(svc, &me, (const Safeeval__V1__ExecuteFileRequest *)req, &res,
+                                 cancel, err);
     if (r < 0)
         return r;
     return respond(out, &safeeval__v1__execute_file_response__descriptor, &res->base, err);
 }
 
 static int
-method_destroy(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
-               const se_cancel *cancel, se_err *err)
+method_destroy(void *svc, const rpc_identity *who, const ProtobufCMessage *req,
+               ProtobufCMessage **out, const se_cancel *cancel, se_err *err)
 {
+    sandbox_caller me = caller_of(who);
     const Safeeval__V1__DestroySandboxRequest *r = (const void *)req;
-    int rc = sandbox_destroy(svc, r->sandbox_id, cancel, err);
+    int rc = sandbox_destroy(svc, &me, r->sandbox_id, cancel, err);
     if (rc < 0)
         return rc;
     return respond(out, &safeeval__v1__destroy_sandbox_response__descriptor, NULL, err);
 }
 
 static int
-method_get(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out, const se_cancel *cancel,
-           se_err *err)
+method_get(void *svc, const rpc_identity *who, const ProtobufCMessage *req, ProtobufCMessage **out,
+           const se_cancel *cancel, se_err *err)
 {
+    sandbox_caller me = caller_of(who);
     (void)cancel;
     const Safeeval__V1__GetSandboxRequest *r = (const void *)req;
     Safeeval__V1__Sandbox *sb = NULL;
-    int rc = sandbox_get(svc, r->sandbox_id, &sb, err);
+    int rc = sandbox_get(svc, &me, r->sandbox_id, &sb, err);
     if (rc < 0)
         return rc;
     return respond(out, &safeeval__v1__get_sandbox_response__descriptor, &sb->base, err);
 }
 
 static int
-method_list(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out, const se_cancel *cancel,
-            se_err *err)
+method_list(void *svc, const rpc_identity *who, const ProtobufCMessage *req, ProtobufCMessage **out,
+            const se_cancel *cancel, se_err *err)
 {
+    sandbox_caller me = caller_of(who);
     (void)req;
     (void)cancel;
     Safeeval__V1__Sandbox **list = NULL;
     size_t n = 0;
-    int rc = sandbox_list(svc, &list, &n, err);
+    int rc = sandbox_list(svc, &me, &list, &n, err);
     if (rc < 0)
         return rc;
     Safeeval__V1__ListSandboxesResponse *resp = malloc(sizeof(*resp));

@@ -4,6 +4,7 @@
 #ifndef SAFEEVAL_RPC_RPC_H
 #define SAFEEVAL_RPC_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,12 +13,26 @@
 #include "util/cancel.h"
 #include "util/err.h"
 
-/* A unary method. The handler gets the unpacked request (borrowed) and sets
+/* A tenant name is at most this long. */
+#define RPC_IDENTITY_MAX 128
+
+/* Who calls (identity.c): a bearer token of --tokens, the mTLS client
+ * certificate, or the unix socket peer's uid. name "" is the one anonymous
+ * tenant of a daemon without identity options. Quotas: 0 = none. */
+typedef struct rpc_identity {
+    char name[RPC_IDENTITY_MAX + 1];
+    bool admin;
+    uint32_t max_sandboxes;
+    uint32_t max_runs;
+    uint64_t max_memory;
+} rpc_identity;
+
+/* A unary method. The handler gets the caller and the unpacked request (both borrowed) and sets
  * *out to a response it built with malloc'd fields (freed by the rpc layer
  * with protobuf_c_message_free_unpacked). Returns 0 or a negative se_code
  * with err filled; the rpc layer maps it to a status. */
-typedef int (*rpc_handler_fn)(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
-                              const se_cancel *cancel, se_err *err);
+typedef int (*rpc_handler_fn)(void *svc, const rpc_identity *who, const ProtobufCMessage *req,
+                              ProtobufCMessage **out, const se_cancel *cancel, se_err *err);
 
 typedef struct rpc_method {
     const char *path; /* "/safeeval.v1.SandboxService/Eval" */
@@ -35,6 +50,15 @@ typedef struct rpc_server_opts {
     unsigned workers;     /* worker threads */
     unsigned queue_depth; /* calls waiting for a worker before RESOURCE_EXHAUSTED */
     unsigned grace_ms;    /* shutdown grace for in-flight calls */
+    /* identities (identity.c); none of the three = one anonymous tenant */
+    const char *tokens_file;          /* "name sha256-hex|- [role] [quota=N ...]" lines */
+    const char *unix_identities_file; /* "user|uid|* name|- [role] [quota=N ...]" lines */
+    uint32_t tenant_max_sandboxes;    /* default quotas of every tenant; 0 = none */
+    uint32_t tenant_max_runs;
+    uint64_t tenant_max_memory;
+    /* the unix socket */
+    unsigned socket_mode;     /* permission bits of the socket (0660) */
+    const char *socket_group; /* group name or gid owning the socket and its new folder */
 } rpc_server_opts;
 
 typedef struct rpc_server rpc_server;
@@ -49,6 +73,9 @@ int rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_meth
                    size_t n_methods, void *svc, se_err *err);
 /* Starts serving in background threads. */
 int rpc_server_start(rpc_server *s, se_err *err);
+/* Re-reads the --tokens and --unix-identities files (SIGHUP). A file that
+ * does not load keeps the identities in force and the reason is logged. */
+void rpc_server_reload(rpc_server *s);
 /* Stops accepting, lets in-flight calls finish within grace_ms, cancels the
  * rest, joins every thread. */
 void rpc_server_shutdown(rpc_server *s);

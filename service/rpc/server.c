@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -34,8 +35,12 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/status.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "rpc/audit.h"
+#include "rpc/identity.h"
+#include "rpc/peer.h"
 #include "util/cleanup.h"
 #include "util/file.h"
 #include "util/clock.h"
@@ -84,11 +89,21 @@ struct rpc_call {
     se_cancel cancel;
     int64_t start_us;
     struct rpc_tag req_tag, close_tag, send_tag;
+    /* who and what, for the handler and the audit line */
+    rpc_identity who;
+    bool has_who;
+    char peer[96];
+    char request_id[RPC_REQUEST_ID_MAX + 1];
+    char sandbox[RPC_AUDIT_SANDBOX_MAX + 1];
+    grpc_metadata trailing; /* x-request-id */
+    bool has_trailing;
 };
 
 struct rpc_server {
     rpc_server_opts opts;
     void *svc;
+    rpc_auth *auth;
+    rpc_peers *peers; /* the unix socket when we accept it ourselves */
     grpc_server *server;
     grpc_completion_queue *cq;
     struct rpc_route *routes;
@@ -202,6 +217,8 @@ call_free(struct rpc_call *c)
         grpc_byte_buffer_destroy(c->resp);
     if (c->has_status_msg)
         grpc_slice_unref(c->status_msg);
+    if (c->has_trailing)
+        grpc_slice_unref(c->trailing.value);
     free(c);
 }
 
@@ -233,8 +250,15 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
         c->status_msg = grpc_slice_from_copied_string(msg);
         c->has_status_msg = true;
     }
+    if (c->request_id[0]) {
+        /* The request id goes back, so a client can quote it. */
+        c->trailing.key = grpc_slice_from_static_string("x-request-id");
+        c->trailing.value = grpc_slice_from_copied_string(c->request_id);
+        c->has_trailing = true;
+    }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+    ops[n].data.send_status_from_server.trailing_metadata_count = c->has_trailing ? 1 : 0;
+    ops[n].data.send_status_from_server.trailing_metadata = c->has_trailing ? &c->trailing : NULL;
     ops[n].data.send_status_from_server.status = (grpc_status_code)status;
     ops[n].data.send_status_from_server.status_details = c->has_status_msg ? &c->status_msg : NULL;
     n++;
@@ -250,23 +274,146 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
     }
 }
 
+/* The audit line of a call (audit.c): one per RPC but health. */
 static void
 log_call(const struct rpc_call *c, int status, int64_t queued_us, const se_err *err)
 {
     if (log_current_level < LOG_INFO)
         return;
-    double ms = (double)(clock_mono_us() - c->start_us) / 1000.0;
     /* Error messages can quote client fields: only our own failures (engine
      * gone, bugs) are worth their text at INFO; the rest goes to DEBUG. */
     bool ours = status == GRPC_STATUS_INTERNAL || status == GRPC_STATUS_UNAVAILABLE;
-    if (err && err->msg[0] && ours)
-        log_info("rpc %s status=%s duration_ms=%.3f queued_us=%lld error=\"%s\"", c->route->name,
-                 status_name(status), ms, (long long)queued_us, err->msg);
-    else
-        log_info("rpc %s status=%s duration_ms=%.3f queued_us=%lld", c->route->name,
-                 status_name(status), ms, (long long)queued_us);
+    rpc_audit a = {
+        .identity = c->has_who ? (c->who.name[0] ? c->who.name : "anonymous") : NULL,
+        .admin = c->has_who && c->who.admin,
+        .peer = c->peer,
+        .method = c->route->name,
+        .sandbox = c->sandbox,
+        .status = status,
+        .duration_ms = (double)(clock_mono_us() - c->start_us) / 1000.0,
+        .queued_us = queued_us,
+        .request_id = c->request_id,
+        .error = err && ours ? err->msg : NULL,
+    };
+    rpc_audit_log(&a);
     if (err && err->msg[0] && !ours)
         log_debug("rpc %s error: %s", c->route->name, err->msg);
+}
+
+/* ---- identities ---------------------------------------------------------------------------- */
+
+static bool
+slice_eq(grpc_slice sl, const char *s)
+{
+    size_t n = strlen(s);
+    return GRPC_SLICE_LENGTH(sl) == n && memcmp(GRPC_SLICE_START_PTR(sl), s, n) == 0;
+}
+
+/* The call's peer for the audit line, and ours if it came through our unix
+ * socket (*pe filled, returns 1). */
+static int
+call_peer(struct rpc_call *c, rpc_peer *pe)
+{
+    int ours = 0;
+    char *p = grpc_call_get_peer(c->call);
+    if (p && rpc_peers_lookup(c->srv->peers, p, pe) == 0) {
+        snprintf(c->peer, sizeof(c->peer), "unix:uid=%u,pid=%d", (unsigned)pe->uid, (int)pe->pid);
+        ours = 1;
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "%s", p ? p : "");
+    }
+    gpr_free(p);
+    return ours;
+}
+
+/* The first value of property `name` in the call's auth context. */
+static int
+auth_property(grpc_call *call, const char *name, char *out, size_t cap, size_t *len)
+{
+    grpc_auth_context *ctx = grpc_call_auth_context(call);
+    if (!ctx)
+        return -1;
+    grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, name);
+    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+    int rc = -1;
+    if (p && p->value_length > 0 && p->value_length < cap) {
+        memcpy(out, p->value, p->value_length);
+        out[p->value_length] = '\0';
+        *len = p->value_length;
+        rc = 0;
+    }
+    grpc_auth_context_release(ctx);
+    return rc;
+}
+
+/* Who the call is from: the request id, the peer, then the identity, in
+ * this order: a bearer token of --tokens, the client certificate (mTLS),
+ * the unix peer through --unix-identities; with none of those options, the
+ * anonymous tenant. Returns 0, or -1 with *why for UNAUTHENTICATED (never
+ * quoting what the client sent). */
+static int
+call_identify(struct rpc_call *c, const char **why)
+{
+    rpc_server *s = c->srv;
+    const grpc_slice *auth = NULL, *rid = NULL;
+    size_t n_auth = 0;
+    for (size_t i = 0; i < c->md.count; i++) {
+        if (slice_eq(c->md.metadata[i].key, "authorization")) {
+            auth = &c->md.metadata[i].value;
+            n_auth++;
+        } else if (slice_eq(c->md.metadata[i].key, "x-request-id") && !rid) {
+            rid = &c->md.metadata[i].value;
+        }
+    }
+    rpc_request_id(c->request_id, rid ? (const char *)GRPC_SLICE_START_PTR(*rid) : NULL,
+                   rid ? GRPC_SLICE_LENGTH(*rid) : 0);
+    rpc_peer pe;
+    bool unix_peer = call_peer(c, &pe) == 1;
+
+    if (auth && rpc_auth_has_tokens(s->auth)) {
+        static const char bearer[] = "bearer ";
+        size_t len = GRPC_SLICE_LENGTH(*auth);
+        const char *v = (const char *)GRPC_SLICE_START_PTR(*auth);
+        if (n_auth > 1) {
+            *why = "more than one authorization header";
+            return -1;
+        }
+        if (len <= sizeof(bearer) - 1 || strncasecmp(v, bearer, sizeof(bearer) - 1) != 0) {
+            *why = "the authorization header is not 'Bearer <token>'";
+            return -1;
+        }
+        if (rpc_auth_token(s->auth, v + sizeof(bearer) - 1, len - (sizeof(bearer) - 1), &c->who) <
+            0) {
+            *why = "invalid bearer token";
+            return -1;
+        }
+        c->has_who = true;
+        return 0;
+    }
+    if (s->opts.tls_client_ca) {
+        /* gRPC verified the chain already (REQUIRE_AND_VERIFY): the name is
+         * the certificate's subject CN, else its first SAN. */
+        char name[RPC_IDENTITY_MAX + 1];
+        size_t len = 0;
+        if ((auth_property(c->call, GRPC_X509_CN_PROPERTY_NAME, name, sizeof(name), &len) == 0 ||
+             auth_property(c->call, GRPC_X509_SAN_PROPERTY_NAME, name, sizeof(name), &len) == 0) &&
+            rpc_auth_named(s->auth, name, len, &c->who) == 0) {
+            c->has_who = true;
+            return 0;
+        }
+    }
+    if (unix_peer && rpc_auth_has_unix(s->auth) &&
+        rpc_auth_unix(s->auth, pe.uid, pe.user[0] ? pe.user : NULL, &c->who) == 0) {
+        c->has_who = true;
+        return 0;
+    }
+    if (!rpc_auth_required(s->auth)) {
+        rpc_auth_anonymous(s->auth, &c->who);
+        c->has_who = true;
+        return 0;
+    }
+    *why = rpc_auth_has_tokens(s->auth) ? "no valid bearer token" : "no identity";
+    return -1;
 }
 
 /* ---- requests ------------------------------------------------------------------------------ */
@@ -449,8 +596,17 @@ on_request(struct rpc_call *c, bool ok)
         health_answer(c);
         return;
     }
+    const char *why = NULL;
+    int who = call_identify(c, &why);
     if (c->route->kind == ROUTE_UNKNOWN) {
         unknown_answer(c);
+        return;
+    }
+    if (who < 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "unauthenticated: %s", why);
+        log_call(c, GRPC_STATUS_UNAUTHENTICATED, 0, NULL);
+        call_finish(c, GRPC_STATUS_UNAUTHENTICATED, msg, true);
         return;
     }
     if (atomic_load(&s->draining)) {
@@ -582,7 +738,8 @@ call_run(struct rpc_call *c)
     if (r == 0)
         r = call_decode(c, &req, &err);
     if (r == 0)
-        r = c->route->method->handle(s->svc, req, &resp, &c->cancel, &err);
+        r = c->route->method->handle(s->svc, &c->who, req, &resp, &c->cancel, &err);
+    rpc_audit_sandbox(c->sandbox, req, r == 0 ? resp : NULL);
     if (r == 0 && !resp)
         r = se_err_set(&err, SE_INTERNAL, "%s: handler returned no response", c->route->name);
     if (r == 0)
@@ -686,10 +843,24 @@ mkdir_parents(char *path, se_err *err)
     return 0;
 }
 
-/* Creates the socket's folder and removes a stale socket, but never one a
- * live server answers on, nor anything that is not a socket. */
+/* The rights of a socket's folder we create: whoever may use the socket
+ * may enter the folder (r-x), the owner may write it. */
+static mode_t
+dir_mode_for(unsigned sock_mode)
+{
+    mode_t m = 0700;
+    if (sock_mode & 0070)
+        m |= 0050;
+    if (sock_mode & 0007)
+        m |= 0005;
+    return m;
+}
+
+/* Creates the socket's folder (the last one with rights matching the
+ * socket's, given to --socket-group; see below for one that exists) and removes a stale socket, but
+ * never one a live server answers on, nor anything that is not a socket. */
 static int
-unix_prepare(const char *listen, se_err *err)
+unix_prepare(const char *listen, unsigned sock_mode, bool set_gid, gid_t gid, se_err *err)
 {
     const char *path = listen + 5;
     if (strncmp(path, "//", 2) == 0)
@@ -703,9 +874,23 @@ unix_prepare(const char *listen, se_err *err)
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
         *slash = '\0';
+        struct stat dst;
+        bool existed = stat(dir, &dst) == 0;
         int r = mkdir_parents(dir, err);
         if (r < 0)
             return se_err_prefix(err, "--listen %s", listen);
+        /* A folder that was there is left as it is, unless a --socket-group
+         * is given and it is the daemon's own (not a shared one like /tmp):
+         * a folder an earlier start made without the group would lock the
+         * group out. */
+        bool ours = existed && set_gid && dst.st_uid == geteuid() && S_ISDIR(dst.st_mode) &&
+                    !(dst.st_mode & (S_IWOTH | S_ISVTX));
+        if (!existed || ours) {
+            if (set_gid && chown(dir, (uid_t)-1, gid) < 0)
+                return se_err_errno(err, SE_UNAVAILABLE, "give %s to group %u", dir, (unsigned)gid);
+            if (chmod(dir, dir_mode_for(sock_mode)) < 0)
+                return se_err_errno(err, SE_UNAVAILABLE, "chmod %s", dir);
+        }
     }
     struct stat st;
     if (lstat(path, &st) < 0)
@@ -788,6 +973,9 @@ rpc_server_opts_check(const rpc_server_opts *opts, se_err *err)
         return se_err_set(err, SE_INVALID, "--tls-cert and --tls-key go together");
     if (opts->tls_client_ca && !opts->tls_cert)
         return se_err_set(err, SE_INVALID, "--tls-client-ca needs --tls-cert and --tls-key");
+    if (opts->socket_mode > 0777)
+        return se_err_set(err, SE_INVALID, "--socket-mode: %o is not a permission mode",
+                          opts->socket_mode);
     if (!rpc_listen_is_local(opts->listen) && !opts->tls_cert && !opts->insecure_listen)
         return se_err_set(err, SE_INVALID,
                           "refusing to listen on %s without TLS: it is not a loopback address; "
@@ -808,10 +996,19 @@ rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *
         log_warn("listening on %s WITHOUT TLS (--insecure-listen): anyone who reaches it can "
                  "run code",
                  opts->listen);
-    if (strncmp(opts->listen, "unix:", 5) == 0) {
-        int r = unix_prepare(opts->listen, err);
+    bool set_gid = opts->socket_group != NULL;
+    gid_t gid = 0;
+    if (set_gid && (r = rpc_socket_group(&gid, opts->socket_group, err)) < 0)
+        return r;
+    bool is_unix = strncmp(opts->listen, "unix:", 5) == 0;
+    const char *unix_path = NULL;
+    if (is_unix) {
+        r = unix_prepare(opts->listen, opts->socket_mode, set_gid, gid, err);
         if (r < 0)
             return r;
+        unix_path = opts->listen + 5;
+        if (strncmp(unix_path, "//", 2) == 0)
+            unix_path += 2;
     }
 
     rpc_server *s = calloc(1, sizeof(*s));
@@ -840,6 +1037,9 @@ rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *
         goto fail;
     }
     r = make_creds(opts, &creds, err);
+    if (r < 0)
+        goto fail;
+    r = rpc_auth_new(&s->auth, opts, err);
     if (r < 0)
         goto fail;
 
@@ -874,14 +1074,39 @@ rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *
     }
     s->routes[n_methods + 1] = (struct rpc_route){ROUTE_UNKNOWN, NULL, "unknown", NULL};
 
-    if (grpc_server_add_http2_port(s->server, opts->listen, creds) == 0) {
+    if (is_unix && !opts->tls_cert) {
+        /* Accepted by us, so each call's peer uid is known (peer.c). */
+        r = rpc_peers_listen(&s->peers, unix_path, opts->socket_mode, set_gid, gid, err);
+        if (r < 0) {
+            se_err_prefix(err, "cannot listen on %s", opts->listen);
+            goto fail;
+        }
+    } else if (grpc_server_add_http2_port(s->server, opts->listen, creds) == 0) {
         r = se_err_set(err, SE_UNAVAILABLE,
                        "cannot listen on %s (address in use, bad "
                        "address or no permission)",
                        opts->listen);
         goto fail;
+    } else if (is_unix &&
+               (r = rpc_socket_apply(unix_path, opts->socket_mode, set_gid, gid, err)) < 0) {
+        goto fail;
     }
     grpc_server_credentials_release(creds);
+    if (!rpc_auth_required(s->auth))
+        log_info("no identity options (--tokens, --tls-client-ca, --unix-identities): every "
+                 "caller is the one anonymous tenant and sees every sandbox");
+    else
+        log_info("identities:%s%s%s; a call without one answers UNAUTHENTICATED",
+                 opts->tokens_file ? " bearer tokens" : "",
+                 opts->tls_client_ca ? " client certificates" : "",
+                 opts->unix_identities_file ? " unix socket peers" : "");
+    if (opts->unix_identities_file && !s->peers)
+        log_warn("--unix-identities: no caller gets a socket identity: the daemon does not "
+                 "accept a unix socket itself here (%s)",
+                 is_unix ? "TLS on a unix socket is gRPC's own listener" : "not a unix socket");
+    if (is_unix)
+        log_info("socket %s: mode %04o%s%s", unix_path, opts->socket_mode,
+                 set_gid ? ", group " : "", set_gid ? opts->socket_group : "");
     *out = s;
     return 0;
 fail:
@@ -923,6 +1148,11 @@ rpc_server_start(rpc_server *s, se_err *err)
 {
     grpc_server_start(s->server);
     s->started = true;
+    if (s->peers) {
+        int r = rpc_peers_start(s->peers, s->server, err);
+        if (r < 0)
+            return r;
+    }
     for (unsigned i = 0; i < RPC_POLLERS; i++) {
         int e = pthread_create(&s->pollers[i], NULL, poller_start, s);
         if (e) {
@@ -975,6 +1205,7 @@ rpc_server_shutdown(rpc_server *s)
     pthread_mutex_unlock(&s->mu);
 
     atomic_store(&s->shutting_down, true);
+    rpc_peers_stop(s->peers);
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     /* Nothing of ours runs any more: only idle connections and health calls
      * are left, and gRPC would wait seconds for clients to close them. */
@@ -1014,6 +1245,22 @@ rpc_server_shutdown(rpc_server *s)
 }
 
 void
+rpc_server_reload(rpc_server *s)
+{
+    if (!s || !s->auth || (!s->opts.tokens_file && !s->opts.unix_identities_file))
+        return;
+    se_err err;
+    se_err_clear(&err);
+    if (rpc_auth_reload(s->auth, &err) < 0)
+        log_warn("SIGHUP: identities NOT reloaded, the earlier ones stay in force: %s", err.msg);
+    else
+        log_info("SIGHUP: identities reloaded (%s%s%s)",
+                 s->opts.tokens_file ? s->opts.tokens_file : "",
+                 s->opts.tokens_file && s->opts.unix_identities_file ? ", " : "",
+                 s->opts.unix_identities_file ? s->opts.unix_identities_file : "");
+}
+
+void
 rpc_server_free(rpc_server *s)
 {
     if (!s)
@@ -1041,8 +1288,11 @@ rpc_server_free(rpc_server *s)
         }
         grpc_completion_queue_destroy(s->cq);
     }
+    /* Before grpc_shutdown: the accept thread uses gRPC until it stops. */
+    rpc_peers_free(s->peers);
     if (s->grpc_inited)
         grpc_shutdown();
+    rpc_auth_free(s->auth);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->done_cv);

@@ -3,6 +3,7 @@
  * with cJSON; nothing is formatted into a string by hand. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sandbox/internal.h"
@@ -47,7 +48,8 @@ sandbox_spec_to_json(const sandbox_spec *s)
         !cJSON_AddStringToObject(o, "python", s->python) ||
         !cJSON_AddNumberToObject(o, "max_runs", (double)s->max_runs) ||
         !cJSON_AddNumberToObject(o, "idle_timeout_s", (double)s->idle_timeout_s) ||
-        !cJSON_AddNumberToObject(o, "created_at_ms", (double)s->created_at_ms))
+        !cJSON_AddNumberToObject(o, "created_at_ms", (double)s->created_at_ms) ||
+        !cJSON_AddStringToObject(o, "owner", s->owner ? s->owner : ""))
         goto fail;
     for (size_t i = 0; i < s->n_modules; i++) {
         cJSON *m = cJSON_CreateString(s->modules[i]);
@@ -184,10 +186,26 @@ sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char 
     req.limits = &lim;
     req.idle_timeout_s = (uint32_t)idle;
     req.max_concurrent_runs = (uint32_t)max_runs;
+    /* The tenant it belongs to; a label written before tenants existed has
+     * none: the anonymous tenant's, as it was then. */
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(root, "owner");
+    if (jo && !cJSON_IsString(jo)) {
+        rc = se_err_set(err, SE_INVALID, "owner: not a string");
+        goto out;
+    }
+    const char *owner = jo ? jo->valuestring : "";
+    if ((rc = sandbox_validate_owner(owner, err)) < 0)
+        goto out;
     rc = sandbox_validate_create(out, cfg, &req, err);
     if (rc < 0)
         goto out;
     out->created_at_ms = (int64_t)created;
+    free(out->owner);
+    if (!(out->owner = strdup(owner))) {
+        sandbox_spec_clear(out);
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto out;
+    }
 out:
     if (rc < 0)
         se_err_prefix(err, "spec label");
@@ -249,6 +267,7 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
         !cJSON_AddStringToObject(labels, SANDBOX_LABEL_WORKER, "1") ||
         !cJSON_AddStringToObject(labels, SE_LABEL_INSTANCE, cfg->instance) ||
         !cJSON_AddStringToObject(labels, SANDBOX_LABEL_PYTHON, spec->python) ||
+        !cJSON_AddStringToObject(labels, SANDBOX_LABEL_OWNER, spec->owner ? spec->owner : "") ||
         !cJSON_AddStringToObject(labels, SE_LABEL_SPEC, spec_str))
         goto oom;
 

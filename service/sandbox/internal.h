@@ -32,6 +32,9 @@
 #define SANDBOX_AGENT_PATH "/usr/local/bin/safeeval-agent"
 #define SANDBOX_VERSION_FILE "/opt/safeeval/python-version"
 #define SANDBOX_LABEL_PYTHON "safeeval.python"
+/* = the owner (tenant) of the sandbox: for `docker ps --filter`; the spec
+ * label holds it too and is the one recovery reads. */
+#define SANDBOX_LABEL_OWNER "safeeval.owner"
 #define SANDBOX_CONTAINER_USER "10001:10001"
 #define SANDBOX_SPEC_VERSION 1
 /* Worker containers carry this label (= the sandbox id) besides the sandbox's. */
@@ -62,6 +65,7 @@ typedef struct sandbox_spec {
     size_t n_labels;
     int64_t created_at_ms;
     uint32_t max_runs; /* runs at once = worker containers at most */
+    char *owner;       /* the tenant that created it ("" = anonymous); never NULL once filled */
 } sandbox_spec;
 
 void sandbox_spec_clear(sandbox_spec *s);
@@ -90,6 +94,9 @@ int sandbox_validate_id(const char *id, se_err *err);
 /* The daemon's --instance name: [a-z0-9-]{1,32}. */
 int sandbox_instance_check(const char *name, se_err *err);
 int sandbox_validate_labels(char *const *keys, char *const *values, size_t n, se_err *err);
+/* A tenant name: "" (anonymous) or 1..SANDBOX_OWNER_MAX printable ASCII
+ * characters without '"' or '\\'. */
+int sandbox_validate_owner(const char *owner, se_err *err);
 /* Limits of a sandbox: 0 = the default, above the ceiling = SE_INVALID. */
 int sandbox_limits_for_sandbox(sandbox_limits *out, const sandbox_config *cfg,
                                const Safeeval__V1__Limits *req, se_err *err);
@@ -193,8 +200,11 @@ void sandbox_entry_unref(sandbox_registry *r, sandbox_entry *e);
 sandbox_entry *sandbox_entry_new(void);
 /* Frees e and the workers still listed (their containers are not touched). */
 void sandbox_entry_free(sandbox_entry *e);
-/* Counts a run in (for the idle clock): SE_NOT_FOUND if e is dead. */
-int sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, se_err *err);
+/* Counts a run in (for the idle clock): SE_NOT_FOUND if e is dead;
+ * SE_EXHAUSTED (tenant-max-runs) when max_owner_runs (0 = no limit) runs of
+ * sandboxes of e's owner are in flight already. */
+int sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, uint32_t max_owner_runs,
+                            se_err *err);
 void sandbox_entry_run_end(sandbox_registry *r, sandbox_entry *e);
 /* New references to every entry, in insertion order. *out malloc'd. */
 int sandbox_registry_snapshot(sandbox_registry *r, sandbox_entry ***out, size_t *n, se_err *err);
@@ -237,6 +247,25 @@ Safeeval__V1__ExecResult *sandbox_run_take(sandbox_run_acc *a);
 int sandbox_state_parse(Safeeval__Agent__V1__State **out, uint64_t *done_id, const uint8_t *p,
                         size_t n, se_err *err);
 
+/* ---- tenant.c ---- */
+/* A create in flight, counted against its owner's quotas until its sandbox
+ * is in the registry (or the create failed). Lives on the creator's stack. */
+typedef struct sandbox_tenant_hold {
+    const char *owner; /* borrowed from the caller */
+    uint64_t memory;
+    bool linked;
+    struct sandbox_tenant_hold *next;
+} sandbox_tenant_hold;
+
+/* 1 if who may see e: its owner, or an admin. */
+bool sandbox_caller_sees(const sandbox_caller *who, const sandbox_entry *e);
+/* Checks who's tenant-max-sandboxes and tenant-max-memory for one more
+ * sandbox of spec and holds its place: SE_EXHAUSTED naming the quota. */
+int sandbox_tenant_reserve(sandbox_manager *m, const sandbox_caller *who, const sandbox_spec *spec,
+                           sandbox_tenant_hold *hold, se_err *err);
+/* Drops the hold (no-op when it was not taken). */
+void sandbox_tenant_release(sandbox_manager *m, sandbox_tenant_hold *hold);
+
 /* ---- manager ---- */
 struct sandbox_manager {
     sandbox_config cfg;
@@ -248,7 +277,8 @@ struct sandbox_manager {
     sandbox_registry reg;
     /* under reg.mu: the sum of every worker's memory limit */
     uint64_t memory_used;
-    uint64_t run_ids; /* under reg.mu: ids of runs, unique in this process */
+    uint64_t run_ids;           /* under reg.mu: ids of runs, unique in this process */
+    sandbox_tenant_hold *holds; /* under reg.mu: creates in flight (tenant.c) */
     /* under reg.mu: containers whose removal failed (the engine was away),
      * removed again by the reaper, the next destroy and at shutdown */
     char **graveyard;

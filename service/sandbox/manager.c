@@ -189,15 +189,30 @@ version_matches(const char *want, const char *have)
 }
 
 int
-sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req,
-               Safeeval__V1__Sandbox **out, docker_progress_fn progress, void *ud,
-               const se_cancel *cancel, se_err *err)
+sandbox_create(sandbox_manager *m, const sandbox_caller *who,
+               const Safeeval__V1__CreateSandboxRequest *req, Safeeval__V1__Sandbox **out,
+               docker_progress_fn progress, void *ud, const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
     sandbox_spec spec;
-    int rc = sandbox_validate_create(&spec, &m->cfg, req, err);
+    int rc = sandbox_validate_owner(who->owner, err);
     if (rc < 0)
         return rc;
+    rc = sandbox_validate_create(&spec, &m->cfg, req, err);
+    if (rc < 0)
+        return rc;
+    free(spec.owner);
+    if (!(spec.owner = strdup(who->owner))) {
+        sandbox_spec_clear(&spec);
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    sandbox_tenant_hold hold;
+    /* The tenant's quotas first: a tenant at its ceiling costs nothing. */
+    rc = sandbox_tenant_reserve(m, who, &spec, &hold, err);
+    if (rc < 0) {
+        sandbox_spec_clear(&spec);
+        return rc;
+    }
     bool reserved = false;
     uint64_t charged = 0;
     sandbox_entry *e = NULL;
@@ -266,6 +281,8 @@ sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req
         protobuf_c_message_free_unpacked(&msg->base, NULL);
         goto out_unlink;
     }
+    /* Counted by the registry from now on. */
+    sandbox_tenant_release(m, &hold);
     *out = msg;
     return 0;
 out_unlink:
@@ -278,6 +295,7 @@ out:
         sandbox_pool_uncharge(m, charged);
     if (reserved)
         sandbox_registry_unreserve(&m->reg);
+    sandbox_tenant_release(m, &hold);
     sandbox_entry_free(e);
     sandbox_spec_clear(&spec);
     return rc < 0 ? se_err_prefix(err, "create sandbox") : rc;
@@ -294,17 +312,36 @@ input_bytes(const sandbox_run_input *in)
     return n;
 }
 
+/* The entry of id if who may see it, else SE_NOT_FOUND with the very message
+ * an unknown id gets: another tenant's ids cannot be told from unknown ones. */
 static int
-run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
+find_for(sandbox_manager *m, const sandbox_caller *who, const char *id, sandbox_entry **out,
+         se_err *err)
+{
+    *out = NULL;
+    int rc = sandbox_validate_id(id, err);
+    if (rc < 0)
+        return rc;
+    sandbox_entry *e = sandbox_registry_find(&m->reg, id);
+    if (e && !sandbox_caller_sees(who, e)) {
+        sandbox_entry_unref(&m->reg, e);
+        e = NULL;
+    }
+    if (!e)
+        return se_err_set(err, SE_NOT_FOUND, "sandbox %s not found", id);
+    *out = e;
+    return 0;
+}
+
+static int
+run_common(sandbox_manager *m, const sandbox_caller *who, const sandbox_run_input *in, bool is_eval,
            Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
-    int rc = sandbox_validate_id(in->sandbox_id, err);
+    sandbox_entry *e = NULL;
+    int rc = find_for(m, who, in->sandbox_id, &e, err);
     if (rc < 0)
         return rc;
-    sandbox_entry *e = sandbox_registry_find(&m->reg, in->sandbox_id);
-    if (!e)
-        return se_err_set(err, SE_NOT_FOUND, "sandbox %s not found", in->sandbox_id);
     sandbox_worker *w = NULL;
     bool counted = false;
     rc = sandbox_validate_run(in, is_eval, err);
@@ -324,7 +361,9 @@ run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
                         (unsigned long long)(lim.memory_bytes / 4));
         goto out;
     }
-    rc = sandbox_entry_run_begin(&m->reg, e, err);
+    /* The runs of the sandbox's owner: an admin's run in another tenant's
+     * sandbox counts there, under the admin's own ceiling. */
+    rc = sandbox_entry_run_begin(&m->reg, e, who->max_runs, err);
     if (rc < 0)
         goto out;
     counted = true;
@@ -380,7 +419,7 @@ out:
     } while (0)
 
 int
-sandbox_eval(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
+sandbox_eval(sandbox_manager *m, const sandbox_caller *who, const Safeeval__V1__EvalRequest *req,
              Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
@@ -405,12 +444,13 @@ sandbox_eval(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
         .files = req->files,
         .n_files = req->n_files,
     };
-    return run_common(m, &in, true, out, cancel, err);
+    return run_common(m, who, &in, true, out, cancel, err);
 }
 
 int
-sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest *req,
-                     Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
+sandbox_execute_file(sandbox_manager *m, const sandbox_caller *who,
+                     const Safeeval__V1__ExecuteFileRequest *req, Safeeval__V1__ExecResult **out,
+                     const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
     if (req->n_env > SANDBOX_MAX_ENV)
@@ -434,7 +474,7 @@ sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest 
         .files = req->files,
         .n_files = req->n_files,
     };
-    return run_common(m, &in, false, out, cancel, err);
+    return run_common(m, who, &in, false, out, cancel, err);
 }
 
 int
@@ -456,28 +496,31 @@ sandbox_destroy_entry(sandbox_manager *m, sandbox_entry *e, se_err *err)
 }
 
 int
-sandbox_destroy(sandbox_manager *m, const char *id, const se_cancel *cancel, se_err *err)
+sandbox_destroy(sandbox_manager *m, const sandbox_caller *who, const char *id,
+                const se_cancel *cancel, se_err *err)
 {
     (void)cancel;
-    int rc = sandbox_validate_id(id, err);
+    sandbox_entry *e = NULL;
+    int rc = find_for(m, who, id, &e, err);
     if (rc < 0)
         return rc;
-    sandbox_entry *e = sandbox_registry_remove(&m->reg, id);
+    /* Its owner never changes: seen once, removable by this caller. */
+    sandbox_entry_unref(&m->reg, e);
+    e = sandbox_registry_remove(&m->reg, id);
     if (!e)
         return se_err_set(err, SE_NOT_FOUND, "sandbox %s not found", id);
     return sandbox_destroy_entry(m, e, err);
 }
 
 int
-sandbox_get(sandbox_manager *m, const char *id, Safeeval__V1__Sandbox **out, se_err *err)
+sandbox_get(sandbox_manager *m, const sandbox_caller *who, const char *id,
+            Safeeval__V1__Sandbox **out, se_err *err)
 {
     *out = NULL;
-    int rc = sandbox_validate_id(id, err);
+    sandbox_entry *e = NULL;
+    int rc = find_for(m, who, id, &e, err);
     if (rc < 0)
         return rc;
-    sandbox_entry *e = sandbox_registry_find(&m->reg, id);
-    if (!e)
-        return se_err_set(err, SE_NOT_FOUND, "sandbox %s not found", id);
     *out = sandbox_entry_to_msg(&m->reg, e);
     sandbox_entry_unref(&m->reg, e);
     if (!*out)
@@ -486,7 +529,8 @@ sandbox_get(sandbox_manager *m, const char *id, Safeeval__V1__Sandbox **out, se_
 }
 
 int
-sandbox_list(sandbox_manager *m, Safeeval__V1__Sandbox ***out, size_t *n_out, se_err *err)
+sandbox_list(sandbox_manager *m, const sandbox_caller *who, Safeeval__V1__Sandbox ***out,
+             size_t *n_out, se_err *err)
 {
     *out = NULL;
     *n_out = 0;
@@ -495,6 +539,15 @@ sandbox_list(sandbox_manager *m, Safeeval__V1__Sandbox ***out, size_t *n_out, se
     int rc = sandbox_registry_snapshot(&m->reg, &es, &n, err);
     if (rc < 0)
         return rc;
+    /* Only the caller's own (an admin's: all). */
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (sandbox_caller_sees(who, es[i]))
+            es[kept++] = es[i];
+        else
+            sandbox_entry_unref(&m->reg, es[i]);
+    }
+    n = kept;
     /* Oldest first; insertion sort keeps registry order among equals. */
     for (size_t i = 1; i < n; i++) {
         sandbox_entry *x = es[i];

@@ -165,12 +165,21 @@ sandbox_entry_unref(sandbox_registry *r, sandbox_entry *e)
 }
 
 int
-sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, se_err *err)
+sandbox_entry_run_begin(sandbox_registry *r, sandbox_entry *e, uint32_t max_owner_runs, se_err *err)
 {
     int rc = 0;
     pthread_mutex_lock(&r->mu);
+    uint64_t n = 0;
+    if (max_owner_runs && !e->dead)
+        for (sandbox_entry *x = r->head; x; x = x->next)
+            if (strcmp(x->spec.owner ? x->spec.owner : "", e->spec.owner ? e->spec.owner : "") == 0)
+                n += x->running;
     if (e->dead) {
         rc = se_err_set(err, SE_NOT_FOUND, "sandbox %s is being destroyed", e->id);
+    } else if (max_owner_runs && n + 1 > max_owner_runs) {
+        rc = se_err_set(err, SE_EXHAUSTED,
+                        "tenant-max-runs: tenant '%s' has %llu runs in flight (at most %u)",
+                        e->spec.owner ? e->spec.owner : "", (unsigned long long)n, max_owner_runs);
     } else {
         e->running++;
         e->last_used_ms = clock_wall_ms();
@@ -251,7 +260,8 @@ sandbox_entry_to_msg(sandbox_registry *r, const sandbox_entry *e)
     s->id = dup_or_null(e->id);
     s->python_version = dup_or_null(e->python_version);
     s->image = dup_or_null(e->image);
-    if (!s->id || !s->python_version || !s->image)
+    s->owner = dup_or_null(sp->owner);
+    if (!s->id || !s->python_version || !s->image || !s->owner)
         goto fail;
     s->created_at_ms = sp->created_at_ms;
     s->max_concurrent_runs = sp->max_runs;

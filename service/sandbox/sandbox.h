@@ -9,6 +9,7 @@
 #ifndef SAFEEVAL_SANDBOX_SANDBOX_H
 #define SAFEEVAL_SANDBOX_SANDBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,20 @@ typedef struct sandbox_limits {
     uint64_t max_output_bytes;
     uint64_t max_file_bytes;
 } sandbox_limits;
+
+/* A tenant name is at most this long (the rpc layer's identities too). */
+#define SANDBOX_OWNER_MAX 128
+
+/* Who asks, as the rpc layer identified it. A sandbox belongs to the owner
+ * that created it; another owner's sandbox answers exactly as an unknown id
+ * does, unless admin. Quotas: 0 = none. */
+typedef struct sandbox_caller {
+    const char *owner; /* "" = the anonymous tenant (no identities configured) */
+    bool admin;        /* sees, runs in and destroys every owner's sandboxes */
+    uint32_t max_sandboxes;
+    uint32_t max_runs;   /* runs in flight (running or queued) over the owner's sandboxes */
+    uint64_t max_memory; /* sum of memory_bytes x max_concurrent_runs of its sandboxes */
+} sandbox_caller;
 
 typedef struct sandbox_config {
     const char *instance;            /* [a-z0-9-]{1,32}: labels our containers, so daemons
@@ -58,16 +73,23 @@ int sandbox_manager_recover(sandbox_manager *m, se_err *err);
  * recovers them. */
 void sandbox_manager_free(sandbox_manager *m);
 
-int sandbox_create(sandbox_manager *m, const Safeeval__V1__CreateSandboxRequest *req,
-                   Safeeval__V1__Sandbox **out, docker_progress_fn progress, void *ud,
-                   const se_cancel *cancel, se_err *err);
-int sandbox_eval(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
-                 Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err);
-int sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest *req,
+/* Every call below takes the caller (borrowed): see sandbox_caller. */
+int sandbox_create(sandbox_manager *m, const sandbox_caller *who,
+                   const Safeeval__V1__CreateSandboxRequest *req, Safeeval__V1__Sandbox **out,
+                   docker_progress_fn progress, void *ud, const se_cancel *cancel, se_err *err);
+int sandbox_eval(sandbox_manager *m, const sandbox_caller *who,
+                 const Safeeval__V1__EvalRequest *req, Safeeval__V1__ExecResult **out,
+                 const se_cancel *cancel, se_err *err);
+int sandbox_execute_file(sandbox_manager *m, const sandbox_caller *who,
+                         const Safeeval__V1__ExecuteFileRequest *req,
                          Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err);
-int sandbox_destroy(sandbox_manager *m, const char *id, const se_cancel *cancel, se_err *err);
-int sandbox_get(sandbox_manager *m, const char *id, Safeeval__V1__Sandbox **out, se_err *err);
+int sandbox_destroy(sandbox_manager *m, const sandbox_caller *who, const char *id,
+                    const se_cancel *cancel, se_err *err);
+int sandbox_get(sandbox_manager *m, const sandbox_caller *who, const char *id,
+                Safeeval__V1__Sandbox **out, se_err *err);
 /* *out = malloc'd array of *n_out messages; free each, then the array. */
-int sandbox_list(sandbox_manager *m, Safeeval__V1__Sandbox ***out, size_t *n_out, se_err *err);
+/* The caller's own sandboxes (every sandbox for an admin). */
+int sandbox_list(sandbox_manager *m, const sandbox_caller *who, Safeeval__V1__Sandbox ***out,
+                 size_t *n_out, se_err *err);
 
 #endif

@@ -26,6 +26,7 @@ sandbox_spec_clear(sandbox_spec *s)
     }
     free(s->label_keys);
     free(s->label_values);
+    free(s->owner);
     memset(s, 0, sizeof(*s));
 }
 
@@ -208,6 +209,22 @@ xstrdup(const char *s)
 }
 
 int
+sandbox_validate_owner(const char *owner, se_err *err)
+{
+    if (!owner)
+        return se_err_set(err, SE_INVALID, "owner: missing");
+    size_t n = strlen(owner);
+    if (n > SANDBOX_OWNER_MAX)
+        return se_err_set(err, SE_INVALID, "owner: longer than %d", SANDBOX_OWNER_MAX);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)owner[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            return se_err_set(err, SE_INVALID, "owner: character %zu is not allowed", i);
+    }
+    return 0;
+}
+
+int
 sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
                         const Safeeval__V1__CreateSandboxRequest *req, se_err *err)
 {
@@ -276,7 +293,8 @@ sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
     out->modules = calloc(req->n_modules ? req->n_modules : 1, sizeof(char *));
     out->label_keys = calloc(req->n_labels ? req->n_labels : 1, sizeof(char *));
     out->label_values = calloc(req->n_labels ? req->n_labels : 1, sizeof(char *));
-    if (!out->modules || !out->label_keys || !out->label_values)
+    out->owner = xstrdup(""); /* the creator sets it */
+    if (!out->modules || !out->label_keys || !out->label_values || !out->owner)
         goto oom;
     for (size_t i = 0; i < req->n_modules; i++) {
         if (!(out->modules[i] = xstrdup(req->modules[i])))

@@ -15,6 +15,14 @@ void log_set_json(int on);
 
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+struct cJSON;
+/* One line of msg plus fields (a cJSON object of strings and numbers,
+ * borrowed): in JSON mode the fields are members of the line's object next
+ * to ts, level and msg; in text mode they follow msg as key=value, a string
+ * quoted when it holds a space, a quote or a backslash. The caller tests the
+ * level first. */
+void log_write_fields(int level, const char *msg, const struct cJSON *fields);
+
 #define LOG_AT(lvl, ...)                                                                           \
     do {                                                                                           \
         if ((lvl) <= log_current_level)                                                            \

@@ -64,7 +64,8 @@ opts_for(const char *listen)
                              .max_request_bytes = 1 << 20,
                              .workers = 2,
                              .queue_depth = 2,
-                             .grace_ms = 100};
+                             .grace_ms = 100,
+                             .socket_mode = 0600};
 }
 
 static void
@@ -90,6 +91,9 @@ test_opts_check(void **state)
     o = opts_for("unix:/tmp/x");
     o.workers = 0;
     assert_int_equal(rpc_server_opts_check(&o, &err), -SE_INVALID);
+    o = opts_for("unix:/tmp/x");
+    o.socket_mode = 04660; /* only permission bits */
+    assert_int_equal(rpc_server_opts_check(&o, &err), -SE_INVALID);
 }
 
 static void
@@ -111,6 +115,13 @@ test_lifecycle_and_stale_socket(void **state)
     struct stat st;
     assert_int_equal(lstat(path, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));
+    /* --socket-mode, and the folder made for it: rwx for the owner only,
+     * as nobody else may use a 0600 socket. */
+    assert_int_equal(st.st_mode & 07777, 0600);
+    char subdir[280];
+    snprintf(subdir, sizeof(subdir), "%s/sub", dir);
+    assert_int_equal(stat(subdir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
 
     /* A second server on a live socket is refused, the socket kept. */
     rpc_server *s2 = NULL;
@@ -120,6 +131,8 @@ test_lifecycle_and_stale_socket(void **state)
 
     rpc_server_shutdown(s);
     rpc_server_free(s);
+    /* The daemon removes its socket when it stops. */
+    assert_int_equal(lstat(path, &st), -1);
 
     /* A stale socket (nobody listening) is replaced. */
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);

@@ -193,6 +193,32 @@ test_container_body(void **state)
     free(txt);
     cJSON_Delete(j);
     sandbox_spec_clear(&s);
+
+    /* The owner travels in the spec label (a restart keeps the tenants); a
+     * label written before tenants existed has none: the anonymous one's. */
+    assert_int_equal(sandbox_validate_create(&s, &cfg, &req, &err), 0);
+    assert_string_equal(s.owner, "");
+    free(s.owner);
+    s.owner = strdup("alice@example");
+    j = sandbox_spec_to_json(&s);
+    txt = cJSON_PrintUnformatted(j);
+    assert_int_equal(sandbox_spec_from_json(&back, &cfg, txt, &err), 0);
+    assert_string_equal(back.owner, "alice@example");
+    sandbox_spec_clear(&back);
+    free(txt);
+    cJSON_DeleteItemFromObject(j, "owner");
+    txt = cJSON_PrintUnformatted(j);
+    assert_int_equal(sandbox_spec_from_json(&back, &cfg, txt, &err), 0);
+    assert_string_equal(back.owner, "");
+    sandbox_spec_clear(&back);
+    free(txt);
+    assert_non_null(cJSON_AddStringToObject(j, "owner", "a\"b"));
+    txt = cJSON_PrintUnformatted(j);
+    assert_int_equal(sandbox_spec_from_json(&back, &cfg, txt, &err), -SE_INVALID);
+    assert_non_null(strstr(err.msg, "owner"));
+    free(txt);
+    cJSON_Delete(j);
+    sandbox_spec_clear(&s);
 }
 
 static void
@@ -1061,9 +1087,15 @@ test_registry(void **state)
      * pool's to limit (queue), not the registry's. */
     sandbox_entry *f = sandbox_registry_find(&r, "aaa");
     assert_ptr_equal(f, a);
-    assert_int_equal(sandbox_entry_run_begin(&r, f, &err), 0);
-    assert_int_equal(sandbox_entry_run_begin(&r, f, &err), 0);
+    assert_int_equal(sandbox_entry_run_begin(&r, f, 0, &err), 0);
+    assert_int_equal(sandbox_entry_run_begin(&r, f, 0, &err), 0);
     assert_int_equal(f->running, 2);
+    /* tenant-max-runs counts the runs of every sandbox of the owner (aaa
+     * and bbb are both the anonymous tenant's). */
+    se_err_clear(&err);
+    assert_int_equal(sandbox_entry_run_begin(&r, b, 2, &err), -SE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "tenant-max-runs"));
+    assert_int_equal(b->running, 0);
     sandbox_entry_run_end(&r, f);
     char **ids;
     size_t n;
@@ -1083,7 +1115,7 @@ test_registry(void **state)
     assert_int_equal(f->running, 0);
     /* A dead sandbox takes no new run. */
     se_err_clear(&err);
-    assert_int_equal(sandbox_entry_run_begin(&r, f, &err), -SE_NOT_FOUND);
+    assert_int_equal(sandbox_entry_run_begin(&r, f, 0, &err), -SE_NOT_FOUND);
     assert_int_equal(err.code, SE_NOT_FOUND);
     assert_int_equal(f->running, 0);
     sandbox_entry_unref(&r, f); /* the last: frees (ASan/valgrind check) */

@@ -183,6 +183,7 @@ typedef struct safeeval_sandbox {
     /* Fields are only ever added here, at the end. */
     uint32_t max_concurrent_runs; /* runs at once: worker containers at most */
     uint32_t workers;             /* worker containers it has now */
+    char *owner;                  /* the tenant that created it ("" = the anonymous one) */
 } safeeval_sandbox;
 
 typedef struct safeeval_sandbox_list {
