@@ -35,6 +35,9 @@ static struct settings {
     uint32_t workers, queue_depth, grace_ms;
     char *log_level;
     bool log_json;
+    char *metrics_listen;
+    bool metrics_allow_remote;
+    uint32_t health_interval_ms;
     char *docker_host, *docker_tls_ca, *docker_tls_cert, *docker_tls_key;
     uint32_t docker_timeout_ms;
     char *base_image, *recipe_dir, *agent, *wheelhouse, *default_python, *seccomp_profile;
@@ -73,6 +76,13 @@ static const config_opt settings_table[] = {
      &S.grace_ms},
     {"log-level", CONFIG_STRING, "info", 0, 0, "error, warn, info or debug", &S.log_level},
     {"log-json", CONFIG_BOOL, NULL, 0, 0, "log JSON lines instead of text", &S.log_json},
+    {"metrics-listen", CONFIG_STRING, NULL, 0, 0,
+     "HOST:PORT to serve Prometheus metrics on (GET /metrics; default: off)", &S.metrics_listen},
+    {"metrics-allow-remote", CONFIG_BOOL, NULL, 0, 0,
+     "allow --metrics-listen off the loopback (metrics are not authenticated)",
+     &S.metrics_allow_remote},
+    {"health-interval-ms", CONFIG_U32, "5000", 100, 600000,
+     "how often health checks that the Docker engine answers", &S.health_interval_ms},
     /* the Docker engine */
     {"docker-host", CONFIG_STRING, "unix:///var/run/docker.sock", 0, 0,
      "Docker engine: unix:///PATH or tcp://HOST:PORT", &S.docker_host},
@@ -207,6 +217,13 @@ limits_of(uint32_t wall, uint32_t cpu, uint64_t mem, uint32_t procs, uint64_t ou
                             .max_file_bytes = file};
 }
 
+/* Health's probe: the engine answers GET /_ping. */
+static int
+engine_probe(void *ud, se_err *err)
+{
+    return docker_ping(ud, err);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -245,6 +262,7 @@ main(int argc, char **argv)
         .workers = S.workers,
         .queue_depth = S.queue_depth,
         .grace_ms = S.grace_ms,
+        .health_interval_ms = S.health_interval_ms,
     };
     if (r == 0)
         r = rpc_server_opts_check(&ro, &err);
@@ -260,6 +278,7 @@ main(int argc, char **argv)
     image_cache *ic = NULL;
     sandbox_manager *mgr = NULL;
     rpc_server *srv = NULL;
+    rpc_metrics_server *metrics = NULL;
 
     docker_opts dopts = {.host = S.docker_host,
                          .tls_ca = S.docker_tls_ca,
@@ -308,6 +327,16 @@ main(int argc, char **argv)
     if (sandbox_manager_recover(mgr, &err) < 0)
         log_warn("recovering sandboxes of an earlier run: %s", err.msg);
 
+    if (S.metrics_listen) {
+        if (rpc_metrics_start(&metrics, S.metrics_listen, S.metrics_allow_remote, &err) < 0) {
+            log_error("%s", err.msg);
+            goto out;
+        }
+        log_info("metrics on http://%s/metrics", S.metrics_listen);
+    }
+
+    ro.health_probe = engine_probe;
+    ro.health_probe_ud = dc;
     if (rpc_server_new(&srv, &ro, rpc_sandbox_methods, rpc_sandbox_methods_count, mgr, &err) < 0 ||
         rpc_server_start(srv, &err) < 0) {
         log_error("gRPC server: %s", err.msg);
@@ -324,6 +353,16 @@ main(int argc, char **argv)
             log_info("%s: shutting down (grace %u ms)", strsignal(sig), S.grace_ms);
             break;
         }
+        if (sig == SIGHUP) {
+            /* New handshakes get the new files; a bad file keeps the old. */
+            if (!S.tls_cert)
+                log_info("SIGHUP: no TLS files to reload");
+            else if (rpc_server_reload(srv, &err) < 0)
+                log_error("SIGHUP: kept the TLS certificate in use: %s", err.msg);
+            else
+                log_info("SIGHUP: reloaded the TLS certificate, key and client CA");
+            continue;
+        }
         log_debug("ignoring %s", strsignal(sig));
     }
     rpc_server_shutdown(srv);
@@ -331,6 +370,7 @@ main(int argc, char **argv)
     rc = 0;
 out:
     rpc_server_free(srv);
+    rpc_metrics_stop(metrics);
     if (mgr)
         sandbox_manager_free(mgr);
     if (ic)

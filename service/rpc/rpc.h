@@ -4,6 +4,7 @@
 #ifndef SAFEEVAL_RPC_RPC_H
 #define SAFEEVAL_RPC_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,11 +20,48 @@
 typedef int (*rpc_handler_fn)(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
                               const se_cancel *cancel, se_err *err);
 
+/* A call in progress, as a streaming handler sees it (borrowed for the
+ * handler's run). */
+typedef struct rpc_call rpc_call;
+
+/* A streaming method: server-streaming when the method has a request
+ * descriptor (req is the client's one message, borrowed), bidirectional or
+ * client-streaming when it has none (req is NULL; read with rpc_call_recv).
+ * The handler sends any number of messages with rpc_call_send and returns 0
+ * (status OK) or a negative se_code with err filled, as a unary handler. */
+typedef int (*rpc_stream_fn)(void *svc, const ProtobufCMessage *req, rpc_call *call,
+                             const se_cancel *cancel, se_err *err);
+
 typedef struct rpc_method {
     const char *path; /* "/safeeval.v1.SandboxService/Eval" */
     const ProtobufCMessageDescriptor *request;
-    rpc_handler_fn handle;
+    rpc_handler_fn handle; /* unary; or */
+    rpc_stream_fn stream;  /* streaming: exactly one of the two is set */
 } rpc_method;
+
+/* Sends one message of a streaming call (the initial metadata with the
+ * first) and waits until gRPC took it: one message in flight per call, so a
+ * client that does not read holds the handler here (until it reads, leaves,
+ * or its deadline passes). SE_CANCELLED when the client is gone,
+ * SE_INTERNAL if the message cannot be packed. */
+int rpc_call_send(rpc_call *call, const ProtobufCMessage *msg, se_err *err);
+/* Receives the next message of the client's stream, unpacked with desc and
+ * checked like a unary request (*out freed by the caller with
+ * protobuf_c_message_free_unpacked(*out, NULL)). Returns 1 with a message,
+ * 0 at the end of the client's stream, or a negative se_code: SE_CANCELLED
+ * (client gone), SE_UNAVAILABLE (the server is shutting down: the call is
+ * cancelled rather than held open through the grace period), SE_INVALID /
+ * SE_EXHAUSTED for a bad message. */
+int rpc_call_recv(rpc_call *call, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
+                  se_err *err);
+/* The call's request id: the client's x-request-id metadata when it sent a
+ * printable one of at most 64 bytes, else 32 random hex digits. Returned to
+ * the client in the trailing metadata, written in the call's log line.
+ * Borrowed for the handler's run. */
+const char *rpc_call_request_id(const rpc_call *call);
+/* The client's address as gRPC names it ("ipv4:127.0.0.1:5000", "unix:..."),
+ * borrowed for the handler's run. */
+const char *rpc_call_peer(const rpc_call *call);
 
 typedef struct rpc_server_opts {
     const char *listen;   /* "unix:PATH" or "HOST:PORT" */
@@ -35,6 +73,13 @@ typedef struct rpc_server_opts {
     unsigned workers;     /* worker threads */
     unsigned queue_depth; /* calls waiting for a worker before RESOURCE_EXHAUSTED */
     unsigned grace_ms;    /* shutdown grace for in-flight calls */
+    /* Health: probe(ud, err) returns 0 while the backend (the Docker
+     * engine) answers; called every health_interval_ms from a thread of the
+     * server, and at once after metrics_engine_error(). NULL = always
+     * SERVING (until shutdown). */
+    int (*health_probe)(void *ud, se_err *err);
+    void *health_probe_ud;
+    unsigned health_interval_ms;
 } rpc_server_opts;
 
 typedef struct rpc_server rpc_server;
@@ -53,6 +98,22 @@ int rpc_server_start(rpc_server *s, se_err *err);
  * rest, joins every thread. */
 void rpc_server_shutdown(rpc_server *s);
 void rpc_server_free(rpc_server *s);
+/* Re-reads the TLS certificate, key and client CA (SIGHUP). New handshakes
+ * use the new files; open connections and calls go on. A file that cannot be
+ * read or that gRPC refuses keeps the files in use and returns an error
+ * saying why. SE_PRECONDITION without TLS. Thread-safe. */
+int rpc_server_reload(rpc_server *s, se_err *err);
+
+/* The version in every call's safeeval-version trailing metadata entry. */
+const char *rpc_version(void);
+
+/* --metrics-listen: serves GET /metrics (Prometheus text, util/metrics.h)
+ * on HOST:PORT from a thread of libmicrohttpd. A non-loopback address is
+ * refused (SE_INVALID) unless allow_remote. */
+typedef struct rpc_metrics_server rpc_metrics_server;
+int rpc_metrics_start(rpc_metrics_server **out, const char *listen, bool allow_remote, se_err *err);
+/* NULL is fine. */
+void rpc_metrics_stop(rpc_metrics_server *m);
 
 /* The SandboxService method table, bound to a sandbox_manager (methods.c). */
 extern const rpc_method rpc_sandbox_methods[];
