@@ -266,6 +266,8 @@ main(int argc, char **argv)
     };
     if (r == 0)
         r = rpc_server_opts_check(&ro, &err);
+    if (r == 0 && S.metrics_listen)
+        r = rpc_metrics_check(S.metrics_listen, S.metrics_allow_remote, &err);
     if (r < 0) {
         fprintf(stderr, "safeevald: %s\n", err.msg);
         config_free(settings_table, N_SETTINGS);

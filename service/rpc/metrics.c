@@ -116,15 +116,24 @@ listen_on(const char *addr, int *out, se_err *err)
 }
 
 int
-rpc_metrics_start(rpc_metrics_server **out, const char *addr, bool allow_remote, se_err *err)
+rpc_metrics_check(const char *addr, bool allow_remote, se_err *err)
 {
-    if (strncmp(addr, "unix:", 5) == 0)
+    if (strncmp(addr, "unix:", 5) == 0 || !strrchr(addr, ':'))
         return se_err_set(err, SE_INVALID, "--metrics-listen %s: give HOST:PORT", addr);
     if (!rpc_listen_is_local(addr) && !allow_remote)
         return se_err_set(err, SE_INVALID,
                           "refusing to serve metrics on %s: it is not a loopback address; give "
                           "--metrics-allow-remote to allow it",
                           addr);
+    return 0;
+}
+
+int
+rpc_metrics_start(rpc_metrics_server **out, const char *addr, bool allow_remote, se_err *err)
+{
+    int c = rpc_metrics_check(addr, allow_remote, err);
+    if (c < 0)
+        return c;
     rpc_metrics_server *m = calloc(1, sizeof(*m));
     if (!m)
         return se_err_set(err, SE_INTERNAL, "out of memory");

@@ -111,6 +111,8 @@ const char *rpc_version(void);
  * on HOST:PORT from a thread of libmicrohttpd. A non-loopback address is
  * refused (SE_INVALID) unless allow_remote. */
 typedef struct rpc_metrics_server rpc_metrics_server;
+/* The address checks of rpc_metrics_start, without the network. */
+int rpc_metrics_check(const char *listen, bool allow_remote, se_err *err);
 int rpc_metrics_start(rpc_metrics_server **out, const char *listen, bool allow_remote, se_err *err);
 /* NULL is fine. */
 void rpc_metrics_stop(rpc_metrics_server *m);

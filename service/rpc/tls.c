@@ -99,8 +99,10 @@ load(rpc_tls *t, grpc_ssl_server_certificate_config **out, se_err *err)
         r = check_pem(cert, key, ca, t, err);
     if (r == 0) {
         grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
-        /* gRPC copies the strings. */
-        *out = grpc_ssl_server_certificate_config_create(ca, &pair, 1);
+        /* gRPC copies the strings. A config from a fetcher must have root
+         * certificates (gRPC 1.51 asserts it) even when no client
+         * certificate is asked for: then our own chain stands in, unused. */
+        *out = grpc_ssl_server_certificate_config_create(ca ? ca : cert, &pair, 1);
         if (!*out)
             r = se_err_set(err, SE_INVALID, "TLS: gRPC refused the certificate or key");
     }
