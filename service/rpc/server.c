@@ -107,6 +107,7 @@ struct rpc_call {
     char sandbox[SANDBOX_ID_MAX + 1]; /* for the log line, "" if none */
     char *peer;                       /* gpr_malloc'd by gRPC */
     grpc_metadata trailing[2];
+    bool has_trailing_id; /* trailing[0].value is ours to unref */
     const struct rpc_route *route;
     grpc_call *call;
     gpr_timespec deadline;
@@ -144,7 +145,7 @@ struct rpc_server {
     unsigned q_head, q_len;
     bool stop_workers;
     bool shutdown_done;
-    unsigned running; /* calls queued or in a worker (under mu) */
+    unsigned running; /* calls queued, in a worker or on a stream thread (mu) */
     /* Set at SIGTERM: health answers NOT_SERVING and new calls UNAVAILABLE
      * while the calls in flight finish, before the server stops accepting. */
     atomic_bool draining;
@@ -254,6 +255,8 @@ call_free(struct rpc_call *c)
         grpc_slice_unref(c->status_msg);
     if (c->recv_buf)
         grpc_byte_buffer_destroy(c->recv_buf);
+    if (c->has_trailing_id)
+        grpc_slice_unref(c->trailing[0].value);
     if (c->peer)
         gpr_free(c->peer);
     pthread_mutex_destroy(&c->op_mu);
@@ -291,9 +294,11 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
         c->status_msg = grpc_slice_from_copied_string(msg);
         c->has_status_msg = true;
     }
-    /* The slices point into the call, which outlives the batch. */
+    /* Keys and the version are static strings; the request id is copied
+     * (gRPC may hold a value past the call, in its header tables). */
     c->trailing[0].key = grpc_slice_from_static_string("x-request-id");
-    c->trailing[0].value = grpc_slice_from_static_string(c->request_id);
+    c->trailing[0].value = grpc_slice_from_copied_string(c->request_id);
+    c->has_trailing_id = true;
     c->trailing[1].key = grpc_slice_from_static_string("safeeval-version");
     c->trailing[1].value = grpc_slice_from_static_string(rpc_version());
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -1373,6 +1378,12 @@ rpc_server_shutdown(rpc_server *s)
     for (unsigned i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i], NULL);
     s->n_workers = 0;
+    /* The streams on threads of their own are detached: every call is
+     * cancelled by now, so they end at once; none may outlive the server. */
+    pthread_mutex_lock(&s->mu);
+    while (s->running > 0)
+        pthread_cond_wait(&s->done_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
 
     grpc_completion_queue_shutdown(s->cq);
     if (s->n_pollers == 0)
