@@ -302,9 +302,8 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
     c->trailing[1].key = grpc_slice_from_static_string("safeeval-version");
     c->trailing[1].value = grpc_slice_from_static_string(rpc_version());
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.trailing_metadata_count = c->request_id[0] ? 2 : 1;
-    ops[n].data.send_status_from_server.trailing_metadata =
-        c->request_id[0] ? c->trailing : c->trailing + 1;
+    ops[n].data.send_status_from_server.trailing_metadata_count = 2;
+    ops[n].data.send_status_from_server.trailing_metadata = c->trailing;
     ops[n].data.send_status_from_server.status = (grpc_status_code)status;
     ops[n].data.send_status_from_server.status_details = c->has_status_msg ? &c->status_msg : NULL;
     n++;
