@@ -11,6 +11,7 @@ SAFEEVAL_PACKAGES=(
     build-essential cmake pkg-config git curl ca-certificates
     libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
     libcurl4-openssl-dev libcjson-dev libarchive-dev libseccomp-dev libcmocka-dev
+    libmicrohttpd-dev libssl-dev grpc-proto
     docker.io debootstrap
     python3 python3-grpcio python3-grpc-tools python3-protobuf
 )

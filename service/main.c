@@ -39,6 +39,9 @@ static struct settings {
     uint32_t workers, queue_depth, grace_ms;
     char *log_level;
     bool log_json;
+    char *metrics_listen;
+    bool metrics_allow_remote;
+    uint32_t health_interval_ms;
     char *docker_host, *docker_tls_ca, *docker_tls_cert, *docker_tls_key;
     uint32_t docker_timeout_ms;
     char *base_image, *recipe_dir, *agent, *wheelhouse, *default_python, *seccomp_profile;
@@ -97,6 +100,13 @@ static const config_opt settings_table[] = {
      &S.grace_ms},
     {"log-level", CONFIG_STRING, "info", 0, 0, "error, warn, info or debug", &S.log_level},
     {"log-json", CONFIG_BOOL, NULL, 0, 0, "log JSON lines instead of text", &S.log_json},
+    {"metrics-listen", CONFIG_STRING, NULL, 0, 0,
+     "HOST:PORT to serve Prometheus metrics on (GET /metrics; default: off)", &S.metrics_listen},
+    {"metrics-allow-remote", CONFIG_BOOL, NULL, 0, 0,
+     "allow --metrics-listen off the loopback (metrics are not authenticated)",
+     &S.metrics_allow_remote},
+    {"health-interval-ms", CONFIG_U32, "5000", 100, 600000,
+     "how often health checks that the Docker engine answers", &S.health_interval_ms},
     /* the Docker engine */
     {"docker-host", CONFIG_STRING, "unix:///var/run/docker.sock", 0, 0,
      "Docker engine: unix:///PATH or tcp://HOST:PORT", &S.docker_host},
@@ -237,6 +247,13 @@ limits_of(uint32_t wall, uint32_t cpu, uint64_t mem, uint32_t procs, uint64_t ou
                             .max_file_bytes = file};
 }
 
+/* Health's probe: the engine answers GET /_ping. */
+static int
+engine_probe(void *ud, se_err *err)
+{
+    return docker_ping(ud, err);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -281,10 +298,13 @@ main(int argc, char **argv)
         .tenant_max_runs = S.tenant_max_runs,
         .tenant_max_memory = S.tenant_max_memory,
         .socket_group = S.socket_group,
+        .health_interval_ms = S.health_interval_ms,
     };
     ro.socket_mode = S.socket_mode_bits; /* parsed by settings_check */
     if (r == 0)
         r = rpc_server_opts_check(&ro, &err);
+    if (r == 0 && S.metrics_listen)
+        r = rpc_metrics_check(S.metrics_listen, S.metrics_allow_remote, &err);
     if (r < 0) {
         fprintf(stderr, "safeevald: %s\n", err.msg);
         config_free(settings_table, N_SETTINGS);
@@ -297,6 +317,7 @@ main(int argc, char **argv)
     image_cache *ic = NULL;
     sandbox_manager *mgr = NULL;
     rpc_server *srv = NULL;
+    rpc_metrics_server *metrics = NULL;
 
     docker_opts dopts = {.host = S.docker_host,
                          .tls_ca = S.docker_tls_ca,
@@ -345,6 +366,16 @@ main(int argc, char **argv)
     if (sandbox_manager_recover(mgr, &err) < 0)
         log_warn("recovering sandboxes of an earlier run: %s", err.msg);
 
+    if (S.metrics_listen) {
+        if (rpc_metrics_start(&metrics, S.metrics_listen, S.metrics_allow_remote, &err) < 0) {
+            log_error("%s", err.msg);
+            goto out;
+        }
+        log_info("metrics on http://%s/metrics", S.metrics_listen);
+    }
+
+    ro.health_probe = engine_probe;
+    ro.health_probe_ud = dc;
     if (rpc_server_new(&srv, &ro, rpc_sandbox_methods, rpc_sandbox_methods_count, mgr, &err) < 0 ||
         rpc_server_start(srv, &err) < 0) {
         log_error("gRPC server: %s", err.msg);
@@ -374,6 +405,7 @@ main(int argc, char **argv)
     rc = 0;
 out:
     rpc_server_free(srv);
+    rpc_metrics_stop(metrics);
     if (mgr)
         sandbox_manager_free(mgr);
     if (ic)

@@ -11,6 +11,7 @@
 #include "docker/internal.h"
 #include "docker/parse.h"
 #include "util/clock.h"
+#include "util/metrics.h"
 
 #define HIJACK_POLL_MS 50           /* how often cancel is checked while waiting */
 #define HIJACK_ERRBODY_WAIT_MS 1000 /* a refusal's error body follows at once */
@@ -216,6 +217,7 @@ docker_hijack_open(docker_hijack *hj, docker_client *c, const char *path, const 
     curl_easy_setopt(hj->h, CURLOPT_CONNECT_ONLY, 1L);
     CURLcode cr = curl_easy_perform(hj->h);
     if (cr != CURLE_OK) {
+        metrics_engine_error();
         rc = se_err_set(err, SE_UNAVAILABLE, "%s: docker engine at %s does not answer: %s", what,
                         c->host, curl_easy_strerror(cr));
         goto out;

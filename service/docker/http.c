@@ -9,6 +9,7 @@
 #include "docker/internal.h"
 #include "docker/parse.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -188,12 +189,15 @@ docker_http(docker_client *c, const docker_req *req, docker_resp *resp, se_err *
         rc = se_err_set(err, SE_EXHAUSTED, "%s %s: the engine's answer is larger than %zu bytes",
                         req->method, req->path, resp->body.cap);
     } else if (cr == CURLE_COULDNT_CONNECT || cr == CURLE_COULDNT_RESOLVE_HOST) {
+        metrics_engine_error();
         rc = se_err_set(err, SE_UNAVAILABLE, "docker engine at %s does not answer: %s", c->host,
                         curl_easy_strerror(cr));
     } else if (cr == CURLE_OPERATION_TIMEDOUT) {
+        metrics_engine_error();
         rc = se_err_set(err, SE_UNAVAILABLE, "docker engine at %s: %s %s timed out", c->host,
                         req->method, req->path);
     } else {
+        metrics_engine_error();
         rc = se_err_set(err, SE_UNAVAILABLE, "docker engine at %s: %s %s: %s", c->host, req->method,
                         req->path, curl_easy_strerror(cr));
     }

@@ -20,6 +20,7 @@
 #include "util/cleanup.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 typedef struct flight {
     char tag[128];
@@ -332,6 +333,7 @@ build_image(image_cache *ic, const ensure_plan *p, const char *version, docker_p
     build_progress bp = {.fn = progress, .ud = ud};
     rc = docker_image_build(ic->dc, ctx.data, ctx.len, p->tag, labels, args, on_build_line, &bp,
                             cancel, err);
+    metrics_image_build(rc == 0, (clock_mono_ms() - t0) * 1000);
     if (rc < 0) {
         log_warn("image %s: build failed after %lld ms: %s", p->tag,
                  (long long)(clock_mono_ms() - t0), err->msg);

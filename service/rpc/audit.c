@@ -9,8 +9,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include <cjson/cJSON.h>
-
 #include "util/log.h"
 
 static const char *
@@ -120,28 +118,35 @@ rpc_audit_sandbox(char out[RPC_AUDIT_SANDBOX_MAX + 1], const ProtobufCMessage *r
 }
 
 void
-rpc_audit_log(const rpc_audit *a)
+rpc_audit_log(int level, const rpc_audit *a)
 {
-    if (log_current_level < LOG_INFO)
+    if (log_current_level < level)
         return;
-    cJSON *f = cJSON_CreateObject();
-    if (!f)
-        return;
-    /* Field order is the text line's: "rpc Eval status=OK duration_ms=..." */
-    cJSON_AddStringToObject(f, "status", status_name(a->status));
-    cJSON_AddNumberToObject(f, "duration_ms", (double)(int64_t)(a->duration_ms * 1000) / 1000.0);
-    cJSON_AddNumberToObject(f, "queued_us", (double)a->queued_us);
-    cJSON_AddStringToObject(f, "identity", a->identity ? a->identity : "-");
-    if (a->admin)
-        cJSON_AddStringToObject(f, "role", "admin");
-    cJSON_AddStringToObject(f, "peer", a->peer ? a->peer : "");
-    cJSON_AddStringToObject(f, "sandbox", a->sandbox ? a->sandbox : "");
-    cJSON_AddStringToObject(f, "request_id", a->request_id ? a->request_id : "");
-    cJSON_AddStringToObject(f, "method", a->method);
-    if (a->error && *a->error)
-        cJSON_AddStringToObject(f, "error", a->error);
     char msg[160];
-    snprintf(msg, sizeof(msg), "rpc %s", a->method);
-    log_write_fields(LOG_INFO, msg, f);
-    cJSON_Delete(f);
+    bool json = log_json_enabled();
+    /* Text keeps its "rpc Eval status=OK duration_ms=1.234" head; JSON has
+     * the same values as fields. */
+    if (json)
+        snprintf(msg, sizeof(msg), "rpc %s", a->method);
+    else
+        snprintf(msg, sizeof(msg), "rpc %s status=%s duration_ms=%.3f", a->method,
+                 status_name(a->status), a->duration_ms);
+    log_field f[12];
+    size_t n = 0;
+    if (json) {
+        f[n++] = (log_field){.key = "method", .str = a->path ? a->path : a->method};
+        f[n++] = (log_field){.key = "code", .str = status_name(a->status)};
+        f[n++] = (log_field){.key = "duration_ms",
+                             .num = (double)(int64_t)(a->duration_ms * 1000) / 1000.0};
+    }
+    f[n++] = (log_field){.key = "queued_us", .num = (double)a->queued_us};
+    f[n++] = (log_field){.key = "identity", .str = a->identity ? a->identity : "-"};
+    if (a->admin)
+        f[n++] = (log_field){.key = "role", .str = "admin"};
+    f[n++] = (log_field){.key = "peer", .str = a->peer ? a->peer : ""};
+    f[n++] = (log_field){.key = "sandbox", .str = a->sandbox ? a->sandbox : ""};
+    f[n++] = (log_field){.key = "request_id", .str = a->request_id ? a->request_id : ""};
+    if (a->error && *a->error)
+        f[n++] = (log_field){.key = "error", .str = a->error};
+    log_write_fields(level, msg, f, n);
 }

@@ -9,14 +9,15 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#define RPC_REQUEST_ID_MAX 128
+#define RPC_REQUEST_ID_MAX 64
 #define RPC_AUDIT_SANDBOX_MAX 64
 
 typedef struct rpc_audit {
     const char *identity; /* NULL: none established (UNAUTHENTICATED) */
     bool admin;
     const char *peer;
-    const char *method;
+    const char *method; /* "Eval" */
+    const char *path;   /* "/safeeval.v1.SandboxService/Eval" */
     const char *sandbox; /* "" when the call names none */
     int status;          /* gRPC status code */
     double duration_ms;
@@ -32,7 +33,8 @@ void rpc_request_id(char out[RPC_REQUEST_ID_MAX + 1], const char *given, size_t 
  * response's sandbox (CreateSandbox); "" if none; only [0-9a-zA-Z] kept. */
 void rpc_audit_sandbox(char out[RPC_AUDIT_SANDBOX_MAX + 1], const ProtobufCMessage *req,
                        const ProtobufCMessage *resp);
-/* Writes the line at INFO (text key=value, or JSON fields with --log-json). */
-void rpc_audit_log(const rpc_audit *a);
+/* Writes the line at `level` (text key=value, or JSON fields with
+ * --log-json: method is the path, code the status name). */
+void rpc_audit_log(int level, const rpc_audit *a);
 
 #endif

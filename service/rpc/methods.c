@@ -136,12 +136,13 @@ method_list(void *svc, const rpc_identity *who, const ProtobufCMessage *req, Pro
 #define SVC "/safeeval.v1.SandboxService/"
 
 const rpc_method rpc_sandbox_methods[] = {
-    {SVC "CreateSandbox", &safeeval__v1__create_sandbox_request__descriptor, method_create},
-    {SVC "Eval", &safeeval__v1__eval_request__descriptor, method_eval},
-    {SVC "ExecuteFile", &safeeval__v1__execute_file_request__descriptor, method_execute_file},
-    {SVC "DestroySandbox", &safeeval__v1__destroy_sandbox_request__descriptor, method_destroy},
-    {SVC "GetSandbox", &safeeval__v1__get_sandbox_request__descriptor, method_get},
-    {SVC "ListSandboxes", &safeeval__v1__list_sandboxes_request__descriptor, method_list},
+    {SVC "CreateSandbox", &safeeval__v1__create_sandbox_request__descriptor, method_create, NULL},
+    {SVC "Eval", &safeeval__v1__eval_request__descriptor, method_eval, NULL},
+    {SVC "ExecuteFile", &safeeval__v1__execute_file_request__descriptor, method_execute_file, NULL},
+    {SVC "DestroySandbox", &safeeval__v1__destroy_sandbox_request__descriptor, method_destroy,
+     NULL},
+    {SVC "GetSandbox", &safeeval__v1__get_sandbox_request__descriptor, method_get, NULL},
+    {SVC "ListSandboxes", &safeeval__v1__list_sandboxes_request__descriptor, method_list, NULL},
 };
 const size_t rpc_sandbox_methods_count =
     sizeof(rpc_sandbox_methods) / sizeof(rpc_sandbox_methods[0]);

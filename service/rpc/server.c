@@ -9,7 +9,14 @@
  *
  * A call's memory is counted: one reference for whoever will send the final
  * status (the holder) and one per batch in flight. The last release frees
- * it, always from a poller or from the holder that failed to start a batch. */
+ * it, always from a poller or from the holder that failed to start a batch.
+ *
+ * Streaming calls (rpc_call_send / rpc_call_recv) start one batch at a time
+ * with the call's op tag and wait on the call's condition variable until a
+ * poller reports it done. The long-lived streams of the server itself
+ * (Health/Watch, reflection) run on a thread of their own each, bounded per
+ * method, so they never hold a worker; the application's streaming methods
+ * run on the workers like unary ones. */
 #include "rpc/rpc.h"
 
 #include <arpa/inet.h>
@@ -24,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -41,11 +49,17 @@
 #include "rpc/audit.h"
 #include "rpc/identity.h"
 #include "rpc/peer.h"
+#include "rpc/internal.h"
 #include "util/cleanup.h"
-#include "util/file.h"
 #include "util/clock.h"
+#include "util/file.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/pbcheck.h"
+
+#ifndef SAFEEVAL_VERSION
+#define SAFEEVAL_VERSION "unknown"
+#endif
 
 #define RPC_POLLERS 2
 /* Requests kept armed per method: a burst is accepted without waiting for a
@@ -53,8 +67,11 @@
 #define RPC_SLOTS 2
 #define RPC_PEM_MAX (1u << 20)
 #define HEALTH_PATH "/grpc.health.v1.Health/Check"
+/* A streaming call waiting for its batch looks at the server's state this
+ * often (shutdown cancels a stream that waits for its client). */
+#define RPC_STREAM_POLL_MS 500
 
-enum tag_kind { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN };
+enum tag_kind { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN, TAG_OP };
 
 struct rpc_call;
 
@@ -68,12 +85,28 @@ enum route_kind { ROUTE_METHOD, ROUTE_HEALTH, ROUTE_UNKNOWN };
 struct rpc_route {
     enum route_kind kind;
     const rpc_method *method; /* ROUTE_METHOD only */
-    const char *name;         /* for logs: "Eval" */
+    const char *name;         /* for text logs: "Eval" */
+    const char *path;         /* "/safeeval.v1.SandboxService/Eval" */
     void *handle;             /* from grpc_server_register_method */
+    void *svc;                /* the handler's first argument */
+    /* > 0: every call runs on a thread of its own, at most this many at
+     * once (more: RESOURCE_EXHAUSTED); 0: the worker pool. */
+    unsigned max_live;
+    unsigned live; /* under the server's mu */
+    int metrics_id;
 };
 
 struct rpc_call {
     rpc_server *srv;
+    /* Streaming: the one batch in flight (op_tag) and its outcome. */
+    pthread_mutex_t op_mu;
+    pthread_cond_t op_cv;
+    bool op_done, op_ok;
+    bool sent_initial_md;
+    grpc_byte_buffer *recv_buf;
+    struct rpc_tag op_tag;
+    grpc_metadata trailing[2];
+    bool has_trailing_id; /* trailing[0].value is ours to unref */
     const struct rpc_route *route;
     grpc_call *call;
     gpr_timespec deadline;
@@ -95,8 +128,6 @@ struct rpc_call {
     char peer[96];
     char request_id[RPC_REQUEST_ID_MAX + 1];
     char sandbox[RPC_AUDIT_SANDBOX_MAX + 1];
-    grpc_metadata trailing; /* x-request-id */
-    bool has_trailing;
 };
 
 struct rpc_server {
@@ -121,42 +152,22 @@ struct rpc_server {
     unsigned q_head, q_len;
     bool stop_workers;
     bool shutdown_done;
-    unsigned running; /* calls queued or in a worker (under mu) */
+    unsigned running; /* calls queued, in a worker or on a stream thread (mu) */
     /* Set at SIGTERM: health answers NOT_SERVING and new calls UNAVAILABLE
      * while the calls in flight finish, before the server stops accepting. */
     atomic_bool draining;
     atomic_bool shutting_down;
     struct rpc_tag shutdown_tag;
+    pthread_attr_t detached;
+
+    rpc_health *health;
+    rpc_reflection *reflection;
+    rpc_tls *tls;
 
     bool started, stopped, grpc_inited;
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static const char *
-status_name(int code)
-{
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-    if (code >= 0 && code < (int)(sizeof(names) / sizeof(names[0])))
-        return names[code];
-    return "?";
-}
 
 /* The client's deadline on CLOCK_MONOTONIC ms, INT64_MAX when it gave none.
  * gRPC hands an infinite deadline as tv_sec = INT64_MAX, which must not be
@@ -200,7 +211,14 @@ call_new(rpc_server *s, const struct rpc_route *rt)
     c->req_tag = (struct rpc_tag){TAG_REQUEST, c};
     c->close_tag = (struct rpc_tag){TAG_CLOSE, c};
     c->send_tag = (struct rpc_tag){TAG_SEND, c};
+    c->op_tag = (struct rpc_tag){TAG_OP, c};
     c->cancel = (se_cancel){.deadline_ms = INT64_MAX, .is_cancelled = call_is_cancelled, .ud = c};
+    pthread_mutex_init(&c->op_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->op_cv, &ca);
+    pthread_condattr_destroy(&ca);
     return c;
 }
 
@@ -217,8 +235,12 @@ call_free(struct rpc_call *c)
         grpc_byte_buffer_destroy(c->resp);
     if (c->has_status_msg)
         grpc_slice_unref(c->status_msg);
-    if (c->has_trailing)
-        grpc_slice_unref(c->trailing.value);
+    if (c->recv_buf)
+        grpc_byte_buffer_destroy(c->recv_buf);
+    if (c->has_trailing_id)
+        grpc_slice_unref(c->trailing[0].value);
+    pthread_mutex_destroy(&c->op_mu);
+    pthread_cond_destroy(&c->op_cv);
     free(c);
 }
 
@@ -238,9 +260,11 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
     grpc_op ops[4];
     size_t n = 0;
     memset(ops, 0, sizeof(ops));
-    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[n].data.send_initial_metadata.count = 0;
-    n++;
+    if (!c->sent_initial_md) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = 0;
+        n++;
+    }
     if (c->resp && status == GRPC_STATUS_OK) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = c->resp;
@@ -250,15 +274,16 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
         c->status_msg = grpc_slice_from_copied_string(msg);
         c->has_status_msg = true;
     }
-    if (c->request_id[0]) {
-        /* The request id goes back, so a client can quote it. */
-        c->trailing.key = grpc_slice_from_static_string("x-request-id");
-        c->trailing.value = grpc_slice_from_copied_string(c->request_id);
-        c->has_trailing = true;
-    }
+    /* Keys and the version are static strings; the request id is copied
+     * (gRPC may hold a value past the call, in its header tables). */
+    c->trailing[0].key = grpc_slice_from_static_string("x-request-id");
+    c->trailing[0].value = grpc_slice_from_copied_string(c->request_id);
+    c->has_trailing_id = true;
+    c->trailing[1].key = grpc_slice_from_static_string("safeeval-version");
+    c->trailing[1].value = grpc_slice_from_static_string(rpc_version());
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.trailing_metadata_count = c->has_trailing ? 1 : 0;
-    ops[n].data.send_status_from_server.trailing_metadata = c->has_trailing ? &c->trailing : NULL;
+    ops[n].data.send_status_from_server.trailing_metadata_count = 2;
+    ops[n].data.send_status_from_server.trailing_metadata = c->trailing;
     ops[n].data.send_status_from_server.status = (grpc_status_code)status;
     ops[n].data.send_status_from_server.status_details = c->has_status_msg ? &c->status_msg : NULL;
     n++;
@@ -274,11 +299,20 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
     }
 }
 
-/* The audit line of a call (audit.c): one per RPC but health. */
-static void
-log_call(const struct rpc_call *c, int status, int64_t queued_us, const se_err *err)
+const char *
+rpc_version(void)
 {
-    if (log_current_level < LOG_INFO)
+    return SAFEEVAL_VERSION;
+}
+
+/* Counts the call and writes its line: fields method, code, duration_ms,
+ * sandbox, peer, request_id (and queued_us, error) at `level` (INFO, or
+ * DEBUG for the chatty health checks). */
+static void
+log_call_at(int level, const struct rpc_call *c, int status, int64_t queued_us, const se_err *err)
+{
+    metrics_rpc_done(c->route->metrics_id, status);
+    if (log_current_level < level)
         return;
     /* Error messages can quote client fields: only our own failures (engine
      * gone, bugs) are worth their text at INFO; the rest goes to DEBUG. */
@@ -288,6 +322,7 @@ log_call(const struct rpc_call *c, int status, int64_t queued_us, const se_err *
         .admin = c->has_who && c->who.admin,
         .peer = c->peer,
         .method = c->route->name,
+        .path = c->route->path,
         .sandbox = c->sandbox,
         .status = status,
         .duration_ms = (double)(clock_mono_us() - c->start_us) / 1000.0,
@@ -295,7 +330,7 @@ log_call(const struct rpc_call *c, int status, int64_t queued_us, const se_err *
         .request_id = c->request_id,
         .error = err && ours ? err->msg : NULL,
     };
-    rpc_audit_log(&a);
+    rpc_audit_log(level, &a);
     if (err && err->msg[0] && !ours)
         log_debug("rpc %s error: %s", c->route->name, err->msg);
 }
@@ -355,18 +390,14 @@ static int
 call_identify(struct rpc_call *c, const char **why)
 {
     rpc_server *s = c->srv;
-    const grpc_slice *auth = NULL, *rid = NULL;
+    const grpc_slice *auth = NULL;
     size_t n_auth = 0;
     for (size_t i = 0; i < c->md.count; i++) {
         if (slice_eq(c->md.metadata[i].key, "authorization")) {
             auth = &c->md.metadata[i].value;
             n_auth++;
-        } else if (slice_eq(c->md.metadata[i].key, "x-request-id") && !rid) {
-            rid = &c->md.metadata[i].value;
         }
     }
-    rpc_request_id(c->request_id, rid ? (const char *)GRPC_SLICE_START_PTR(*rid) : NULL,
-                   rid ? GRPC_SLICE_LENGTH(*rid) : 0);
     rpc_peer pe;
     bool unix_peer = call_peer(c, &pe) == 1;
 
@@ -416,6 +447,12 @@ call_identify(struct rpc_call *c, const char **why)
     return -1;
 }
 
+static void
+log_call(const struct rpc_call *c, int status, int64_t queued_us, const se_err *err)
+{
+    log_call_at(LOG_INFO, c, status, queued_us, err);
+}
+
 /* ---- requests ------------------------------------------------------------------------------ */
 
 static int
@@ -431,8 +468,9 @@ arm(rpc_server *s, const struct rpc_route *rt)
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
                                      &c->req_tag);
     else
-        e = grpc_server_request_registered_call(s->server, rt->handle, &c->call, &c->deadline,
-                                                &c->md, &c->payload, s->cq, s->cq, &c->req_tag);
+        e = grpc_server_request_registered_call(
+            s->server, rt->handle, &c->call, &c->deadline, &c->md,
+            !rt->method || rt->method->request ? &c->payload : NULL, s->cq, s->cq, &c->req_tag);
     if (e != GRPC_CALL_OK) {
         /* Unchecked, this would be a method that hangs forever. */
         log_error("rpc: cannot request calls for %s: grpc error %d", rt->name, (int)e);
@@ -528,8 +566,8 @@ health_answer(struct rpc_call *c)
         /* HealthCheckResponse { status = SERVING (1) or NOT_SERVING (2) }:
          * field 1, varint. */
         static const uint8_t serving[] = {0x08, 0x01}, not_serving[] = {0x08, 0x02};
-        bool draining = atomic_load(&c->srv->draining);
-        grpc_slice sl = grpc_slice_from_static_buffer(draining ? not_serving : serving, 2);
+        bool up = rpc_health_serving(c->srv->health);
+        grpc_slice sl = grpc_slice_from_static_buffer(up ? serving : not_serving, 2);
         c->resp = grpc_raw_byte_buffer_create(&sl, 1);
     } else if (known == 0) {
         status = GRPC_STATUS_NOT_FOUND;
@@ -538,9 +576,7 @@ health_answer(struct rpc_call *c)
         status = GRPC_STATUS_INVALID_ARGUMENT;
         msg = "malformed HealthCheckRequest";
     }
-    if (log_current_level >= LOG_DEBUG)
-        log_debug("rpc %s status=%s duration_ms=%.3f", c->route->name, status_name(status),
-                  (double)(clock_mono_us() - c->start_us) / 1000.0);
+    log_call_at(LOG_DEBUG, c, status, 0, NULL);
     call_finish(c, status, msg, true);
 }
 
@@ -579,6 +615,65 @@ queue_push(rpc_server *s, struct rpc_call *c)
     return r;
 }
 
+/* x-request-id from the client if it is a plain token (it is echoed in logs
+ * and metadata), else a fresh random one (audit.c). */
+static void
+call_set_request_id(struct rpc_call *c)
+{
+    for (size_t i = 0; i < c->md.count; i++) {
+        const grpc_metadata *m = &c->md.metadata[i];
+        if (!grpc_slice_str_cmp(m->key, "x-request-id")) {
+            rpc_request_id(c->request_id, (const char *)GRPC_SLICE_START_PTR(m->value),
+                           GRPC_SLICE_LENGTH(m->value));
+            return;
+        }
+    }
+    rpc_request_id(c->request_id, NULL, 0);
+}
+
+static void call_run(struct rpc_call *c);
+
+static void *
+stream_thread_main(void *arg)
+{
+    struct rpc_call *c = arg;
+    rpc_server *s = c->srv;
+    const struct rpc_route *rt = c->route;
+    call_run(c);
+    pthread_mutex_lock(&s->mu);
+    ((struct rpc_route *)rt)->live--;
+    if (--s->running == 0)
+        pthread_cond_broadcast(&s->done_cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Starts a thread of its own for a long-lived stream of the server's; -1
+ * when the method has max_live streams already or no thread can start. */
+static int
+stream_thread_start(rpc_server *s, struct rpc_call *c)
+{
+    struct rpc_route *rt = (struct rpc_route *)c->route;
+    pthread_mutex_lock(&s->mu);
+    if (rt->live >= rt->max_live) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    rt->live++;
+    s->running++;
+    pthread_mutex_unlock(&s->mu);
+    pthread_t th;
+    if (pthread_create(&th, &s->detached, stream_thread_main, c) != 0) {
+        pthread_mutex_lock(&s->mu);
+        rt->live--;
+        if (--s->running == 0)
+            pthread_cond_broadcast(&s->done_cv);
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 on_request(struct rpc_call *c, bool ok)
 {
@@ -591,6 +686,7 @@ on_request(struct rpc_call *c, bool ok)
     if (!atomic_load(&s->shutting_down))
         arm(s, c->route);
     c->start_us = clock_mono_us();
+    call_set_request_id(c);
 
     if (c->route->kind == ROUTE_HEALTH) {
         health_answer(c);
@@ -627,6 +723,16 @@ on_request(struct rpc_call *c, bool ok)
         atomic_fetch_sub(&c->refs, 1);
     }
 
+    if (c->route->max_live > 0) {
+        if (stream_thread_start(s, c) < 0) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "server busy: %u %s streams are open already",
+                     c->route->max_live, c->route->name);
+            log_call(c, GRPC_STATUS_RESOURCE_EXHAUSTED, 0, NULL);
+            call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, false);
+        }
+        return;
+    }
     if (queue_push(s, c) < 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "server busy: %u calls already wait for a worker",
@@ -660,6 +766,18 @@ poller_main(void *arg)
         case TAG_SEND:
             call_release(t->call);
             break;
+        case TAG_OP: {
+            struct rpc_call *c = t->call;
+            pthread_mutex_lock(&c->op_mu);
+            c->op_done = true;
+            c->op_ok = ev.success != 0;
+            pthread_cond_signal(&c->op_cv);
+            pthread_mutex_unlock(&c->op_mu);
+            /* The waiting handler holds the holder's reference: this one
+             * (the batch's) is never the last. */
+            call_release(c);
+            break;
+        }
         case TAG_SHUTDOWN:
             pthread_mutex_lock(&s->mu);
             s->shutdown_done = true;
@@ -673,19 +791,20 @@ poller_main(void *arg)
 
 /* ---- workers ------------------------------------------------------------------------------- */
 
+/* Unpacks *bufp (destroyed and set to NULL) as a `desc`. */
 static int
-call_decode(struct rpc_call *c, ProtobufCMessage **out, se_err *err)
+call_decode(struct rpc_call *c, const ProtobufCMessageDescriptor *desc, grpc_byte_buffer **bufp,
+            ProtobufCMessage **out, se_err *err)
 {
-    const rpc_method *m = c->route->method;
-    if (!c->payload)
+    if (!*bufp)
         return se_err_set(err, SE_INVALID, "request: no message");
     grpc_byte_buffer_reader rd;
-    if (!grpc_byte_buffer_reader_init(&rd, c->payload))
+    if (!grpc_byte_buffer_reader_init(&rd, *bufp))
         return se_err_set(err, SE_INVALID, "request: cannot read the message");
     grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
     grpc_byte_buffer_reader_destroy(&rd);
-    grpc_byte_buffer_destroy(c->payload);
-    c->payload = NULL;
+    grpc_byte_buffer_destroy(*bufp);
+    *bufp = NULL;
     size_t len = GRPC_SLICE_LENGTH(sl);
     int r = 0;
     /* gRPC enforces the limit already; this keeps the promise if it did not. */
@@ -697,11 +816,11 @@ call_decode(struct rpc_call *c, ProtobufCMessage **out, se_err *err)
         /* protobuf-c would hand a string with a NUL in it over cut short at
          * the NUL: only the received bytes can tell, so every method's
          * request is walked once before it is unpacked. */
-        r = pbcheck_message(m->request, data, len, err);
+        r = pbcheck_message(desc, data, len, err);
         if (r == 0) {
-            *out = protobuf_c_message_unpack(m->request, NULL, len, data);
+            *out = protobuf_c_message_unpack(desc, NULL, len, data);
             if (!*out)
-                r = se_err_set(err, SE_INVALID, "request: not a valid %s", m->request->name);
+                r = se_err_set(err, SE_INVALID, "request: not a valid %s", desc->name);
         }
     }
     grpc_slice_unref(sl);
@@ -709,7 +828,7 @@ call_decode(struct rpc_call *c, ProtobufCMessage **out, se_err *err)
 }
 
 static int
-call_encode(struct rpc_call *c, const ProtobufCMessage *resp, se_err *err)
+encode(grpc_byte_buffer **out, const ProtobufCMessage *resp, se_err *err)
 {
     size_t size = protobuf_c_message_get_packed_size(resp);
     grpc_slice sl = grpc_slice_malloc(size);
@@ -717,15 +836,134 @@ call_encode(struct rpc_call *c, const ProtobufCMessage *resp, se_err *err)
         grpc_slice_unref(sl);
         return se_err_set(err, SE_INTERNAL, "response: packed size mismatch");
     }
-    c->resp = grpc_raw_byte_buffer_create(&sl, 1);
+    *out = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     return 0;
+}
+
+/* Copies a string field named `name` of msg (if it has one) into the call's
+ * sandbox id for the log line, printable bytes only. */
+const char *
+rpc_call_request_id(const rpc_call *c)
+{
+    return c->request_id;
+}
+
+const char *
+rpc_call_peer(const rpc_call *c)
+{
+    return c->peer;
+}
+
+const rpc_identity *
+rpc_call_who(const rpc_call *c)
+{
+    return &c->who;
+}
+
+/* Starts ops with the op tag and waits for them. While waiting, a server
+ * that shuts down cancels a call that waits for its client (cancel_on_drain:
+ * a receive), so an idle stream never holds the shutdown's grace. Returns
+ * -1 if the batch could not start, else the batch's success (0/1). */
+static int
+call_op(struct rpc_call *c, const grpc_op *ops, size_t n, bool cancel_on_drain)
+{
+    pthread_mutex_lock(&c->op_mu);
+    c->op_done = false;
+    pthread_mutex_unlock(&c->op_mu);
+    atomic_fetch_add(&c->refs, 1);
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->op_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        log_error("rpc %s: grpc_call_start_batch error %d", c->route->name, (int)e);
+        atomic_fetch_sub(&c->refs, 1);
+        return -1;
+    }
+    bool cancelled = false;
+    pthread_mutex_lock(&c->op_mu);
+    while (!c->op_done) {
+        if (cancel_on_drain && !cancelled && atomic_load(&c->srv->draining)) {
+            pthread_mutex_unlock(&c->op_mu);
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
+                                         "the server is shutting down", NULL);
+            cancelled = true;
+            pthread_mutex_lock(&c->op_mu);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += RPC_STREAM_POLL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->op_cv, &c->op_mu, &until);
+    }
+    bool ok = c->op_ok;
+    pthread_mutex_unlock(&c->op_mu);
+    return ok ? 1 : 0;
+}
+
+int
+rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, se_err *err)
+{
+    if (call_is_cancelled(c))
+        return se_err_set(err, SE_CANCELLED, "the client is gone");
+    grpc_byte_buffer *bb = NULL;
+    int r = encode(&bb, msg, err);
+    if (r < 0)
+        return r;
+    grpc_op ops[2];
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    if (!c->sent_initial_md) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        n++;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = bb;
+    n++;
+    int ok = call_op(c, ops, n, false);
+    grpc_byte_buffer_destroy(bb);
+    if (ok < 0)
+        return se_err_set(err, SE_INTERNAL, "send: gRPC refused the batch");
+    c->sent_initial_md = true;
+    if (!ok)
+        return se_err_set(err, SE_CANCELLED, "send: the client is gone");
+    return 0;
+}
+
+int
+rpc_call_recv(rpc_call *c, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
+              se_err *err)
+{
+    *out = NULL;
+    if (atomic_load(&c->srv->draining))
+        return se_err_set(err, SE_UNAVAILABLE, "the server is shutting down");
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_buf;
+    int ok = call_op(c, &op, 1, true);
+    if (ok < 0)
+        return se_err_set(err, SE_INTERNAL, "receive: gRPC refused the batch");
+    if (!ok) {
+        if (c->recv_buf) {
+            grpc_byte_buffer_destroy(c->recv_buf);
+            c->recv_buf = NULL;
+        }
+        if (atomic_load(&c->srv->draining))
+            return se_err_set(err, SE_UNAVAILABLE, "the server is shutting down");
+        return se_err_set(err, SE_CANCELLED, "receive: the client is gone");
+    }
+    if (!c->recv_buf)
+        return 0; /* the client closed its side */
+    int r = call_decode(c, desc, &c->recv_buf, out, err);
+    return r < 0 ? r : 1;
 }
 
 static void
 call_run(struct rpc_call *c)
 {
-    rpc_server *s = c->srv;
     int64_t queued_us = clock_mono_us() - c->start_us;
     se_err err;
     se_err_clear(&err);
@@ -734,16 +972,20 @@ call_run(struct rpc_call *c)
 
     /* A call that waited in the queue past its deadline, or whose client
      * left, is not started. */
+    const rpc_method *m = c->route->method;
     int r = se_cancel_check(&c->cancel, &err);
-    if (r == 0)
-        r = call_decode(c, &req, &err);
-    if (r == 0)
-        r = c->route->method->handle(s->svc, &c->who, req, &resp, &c->cancel, &err);
+    if (r == 0 && m->request)
+        r = call_decode(c, m->request, &c->payload, &req, &err);
+    if (r == 0 && m->stream) {
+        r = m->stream(c->route->svc, req, c, &c->cancel, &err);
+    } else if (r == 0) {
+        r = m->handle(c->route->svc, &c->who, req, &resp, &c->cancel, &err);
+        if (r == 0 && !resp)
+            r = se_err_set(&err, SE_INTERNAL, "%s: handler returned no response", c->route->name);
+        if (r == 0)
+            r = encode(&c->resp, resp, &err);
+    }
     rpc_audit_sandbox(c->sandbox, req, r == 0 ? resp : NULL);
-    if (r == 0 && !resp)
-        r = se_err_set(&err, SE_INTERNAL, "%s: handler returned no response", c->route->name);
-    if (r == 0)
-        r = call_encode(c, resp, &err);
     if (req)
         protobuf_c_message_free_unpacked(req, NULL);
     if (resp)
@@ -910,56 +1152,21 @@ unix_prepare(const char *listen, unsigned sock_mode, bool set_gid, gid_t gid, se
     return 0;
 }
 
-static int
-read_pem(const char *path, char **out, se_err *err)
-{
-    cleanup_free uint8_t *buf = NULL;
-    size_t got = 0;
-    if (file_read_all(path, RPC_PEM_MAX, 0, &buf, &got, NULL, err) < 0) {
-        if (!err)
-            return -SE_INVALID;
-        err->code = SE_INVALID;
-        return se_err_prefix(err, "TLS file");
-    }
-    if (got == 0 || memchr(buf, '\0', got))
-        return se_err_set(err, SE_INVALID, "read %s: empty or not PEM text", path);
-    *out = (char *)steal_pointer(&buf);
-    return 0;
-}
-
-/* opts are checked already (rpc_server_opts_check): cert and key come
- * together, and a client CA only with them. */
-static int
-make_creds(const rpc_server_opts *o, grpc_server_credentials **out, se_err *err)
-{
-    if (!o->tls_cert) {
-        *out = grpc_insecure_server_credentials_create();
-        return 0;
-    }
-    cleanup_free char *cert = NULL;
-    cleanup_free char *key = NULL;
-    cleanup_free char *ca = NULL;
-    int r = read_pem(o->tls_cert, &cert, err);
-    if (r == 0)
-        r = read_pem(o->tls_key, &key, err);
-    if (r == 0 && o->tls_client_ca)
-        r = read_pem(o->tls_client_ca, &ca, err);
-    if (r < 0)
-        return r;
-    grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
-    *out = grpc_ssl_server_credentials_create_ex(
-        ca, &pair, 1,
-        ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-        NULL);
-    /* The key's bytes do not linger in our heap. */
-    explicit_bzero(key, strlen(key));
-    if (!*out)
-        return se_err_set(err, SE_INVALID, "TLS: gRPC refused the certificate or key");
-    return 0;
-}
-
 /* ---- lifecycle ----------------------------------------------------------------------------- */
+
+/* Registers "/pkg.Service/Method" with the metrics as (pkg.Service, Method). */
+static int
+route_metrics_id(const char *path)
+{
+    char service[128];
+    const char *p = path[0] == '/' ? path + 1 : path;
+    const char *slash = strchr(p, '/');
+    if (!slash || (size_t)(slash - p) >= sizeof(service))
+        return metrics_rpc_method("", p);
+    memcpy(service, p, (size_t)(slash - p));
+    service[slash - p] = '\0';
+    return metrics_rpc_method(service, slash + 1);
+}
 
 int
 rpc_server_opts_check(const rpc_server_opts *opts, se_err *err)
@@ -1027,16 +1234,30 @@ rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *
     pthread_cond_init(&s->done_cv, &ca);
     pthread_condattr_destroy(&ca);
 
+    pthread_attr_init(&s->detached);
+    pthread_attr_setdetachstate(&s->detached, PTHREAD_CREATE_DETACHED);
+
     grpc_server_credentials *creds = NULL;
     s->queue = calloc(opts->queue_depth, sizeof(*s->queue));
     s->workers = calloc(opts->workers, sizeof(*s->workers));
-    s->n_routes = n_methods + 2;
+    /* the application's, Health/Watch, reflection v1 and v1alpha, Health/Check, unknown */
+    size_t n_internal = 3;
+    s->n_routes = n_methods + n_internal + 2;
     s->routes = calloc(s->n_routes, sizeof(*s->routes));
     if (!s->queue || !s->workers || !s->routes) {
         r = se_err_set(err, SE_INTERNAL, "out of memory");
         goto fail;
     }
-    r = make_creds(opts, &creds, err);
+    r = rpc_health_new(&s->health, opts->health_probe, opts->health_probe_ud,
+                       opts->health_interval_ms, err);
+    if (r == 0)
+        r = rpc_reflection_new(&s->reflection, err);
+    if (r == 0) {
+        if (opts->tls_cert)
+            r = rpc_tls_new(&s->tls, &creds, opts, err);
+        else
+            creds = grpc_insecure_server_credentials_create();
+    }
     if (r < 0)
         goto fail;
     r = rpc_auth_new(&s->auth, opts, err);
@@ -1058,21 +1279,51 @@ rpc_server_new(rpc_server **out, const rpc_server_opts *opts, const rpc_method *
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
 
-    for (size_t i = 0; i < n_methods + 1; i++) {
+    const struct {
+        const rpc_method *m;
+        void *svc;
+        unsigned max_live;
+        const char *name;
+    } internal[] = {
+        {&rpc_health_watch_method, s->health, RPC_HEALTH_MAX_WATCHERS, "Health/Watch"},
+        {&rpc_reflection_methods[0], s->reflection, RPC_REFLECTION_MAX_STREAMS,
+         "ServerReflectionInfo"},
+        {&rpc_reflection_methods[1], s->reflection, RPC_REFLECTION_MAX_STREAMS,
+         "v1alpha.ServerReflectionInfo"},
+    };
+    for (size_t i = 0; i < n_methods + n_internal + 1; i++) {
         struct rpc_route *rt = &s->routes[i];
-        const char *path = i < n_methods ? methods[i].path : HEALTH_PATH;
-        rt->kind = i < n_methods ? ROUTE_METHOD : ROUTE_HEALTH;
-        rt->method = i < n_methods ? &methods[i] : NULL;
-        const char *slash = strrchr(path, '/');
-        rt->name = i < n_methods ? (slash ? slash + 1 : path) : "Health/Check";
-        rt->handle = grpc_server_register_method(s->server, path, NULL,
-                                                 GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        if (i < n_methods) {
+            const char *slash = strrchr(methods[i].path, '/');
+            *rt = (struct rpc_route){.kind = ROUTE_METHOD,
+                                     .method = &methods[i],
+                                     .name = slash ? slash + 1 : methods[i].path,
+                                     .svc = svc};
+        } else if (i < n_methods + n_internal) {
+            size_t k = i - n_methods;
+            *rt = (struct rpc_route){.kind = ROUTE_METHOD,
+                                     .method = internal[k].m,
+                                     .name = internal[k].name,
+                                     .svc = internal[k].svc,
+                                     .max_live = internal[k].max_live};
+        } else {
+            *rt = (struct rpc_route){.kind = ROUTE_HEALTH, .name = "Health/Check"};
+        }
+        rt->path = rt->method ? rt->method->path : HEALTH_PATH;
+        /* Methods without a request message read the client's stream. */
+        bool payload = !rt->method || rt->method->request;
+        rt->handle = grpc_server_register_method(
+            s->server, rt->path, NULL,
+            payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
         if (!rt->handle) {
-            r = se_err_set(err, SE_INTERNAL, "rpc: cannot register %s", path);
+            r = se_err_set(err, SE_INTERNAL, "rpc: cannot register %s", rt->path);
             goto fail;
         }
+        rt->metrics_id = route_metrics_id(rt->path);
     }
-    s->routes[n_methods + 1] = (struct rpc_route){ROUTE_UNKNOWN, NULL, "unknown", NULL};
+    s->routes[s->n_routes - 1] = (struct rpc_route){
+        .kind = ROUTE_UNKNOWN, .name = "unknown", .path = "unknown", .metrics_id = -1};
+    s->routes[s->n_routes - 1].metrics_id = metrics_rpc_method("unknown", "unknown");
 
     if (is_unix && !opts->tls_cert) {
         /* Accepted by us, so each call's peer uid is known (peer.c). */
@@ -1146,6 +1397,9 @@ worker_start(void *arg)
 int
 rpc_server_start(rpc_server *s, se_err *err)
 {
+    int r = rpc_health_start(s->health, err);
+    if (r < 0)
+        return r;
     grpc_server_start(s->server);
     s->started = true;
     if (s->peers) {
@@ -1196,6 +1450,7 @@ rpc_server_shutdown(rpc_server *s)
     /* Drain first: health says NOT_SERVING (a load balancer or probe moves
      * away) and new calls are refused while the running ones finish. */
     atomic_store(&s->draining, true);
+    rpc_health_drain(s->health);
     pthread_mutex_lock(&s->mu);
     while (s->running > 0) {
         if (pthread_cond_timedwait(&s->done_cv, &s->mu, &until) == ETIMEDOUT)
@@ -1235,6 +1490,12 @@ rpc_server_shutdown(rpc_server *s)
     for (unsigned i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i], NULL);
     s->n_workers = 0;
+    /* The streams on threads of their own are detached: every call is
+     * cancelled by now, so they end at once; none may outlive the server. */
+    pthread_mutex_lock(&s->mu);
+    while (s->running > 0)
+        pthread_cond_wait(&s->done_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
 
     grpc_completion_queue_shutdown(s->cq);
     if (s->n_pollers == 0)
@@ -1247,9 +1508,18 @@ rpc_server_shutdown(rpc_server *s)
 void
 rpc_server_reload(rpc_server *s)
 {
-    if (!s || !s->auth || (!s->opts.tokens_file && !s->opts.unix_identities_file))
+    if (!s)
         return;
     se_err err;
+    se_err_clear(&err);
+    if (!s->tls)
+        log_info("SIGHUP: no TLS files to reload");
+    else if (rpc_tls_reload(s->tls, &err) < 0)
+        log_error("SIGHUP: kept the TLS certificate in use: %s", err.msg);
+    else
+        log_info("SIGHUP: reloaded the TLS certificate, key and client CA");
+    if (!s->auth || (!s->opts.tokens_file && !s->opts.unix_identities_file))
+        return;
     se_err_clear(&err);
     if (rpc_auth_reload(s->auth, &err) < 0)
         log_warn("SIGHUP: identities NOT reloaded, the earlier ones stay in force: %s", err.msg);
@@ -1288,11 +1558,16 @@ rpc_server_free(rpc_server *s)
         }
         grpc_completion_queue_destroy(s->cq);
     }
-    /* Before grpc_shutdown: the accept thread uses gRPC until it stops. */
+    /* Before grpc_shutdown: the accept thread uses gRPC until it stops, and
+     * the credentials' certificate fetcher is ours until the server is gone. */
     rpc_peers_free(s->peers);
+    rpc_tls_free(s->tls);
+    rpc_health_free(s->health);
+    rpc_reflection_free(s->reflection);
     if (s->grpc_inited)
         grpc_shutdown();
     rpc_auth_free(s->auth);
+    pthread_attr_destroy(&s->detached);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->done_cv);

@@ -11,6 +11,7 @@
 #include "util/cleanup.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define SECCOMP_FILE_MAX (1u << 20)
 #define VERSION_FILE_MAX 64
@@ -372,6 +373,7 @@ run_common(sandbox_manager *m, const sandbox_caller *who, const sandbox_run_inpu
     if (rc < 0)
         goto out;
     int64_t t_got = clock_mono_us();
+    metrics_observe_us(METRICS_RUN_WAIT_SECONDS, t_got - t0);
     uint64_t want = sandbox_worker_memory(lim.memory_bytes);
     if (w->memory_limit != want) {
         /* The worker's cgroup is the run's fence: resize it to this run. */
@@ -387,6 +389,8 @@ run_common(sandbox_manager *m, const sandbox_caller *who, const sandbox_run_inpu
     uint64_t id = ++m->run_ids;
     pthread_mutex_unlock(&m->reg.mu);
     rc = sandbox_worker_run(w, id, in, &lim, out, cancel, err);
+    metrics_observe_us(METRICS_RUN_SECONDS, clock_mono_us() - t_got);
+    metrics_run_done(rc == 0 ? (int)(*out)->reason : METRICS_RUN_ERROR);
     pthread_mutex_lock(&m->reg.mu);
     bool dead = e->dead;
     pthread_mutex_unlock(&m->reg.mu);

@@ -8,6 +8,7 @@
 
 #include "sandbox/internal.h"
 #include "util/clock.h"
+#include "util/metrics.h"
 
 void
 sandbox_registry_init(sandbox_registry *r)
@@ -70,6 +71,7 @@ sandbox_registry_add(sandbox_registry *r, sandbox_entry *e, bool reserved, se_er
     e->refs = 1;
     *tail = e;
     r->count++;
+    metrics_gauge_add(METRICS_SANDBOXES, 1);
     if (reserved && r->reserved > 0)
         r->reserved--;
     pthread_mutex_unlock(&r->mu);
@@ -107,6 +109,7 @@ registry_unlink(sandbox_registry *r, const char *id, bool only_idle, int64_t now
                 e->next = NULL;
                 e->dead = true;
                 r->count--;
+                metrics_gauge_add(METRICS_SANDBOXES, -1);
             }
             break;
         }

@@ -10,6 +10,7 @@
 #include "sandbox/internal.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 /* How long a new agent may take to answer its first sync. */
 #define WORKER_SYNC_MS 10000
@@ -39,6 +40,7 @@ worker_alloc(const char *cid, uint64_t memory)
     }
     w->memory_limit = memory;
     se_buf_init(&w->events, EVENTS_CAP);
+    metrics_gauge_add(METRICS_WORKERS, 1);
     return w;
 }
 
@@ -99,6 +101,7 @@ sandbox_worker_free(sandbox_manager *m, sandbox_worker *w, bool remove)
     se_buf_free(&w->events);
     free(w->container_id);
     free(w);
+    metrics_gauge_add(METRICS_WORKERS, -1);
 }
 
 /* Waits up to timeout_ms until a whole frame is at the front of w->events:

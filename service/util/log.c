@@ -3,7 +3,6 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -13,6 +12,8 @@ int log_current_level = LOG_INFO;
 static int log_json;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+static size_t field_text(char *dst, size_t cap, const log_field *f);
 
 int
 log_set_level_name(const char *name)
@@ -38,15 +39,90 @@ log_set_json(int on)
     log_json = on;
 }
 
+int
+log_json_enabled(void)
+{
+    return log_json;
+}
+
 static void
-timestamp(char when[40])
+write_line(int level, const char *msg, const log_field *fields, size_t n_fields)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(when, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(when + n, 40 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    char when[40];
+    size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + n, sizeof(when) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    const char *lvl = level >= 0 && level < 4 ? level_names[level] : "info";
+
+    if (log_json) {
+        /* Built with cJSON so that a message holding quotes stays one valid line. */
+        cJSON *o = cJSON_CreateObject();
+        char *line = NULL;
+        bool ok = o && cJSON_AddStringToObject(o, "ts", when) &&
+                  cJSON_AddStringToObject(o, "level", lvl) &&
+                  cJSON_AddStringToObject(o, "msg", msg);
+        for (size_t i = 0; ok && i < n_fields; i++) {
+            const log_field *f = &fields[i];
+            ok = f->str ? cJSON_AddStringToObject(o, f->key, f->str) != NULL
+                        : cJSON_AddNumberToObject(o, f->key, f->num) != NULL;
+        }
+        if (ok)
+            line = cJSON_PrintUnformatted(o);
+        if (line)
+            fprintf(stderr, "%s\n", line);
+        cJSON_free(line);
+        cJSON_Delete(o);
+    } else if (n_fields == 0) {
+        fprintf(stderr, "%s %-5s %s\n", when, lvl, msg);
+    } else {
+        char text[4096];
+        size_t len = 0;
+        for (size_t i = 0; i < n_fields && len < sizeof(text) - 1; i++)
+            len += field_text(text + len, sizeof(text) - len, &fields[i]);
+        fprintf(stderr, "%s %-5s %s%s\n", when, lvl, msg, text);
+    }
+}
+
+/* " key=value" into dst (NUL-terminated); returns the bytes written. A
+ * string that is not a plain word is quoted, with \" \\ and \xNN escapes. */
+static size_t
+field_text(char *dst, size_t cap, const log_field *f)
+{
+    if (cap < 2)
+        return 0;
+    int n;
+    if (!f->str) {
+        n = snprintf(dst, cap, " %s=%.3f", f->key, f->num);
+        if (f->num == (double)(long long)f->num)
+            n = snprintf(dst, cap, " %s=%lld", f->key, (long long)f->num);
+        return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+    }
+    bool plain = f->str[0] != '\0';
+    for (const char *p = f->str; *p && plain; p++)
+        plain = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\' && *p != '=';
+    n = snprintf(dst, cap, " %s=%s", f->key, plain ? f->str : "\"");
+    if (n < 0)
+        return 0;
+    size_t j = (size_t)n >= cap ? cap - 1 : (size_t)n;
+    if (plain)
+        return j;
+    for (const unsigned char *p = (const unsigned char *)f->str; *p && j + 5 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            dst[j++] = '\\';
+            dst[j++] = (char)*p;
+        } else if (*p < 0x20 || *p >= 0x7f) {
+            j += (size_t)snprintf(dst + j, cap - j, "\\x%02x", *p);
+        } else {
+            dst[j++] = (char)*p;
+        }
+    }
+    if (j + 1 < cap)
+        dst[j++] = '"';
+    dst[j] = '\0';
+    return j;
 }
 
 void
@@ -57,100 +133,11 @@ log_write(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    char when[40];
-    timestamp(when);
-    const char *lvl = level >= 0 && level < 4 ? level_names[level] : "info";
-
-    if (log_json) {
-        /* Built with cJSON so that a message holding quotes stays one valid line. */
-        cJSON *o = cJSON_CreateObject();
-        char *line = NULL;
-        if (o && cJSON_AddStringToObject(o, "ts", when) &&
-            cJSON_AddStringToObject(o, "level", lvl) && cJSON_AddStringToObject(o, "msg", msg))
-            line = cJSON_PrintUnformatted(o);
-        if (line)
-            fprintf(stderr, "%s\n", line);
-        cJSON_free(line);
-        cJSON_Delete(o);
-    } else {
-        fprintf(stderr, "%s %-5s %s\n", when, lvl, msg);
-    }
-}
-
-/* Appends s to the text line, quoted and escaped when it must be. */
-static void
-text_value(char *line, size_t cap, size_t *len, const char *s)
-{
-    bool quote = !*s || strpbrk(s, " \"\\=") != NULL;
-    size_t n = *len;
-    if (quote && n + 1 < cap)
-        line[n++] = '"';
-    for (const char *p = s; *p && n + 3 < cap; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\') {
-            line[n++] = '\\';
-            line[n++] = (char)c;
-        } else {
-            line[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-        }
-    }
-    if (quote && n + 1 < cap)
-        line[n++] = '"';
-    line[n] = '\0';
-    *len = n;
+    write_line(level, msg, NULL, 0);
 }
 
 void
-log_write_fields(int level, const char *msg, const cJSON *fields)
+log_write_fields(int level, const char *msg, const log_field *fields, size_t n)
 {
-    char when[40];
-    timestamp(when);
-    const char *lvl = level >= 0 && level < 4 ? level_names[level] : "info";
-    if (log_json) {
-        /* ts, level and msg first, as in every other line. */
-        cJSON *o = cJSON_CreateObject();
-        char *line = NULL;
-        bool ok = o && cJSON_AddStringToObject(o, "ts", when) &&
-                  cJSON_AddStringToObject(o, "level", lvl) &&
-                  cJSON_AddStringToObject(o, "msg", msg);
-        const cJSON *it;
-        cJSON_ArrayForEach(it, fields)
-        {
-            cJSON *d = ok && it->string ? cJSON_Duplicate(it, 1) : NULL;
-            if (!d || !cJSON_AddItemToObject(o, it->string, d)) {
-                cJSON_Delete(d);
-                ok = false;
-            }
-        }
-        if (ok)
-            line = cJSON_PrintUnformatted(o);
-        if (line)
-            fprintf(stderr, "%s\n", line);
-        cJSON_free(line);
-        cJSON_Delete(o);
-        return;
-    }
-    char line[4096];
-    size_t n = (size_t)snprintf(line, sizeof(line), "%s %-5s %s", when, lvl, msg);
-    if (n >= sizeof(line))
-        n = sizeof(line) - 1;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, fields)
-    {
-        if (!it->string || n + 4 >= sizeof(line))
-            break;
-        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=", it->string);
-        if (n >= sizeof(line)) {
-            n = sizeof(line) - 1;
-            break;
-        }
-        if (cJSON_IsString(it)) {
-            text_value(line, sizeof(line), &n, it->valuestring);
-        } else if (cJSON_IsNumber(it)) {
-            int k = snprintf(line + n, sizeof(line) - n, "%.15g", it->valuedouble);
-            if (k > 0)
-                n = n + (size_t)k >= sizeof(line) ? sizeof(line) - 1 : n + (size_t)k;
-        }
-    }
-    fprintf(stderr, "%s\n", line);
+    write_line(level, msg, fields, n);
 }

@@ -3,6 +3,8 @@
 #ifndef SAFEEVAL_UTIL_LOG_H
 #define SAFEEVAL_UTIL_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 extern int log_current_level;
@@ -12,16 +14,24 @@ int log_set_level_name(const char *name);
 void log_set_level(int level);
 /* JSON lines instead of "ts level msg" text. */
 void log_set_json(int on);
+/* 1 when lines are JSON. */
+int log_json_enabled(void);
 
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-struct cJSON;
-/* One line of msg plus fields (a cJSON object of strings and numbers,
- * borrowed): in JSON mode the fields are members of the line's object next
- * to ts, level and msg; in text mode they follow msg as key=value, a string
- * quoted when it holds a space, a quote or a backslash. The caller tests the
- * level first. */
-void log_write_fields(int level, const char *msg, const struct cJSON *fields);
+/* One named value of a structured line: a string (str set) or a number. */
+typedef struct log_field {
+    const char *key;
+    const char *str; /* NULL: num is the value */
+    double num;
+} log_field;
+
+/* A line whose values are fields: in JSON each field is a member of the
+ * line's object (strings as JSON strings, numbers as numbers) next to ts,
+ * level and msg; in text they follow msg as key=value (strings with a space,
+ * quote or control byte quoted and escaped). Check the level first, as the
+ * log_* macros do. */
+void log_write_fields(int level, const char *msg, const log_field *fields, size_t n);
 
 #define LOG_AT(lvl, ...)                                                                           \
     do {                                                                                           \

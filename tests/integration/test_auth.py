@@ -545,8 +545,9 @@ class Mtls(unittest.TestCase):
         lines = wait_until(lambda: self.audit_lines("mtls-1"), 10)
         self.assertEqual(len(lines), 1)
         o = lines[0]
-        self.assertEqual((o["msg"], o["method"], o["status"], o["identity"], o.get("role")),
-                         ("rpc ListSandboxes", "ListSandboxes", "OK", "cli", "admin"))
+        self.assertEqual((o["msg"], o["method"], o["code"], o["identity"], o.get("role")),
+                         ("rpc ListSandboxes", "/safeeval.v1.SandboxService/ListSandboxes", "OK",
+                          "cli", "admin"))
         self.assertTrue(o["peer"].startswith("ipv4:127.0.0.1:"), o)
         self.assertIsInstance(o["duration_ms"], (int, float))
         # A bearer token on the same connection names its own tenant.

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Interop: runs node/client.js (grpc-js) against a real daemon started by
+"""Interop: runs node/client.js (grpc-js), then node/reflection.js (a client
+built from server reflection alone) against a real daemon started by
 tests/integration/harness.py. Fails (never skips) when node or npm is
 missing: node is part of the test environment here and in CI.
 
@@ -49,6 +50,10 @@ def main():
         path = common.socket_path(d)
         r = subprocess.run([node, os.path.join(NODE_DIR, "client.js"), path], env=env,
                            timeout=CLIENT_TIMEOUT_S)
+        # The same cycle by a client that has no .proto: server reflection.
+        if r.returncode == 0:
+            r = subprocess.run([node, os.path.join(NODE_DIR, "reflection.js"), path], env=env,
+                               timeout=CLIENT_TIMEOUT_S)
         if r.returncode != 0:
             print("---- daemon log (tail) ----\n" + common.log_tail(d))
     try:
