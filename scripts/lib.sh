@@ -13,6 +13,7 @@ SAFEEVAL_PACKAGES=(
     libcurl4-openssl-dev libcjson-dev libarchive-dev libseccomp-dev libcmocka-dev
     docker.io debootstrap
     python3 python3-grpcio python3-grpc-tools python3-protobuf
+    python3-venv python3-setuptools python3-wheel python3-pytest
 )
 
 install_packages() {

@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import grpc
 
@@ -140,6 +141,7 @@ def main():
                         continue
                     cmd = [exe]
                 print("---- %s" % what, flush=True)
+                t0 = time.monotonic()
                 r = subprocess.run(cmd, cwd=work, env=env, timeout=SNIPPET_TIMEOUT_S,
                                    capture_output=True, text=True)
                 sys.stdout.write(r.stdout + r.stderr)
@@ -147,7 +149,7 @@ def main():
                     failures.append(what)
                     print("FAIL %s: exit %d" % (what, r.returncode), flush=True)
                 else:
-                    print("ok   %s" % what, flush=True)
+                    print("ok   %s (%.1f s)" % (what, time.monotonic() - t0), flush=True)
             if failures:
                 print("---- daemon log (tail) ----\n" + common.log_tail(d))
         sandbox_engine.assert_nothing_left(common.harness.INSTANCE, wait_s=10)

@@ -7,11 +7,12 @@
 
 SafeEval creates a sandbox; eval / execute_file return a
 subprocess.CompletedProcess-compatible Result; stream / stream_file yield
-the output as it is written; server_info() says what a server offers.
+the output as it is written; server_info() says what a server offers,
+list_sandboxes() what runs on it.
 Every failure of the service is a SafeEvalError subclass carrying the gRPC
 code and the server's message.
 """
-from ._client import DEFAULT_TARGET, RunStream, SafeEval, server_info
+from ._client import DEFAULT_TARGET, RunStream, SafeEval, list_sandboxes, server_info
 from ._errors import (Aborted, Cancelled, DeadlineExceeded, FailedPrecondition, Internal,
                       InvalidArgument, PermissionDenied, ResourceExhausted, SafeEvalError,
                       SandboxNotFound, Unauthenticated, Unavailable, Unimplemented,
@@ -21,7 +22,7 @@ from ._types import Chunk, Limits, PythonVersion, Reason, Result, SandboxInfo, S
 __version__ = "0.3.0"
 
 __all__ = [
-    "SafeEval", "server_info", "RunStream", "DEFAULT_TARGET",
+    "SafeEval", "server_info", "list_sandboxes", "RunStream", "DEFAULT_TARGET",
     "Result", "Reason", "Limits", "Chunk", "SandboxInfo", "ServerInfo", "PythonVersion",
     "SafeEvalError", "InvalidArgument", "SandboxNotFound", "ResourceExhausted",
     "FailedPrecondition", "VersionNotAvailable", "Unavailable", "DeadlineExceeded", "Aborted",

@@ -74,6 +74,20 @@ def server_info(target: Optional[str] = None, token: Optional[str] = None, *,
         ch.close()
 
 
+def list_sandboxes(target: Optional[str] = None, token: Optional[str] = None, *,
+                   credentials: Optional[grpc.ChannelCredentials] = None,
+                   timeout: Optional[float] = SHORT_TIMEOUT_S) -> List[SandboxInfo]:
+    """Every live sandbox on the server, oldest first (target and token as in
+    SafeEval)."""
+    ch = _channel(target, credentials, ())
+    try:
+        stub = pb_grpc.SandboxServiceStub(ch)
+        r = _call(stub.ListSandboxes, pb.ListSandboxesRequest(), timeout, _metadata(token))
+        return [SandboxInfo.from_pb(pb, s) for s in r.sandboxes]
+    finally:
+        ch.close()
+
+
 def _destroy_quietly(channel: grpc.Channel, sandbox_id: str, metadata) -> None:
     # The finalizer: at garbage collection or interpreter exit. It must not
     # raise, and must not hold a reference to the SafeEval.
