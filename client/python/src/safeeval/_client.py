@@ -4,7 +4,7 @@ import codecs
 import logging
 import os
 import weakref
-from typing import (Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
                     Tuple, Union)
 
 import grpc
@@ -458,7 +458,7 @@ class RunStream:
     joined). Text is decoded incrementally, so a character split across two
     chunks comes out whole."""
 
-    def __init__(self, start: Callable[[], object], args: Tuple[str, ...], text: bool) -> None:
+    def __init__(self, start: Callable[[], Any], args: Tuple[str, ...], text: bool) -> None:
         self._start = start
         self._args = args
         self._text = text

@@ -4,7 +4,7 @@ own APIs; the wire's milliseconds and microseconds stay inside the SDK."""
 import enum
 import subprocess
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Sequence, Union
 
 from ._errors import InvalidArgument
 
