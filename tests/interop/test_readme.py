@@ -12,8 +12,9 @@ points at a real daemon (tests/integration/harness.py):
           way (pip install --no-build-isolation); option `raw`: Debian's
           /usr/bin/python3 without the SDK (the generated-stubs example)
   js      an ES module, run by node
-  c       compiled with -Wall -Wextra -Werror against the build tree's
-          libsafeeval, then run
+  c       compiled with -Wall -Wextra -Werror (and the sanitizer flags of a
+          SAFEEVAL_SANITIZE build: $SAFEEVAL_SNIPPET_CFLAGS) against the build
+          tree's libsafeeval, then run
   sh      bash -euo pipefail, PATH starting with the venv's bin
   needs=METHOD  skipped, and said so, when the daemon answers UNIMPLEMENTED
           for METHOD (the server side of issue 11 not in this build)
@@ -131,10 +132,11 @@ def main():
                 else:
                     exe = path[:-2]
                     lib = os.path.join(BUILD_DIR, "lib")
-                    cc = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror",
-                                         "-I" + os.path.join(SOURCE_DIR, "client", "include"),
-                                         path, "-o", exe, "-L" + lib, "-lsafeeval",
-                                         "-Wl,-rpath," + lib], capture_output=True, text=True)
+                    cc = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror"]
+                                        + os.environ.get("SAFEEVAL_SNIPPET_CFLAGS", "").split()
+                                        + ["-I" + os.path.join(SOURCE_DIR, "client", "include"),
+                                           path, "-o", exe, "-L" + lib, "-lsafeeval",
+                                           "-Wl,-rpath," + lib], capture_output=True, text=True)
                     if cc.returncode != 0:
                         failures.append(what)
                         print("FAIL %s: does not compile:\n%s" % (what, cc.stderr))
