@@ -143,7 +143,8 @@ const LIMIT_KEYS = ['wallTime', 'cpuTime', 'memory', 'maxProcesses', 'maxOutput'
 
 /** {wallTime, cpuTime (s), memory, maxProcesses, maxOutput, maxFile,
  * maxCollectFiles, maxCollectBytes} -> the proto's Limits. */
-function limitsToPb(l = {}) {
+function limitsToPb(l) {
+  l = l || {};
   for (const k of Object.keys(l)) {
     if (!LIMIT_KEYS.includes(k)) throw new InvalidArgument(`limits: unknown field ${k}`);
   }
@@ -356,7 +357,7 @@ class SafeEval {
     }
     const runners = { undefined: 'RUNNER_DEFAULT', null: 'RUNNER_DEFAULT',
       fresh: 'RUNNER_FRESH', zygote: 'RUNNER_ZYGOTE' };
-    if (!(String(opts.runner) in runners)) {
+    if (!Object.hasOwn(runners, String(opts.runner))) {
       throw new InvalidArgument(`runner must be "fresh", "zygote" or undefined, got ${opts.runner}`);
     }
     const req = {

@@ -126,6 +126,9 @@ test('errors: InvalidArgument, SandboxNotFound, ResourceExhausted, DeadlineExcee
     e.code === 'INVALID_ARGUMENT' && e.grpcCode === 3 && /files/.test(e.details));
   await assert.rejects(sb.eval('pass', { timeLimit: -1 }), safeeval.InvalidArgument);
   await assert.rejects(sb.eval('pass', { timelimit: 1 }), /unknown option timelimit/);
+  await assert.rejects(SafeEval.create({ runner: 'constructor' }), safeeval.InvalidArgument);
+  await assert.rejects(SafeEval.create({ idleTimeout: -1 }), safeeval.InvalidArgument);
+  await assert.rejects(sb.eval('pass', { limits: null, args: 'a' }), /args must be an array/);
   assert.ok(MAX_REQUEST > 0);
   await assert.rejects(sb.eval('#'.repeat(2 * MAX_REQUEST)), (e) =>
     e instanceof safeeval.ResourceExhausted && e.code === 'RESOURCE_EXHAUSTED');

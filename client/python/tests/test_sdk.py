@@ -125,6 +125,10 @@ def test_invalid_argument_from_server_and_sdk(sf):
         sf.eval("pass", time_limit=-1)
     with pytest.raises(safeeval.InvalidArgument, match="args"):
         sf.eval("pass", args="a b")
+    with pytest.raises(safeeval.InvalidArgument, match="idle_timeout"):
+        safeeval.SafeEval(version=VERSION, idle_timeout=-1)
+    with pytest.raises(safeeval.InvalidArgument, match="runner"):
+        safeeval.SafeEval(version=VERSION, runner="constructor")
 
 
 def test_sandbox_not_found(daemon):

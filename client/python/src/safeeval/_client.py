@@ -11,8 +11,8 @@ import grpc
 
 from ._errors import (FailedPrecondition, Internal, InvalidArgument, SafeEvalError,
                       SandboxNotFound, Unimplemented, VersionNotAvailable, error_from_rpc)
-from ._types import (Chunk, Limits, Result, SandboxInfo, ServerInfo, reason_from_pb,
-                     seconds_to_ms)
+from ._types import (UINT32_MAX, Chunk, Limits, Result, SandboxInfo, ServerInfo, _count,
+                     reason_from_pb, seconds_to_ms)
 from .v1 import sandbox_pb2 as pb
 from .v1 import sandbox_pb2_grpc as pb_grpc
 
@@ -197,8 +197,9 @@ class SafeEval:
                                   % (runner,))
         req = pb.CreateSandboxRequest(
             python_version=version or "", modules=_str_list(modules, "modules"),
-            idle_timeout_s=int(idle_timeout), labels=dict(labels or {}),
-            max_concurrent_runs=int(max_concurrent_runs),
+            idle_timeout_s=_count(idle_timeout, "idle_timeout", UINT32_MAX),
+            labels=dict(labels or {}),
+            max_concurrent_runs=_count(max_concurrent_runs, "max_concurrent_runs", UINT32_MAX),
             preload=_str_list(preload, "preload"),
             runner={None: pb.RUNNER_DEFAULT, "fresh": pb.RUNNER_FRESH,
                     "zygote": pb.RUNNER_ZYGOTE}[runner])
