@@ -334,7 +334,7 @@ def test_collect_files_back(sf, needs):
         os.symlink("/etc/passwd", "out/passwd.csv")
         os.symlink("/etc", "out/etc")
         """)
-    r = sf.eval(code, collect=["out/bin.dat", "out/**/*.csv", "out/*.csv", "out/etc"])
+    r = sf.eval(code, collect=["out/bin.dat", "out/deep/*/*.csv", "out/*.csv", "out/etc"])
     assert r.returncode == 0, r.stderr
     assert r.files == {"out/bin.dat": bytes(range(256)), "out/deep/er/n.csv": b"a,b\n1,2\n"}
     assert list(r.files) == sorted(r.files)
