@@ -14,6 +14,7 @@ SAFEEVAL_PACKAGES=(
     libmicrohttpd-dev libssl-dev grpc-proto
     docker.io debootstrap
     python3 python3-grpcio python3-grpc-tools python3-protobuf
+    python3-venv python3-setuptools python3-wheel python3-pytest
 )
 
 install_packages() {
