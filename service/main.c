@@ -365,6 +365,7 @@ main(int argc, char **argv)
     }
     log_info("safeevald %s (build %s, agent %s)", se_version(), se_build_id(), se_agent_build_id());
     log_info("docker engine %s, API %s", S.docker_host, docker_client_api_version(dc));
+    log_info("agent %s, recipe %s, seccomp profile %s", S.agent, S.recipe_dir, S.seccomp_profile);
     if (S.image_cache_bytes == 0)
         S.image_cache_bytes =
             image_gc_default_budget(dc, strncmp(S.docker_host, "unix://", 7) == 0);
