@@ -149,6 +149,23 @@ class Installed(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("--recipe-dir", r.stderr)
 
+    def test_static_link(self):
+        # The README's static recipe, against the installed .pc: a binary
+        # with no dynamic dependency at all, that runs.
+        pc = run(["pkg-config", "--static", "--cflags", "--libs", "safeeval"],
+                 env=dict(self.env, PKG_CONFIG_PATH=os.path.join(self.prefix, "lib/pkgconfig")))
+        self.assertEqual(pc.returncode, 0, pc.stderr)
+        out = os.path.join(self.prefix, "tldr-static")
+        cc = run(["cc", "-static", "-o", out, os.path.join(harness.SOURCE_DIR, "examples/tldr.c")]
+                 + pc.stdout.split() + ["-lstdc++", "-lm"], env=self.env, timeout=600)
+        self.assertEqual(cc.returncode, 0, cc.stderr)
+        self.assertIn("statically linked", run(["file", out]).stdout)
+        self.assertIn("not a dynamic executable", (lambda r: r.stdout + r.stderr)(run(["ldd", out])))
+        r = run([out, "unix:/nonexistent/safeevald.sock"], env=self.env, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAVAILABLE", r.stderr)
+        os.unlink(out)
+
     def test_full_cycle(self):
         # Started from /, with nothing but the prefix; the engine from
         # DOCKER_HOST, with a bogus --docker-host nowhere in sight.
