@@ -249,6 +249,30 @@ agent_digest(image_cache *ic, uint8_t out[SHA256_DIGEST_LEN], se_err *err)
     return 0;
 }
 
+/* No base image: say how to get one. The local bases (docker/base/build-base,
+ * for machines without a registry) are safeeval/python:<major.minor>, one
+ * per Debian suite; anything else comes from a registry. */
+static int
+base_missing(const char *base_ref, const char *version, se_err *err)
+{
+    static const char *const suites[][2] = {
+        {"3.9", "bullseye"}, {"3.11", "bookworm"}, {"3.13", "trixie"}};
+    for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+        char local[64];
+        snprintf(local, sizeof(local), "safeeval/python:%s", suites[i][0]);
+        if (strcmp(base_ref, local) == 0)
+            return se_err_set(err, SE_PRECONDITION,
+                              "no base image %s for python %s: build it with "
+                              "`docker/base/build-base %s` (as root, from the safeeval sources), "
+                              "or set --base-image",
+                              base_ref, version, suites[i][1]);
+    }
+    return se_err_set(err, SE_PRECONDITION,
+                      "no base image %s for python %s: get it with `docker pull %s`, or set "
+                      "--base-image",
+                      base_ref, version, base_ref);
+}
+
 /* The base image's Id ("sha256:..."), checked to be a plain token. */
 static int
 base_image_id(image_cache *ic, const char *base_ref, const char *version, char *out, size_t cap,
@@ -257,11 +281,7 @@ base_image_id(image_cache *ic, const char *base_ref, const char *version, char *
     cJSON *j = NULL;
     int rc = docker_image_inspect(ic->dc, base_ref, &j, err);
     if (rc == -SE_NOT_FOUND)
-        return se_err_set(err, SE_PRECONDITION,
-                          "no base image %s for python %s: pull it (docker pull %s), build one "
-                          "(docker/base/build-base SUITE: bookworm = 3.11, trixie = 3.13), or "
-                          "set --base-image",
-                          base_ref, version, base_ref);
+        return base_missing(base_ref, version, err);
     if (rc < 0)
         return se_err_prefix(err, "inspect base image %s", base_ref);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "Id");

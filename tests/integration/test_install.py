@@ -16,12 +16,18 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from sandbox_engine import assert_nothing_left  # noqa: E402
+from sandbox_engine import assert_nothing_left, engine_get  # noqa: E402
 
 ENGINE = "unix:///var/run/docker.sock"
+
+
+def image_missing(ref):
+    st, _ = engine_get("/images/%s/json" % urllib.parse.quote(ref, safe=""))
+    return st == 404
 
 
 def run(args, **kw):
@@ -201,6 +207,11 @@ class Installed(unittest.TestCase):
                 x = run([self.cli] + target + ["destroy", sid], env=self.env)
                 self.assertEqual(x.returncode, 0, x.stderr)
             print("installed daemon: create, eval (42), destroy through the installed CLI")
+            # A version without a base image: the message says how to get one.
+            if image_missing("safeeval/python:3.9"):
+                c = run([self.cli] + target + ["create", "--python", "3.9"], env=self.env)
+                self.assertEqual(c.returncode, 3, c.stderr)
+                self.assertIn("docker/base/build-base bullseye", c.stderr)
             assert_nothing_left()
         finally:
             d.close()
