@@ -12,6 +12,7 @@ import glob
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -174,11 +175,17 @@ class Installed(unittest.TestCase):
 
     def test_full_cycle(self):
         # Started from /, with nothing but the prefix; the engine from
-        # DOCKER_HOST, with a bogus --docker-host nowhere in sight.
+        # DOCKER_HOST, with a bogus --docker-host nowhere in sight; systemd's
+        # notify socket played by this test.
+        notify_dir = tempfile.mkdtemp(prefix="safeeval-notify-")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(os.path.join(notify_dir, "notify"))
+        notify.settimeout(30)
         old_daemon, old_cwd = harness.DAEMON, os.getcwd()
         saved = dict(os.environ)
         os.environ.clear()
-        os.environ.update(self.env, DOCKER_HOST=ENGINE)
+        os.environ.update(self.env, DOCKER_HOST=ENGINE,
+                          NOTIFY_SOCKET=os.path.join(notify_dir, "notify"))
         harness.DAEMON = self.daemon
         os.chdir("/")
         try:
@@ -190,6 +197,9 @@ class Installed(unittest.TestCase):
             os.environ.clear()
             os.environ.update(saved)
         try:
+            # Type=notify: ready once serving (the harness saw SERVING).
+            msg = notify.recv(4096).decode()
+            self.assertEqual(msg, "READY=1\nSTATUS=serving on %s" % d.address)
             log = d.log()
             self.assertIn("docker engine %s" % ENGINE, log)
             agent = re.search(r"agent (\S+), recipe (\S+), seccomp profile (\S+)", log)
@@ -213,8 +223,12 @@ class Installed(unittest.TestCase):
                 self.assertEqual(c.returncode, 3, c.stderr)
                 self.assertIn("docker/base/build-base bullseye", c.stderr)
             assert_nothing_left()
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(notify.recv(4096).decode(), "STOPPING=1\nSTATUS=draining calls")
         finally:
             d.close()
+            notify.close()
+            shutil.rmtree(notify_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
