@@ -43,10 +43,11 @@ reap_once(sandbox_manager *m)
     /* The live sandboxes' images stay, even while a sandbox has no
      * container (a worker being replaced). */
     const char **keep = calloc(n + 1, sizeof(*keep));
+    size_t n_keep = 0;
     for (size_t i = 0; i < n; i++) {
         sandbox_pool_trim(m, es[i], (int64_t)m->cfg.worker_idle_s * 1000);
-        if (keep)
-            keep[i] = es[i]->image;
+        if (keep && es[i]->image)
+            keep[n_keep++] = es[i]->image;
     }
     if (keep && (m->cfg.image_cache_bytes || m->cfg.image_max_age_s)) {
         image_gc_opts go = {.cache_bytes = m->cfg.image_cache_bytes,
