@@ -42,7 +42,9 @@ class Installed(unittest.TestCase):
     def setUpClass(cls):
         cls.prefix = tempfile.mkdtemp(prefix="safeeval-prefix-")
         r = run(["cmake", "--install", harness.BUILD_DIR, "--prefix", cls.prefix], timeout=300)
-        assert r.returncode == 0, r.stdout + r.stderr
+        if r.returncode != 0:
+            shutil.rmtree(cls.prefix, ignore_errors=True)
+            raise AssertionError(r.stdout + r.stderr)
         cls.bin = os.path.join(cls.prefix, "bin")
         cls.daemon = os.path.join(cls.bin, "safeevald")
         cls.cli = os.path.join(cls.bin, "safeeval")
