@@ -10,7 +10,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 SAFEEVAL_PACKAGES=(
     build-essential cmake pkg-config git curl ca-certificates
     libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-    libcurl4-openssl-dev libcjson-dev libarchive-dev libseccomp-dev libcmocka-dev
+    libcurl4-openssl-dev libcjson-dev libarchive-dev libseccomp-dev libcmocka-dev libsystemd-dev
     libmicrohttpd-dev libssl-dev grpc-proto
     docker.io debootstrap
     python3 python3-grpcio python3-grpc-tools python3-protobuf
@@ -58,21 +58,27 @@ ensure_dockerd() {
     return 1
 }
 
-# Local base images safeeval/python:3.11 (bookworm) and :3.13 (trixie).
+# ensure_base_images SUITE...: the local base images of these Debian suites
+# (bookworm = safeeval/python:3.11, trixie = :3.13, bullseye = :3.9); each
+# takes a few minutes the first time, nothing after. One more later:
+#   docker/base/build-base trixie
 ensure_base_images() {
     local suite
-    for suite in bookworm trixie; do
+    for suite in "$@"; do
         "$SAFEEVAL_ROOT/docker/base/build-base" "$suite"
     done
 }
 
-# prepare_machine WHO: as root, the packages, a running engine and the base
-# images: what every command here needs before it builds.
+# prepare_machine WHO SUITE...: as root, the packages, a running engine and
+# the base images of these suites: what every command here needs before it
+# builds.
 prepare_machine() {
-    [ "$(id -u)" = 0 ] || { echo "$1: run as root (apt-get, dockerd)" >&2; exit 1; }
+    local who=$1
+    shift
+    [ "$(id -u)" = 0 ] || { echo "$who: run as root (apt-get, dockerd)" >&2; exit 1; }
     install_packages
     ensure_dockerd
-    ensure_base_images
+    ensure_base_images "$@"
 }
 
 # build_tree DIR [cmake args...]: configure and build into DIR.

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Sets this machine up and runs safeeval for real: packages, dockerd, base
-# images, build, then starts safeevald in the background on
-# unix:/run/safeeval/safeevald.sock and runs a demo through the CLI.
+# Sets this machine up and runs safeeval for real: packages, dockerd, the
+# base image its demo needs (safeeval/python:3.11; the 3.13 one is made by
+# `docker/base/build-base trixie` or `bash scripts/setup.sh`; a create for a
+# version without a base image says so), build, then starts safeevald in the
+# background on unix:/run/safeeval/safeevald.sock and runs a demo through the CLI.
 # The daemon keeps running; stop it with: kill "$(cat /run/safeeval/safeevald.pid)"
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-prepare_machine run
+prepare_machine run bookworm
 build_tree "$SAFEEVAL_ROOT/build"
 
 bin="$SAFEEVAL_ROOT/build/bin"

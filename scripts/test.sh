@@ -10,7 +10,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 start=$(date +%s)
-prepare_machine test
+# The tests use both versions (3.11 and 3.13).
+prepare_machine test bookworm trixie
 
 build_tree "$SAFEEVAL_ROOT/build"
 say "ctest: all labels"

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "docker/docker.h"
 #include "image/image.h"
 #include "rpc/rpc.h"
@@ -18,11 +20,18 @@
 #include "util/config.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/version.h"
 
-/* The recipe folder of the source tree this binary was built from; packages
- * override it with -DSAFEEVAL_RECIPE_DIR. */
-#ifndef SAFEEVAL_RECIPE_DIR
-#define SAFEEVAL_RECIPE_DIR "/usr/share/safeeval/sandbox"
+/* Where the agent and the recipe are, relative to the folder of this binary:
+ * the install layout (GNUInstallDirs: bin/ -> libexec/safeeval/ and
+ * share/safeeval/sandbox/), which the build tree mirrors, so one rule finds
+ * them in a build tree, an installed prefix or a moved copy of either, and
+ * no build machine path is ever baked in. Set by service/CMakeLists.txt. */
+#ifndef SAFEEVAL_AGENT_REL
+#define SAFEEVAL_AGENT_REL "../libexec/safeeval/safeeval-agent"
+#endif
+#ifndef SAFEEVAL_RECIPE_REL
+#define SAFEEVAL_RECIPE_REL "../share/safeeval/sandbox"
 #endif
 
 #define EXIT_USAGE 2
@@ -43,6 +52,9 @@ static struct settings {
     bool metrics_allow_remote;
     uint32_t health_interval_ms;
     char *docker_host, *docker_tls_ca, *docker_tls_cert, *docker_tls_key;
+    uint64_t image_cache_bytes;
+    uint32_t image_max_age;
+    bool image_gc_own;
     uint32_t docker_timeout_ms;
     char *base_image, *recipe_dir, *agent, *wheelhouse, *default_python, *seccomp_profile;
     char *instance;
@@ -108,25 +120,47 @@ static const config_opt settings_table[] = {
     {"health-interval-ms", CONFIG_U32, "5000", 100, 600000,
      "how often health checks that the Docker engine answers", &S.health_interval_ms},
     /* the Docker engine */
-    {"docker-host", CONFIG_STRING, "unix:///var/run/docker.sock", 0, 0,
-     "Docker engine: unix:///PATH or tcp://HOST:PORT", &S.docker_host},
-    {"docker-tls-ca", CONFIG_STRING, NULL, 0, 0, "CA of a tcp engine (PEM)", &S.docker_tls_ca},
-    {"docker-tls-cert", CONFIG_STRING, NULL, 0, 0, "client certificate for a tcp engine",
+    /* Unset by default: then the environment decides, as for the docker CLI. */
+    {"docker-host", CONFIG_STRING, NULL, 0, 0,
+     "Docker engine: unix:///PATH or tcp://HOST:PORT (default: $DOCKER_HOST, else "
+     "unix:///var/run/docker.sock)",
+     &S.docker_host},
+    {"docker-tls-ca", CONFIG_STRING, NULL, 0, 0,
+     "CA of a tcp engine (PEM; default with $DOCKER_TLS_VERIFY: $DOCKER_CERT_PATH/ca.pem)",
+     &S.docker_tls_ca},
+    {"docker-tls-cert", CONFIG_STRING, NULL, 0, 0,
+     "client certificate for a tcp engine (default with $DOCKER_TLS_VERIFY: "
+     "$DOCKER_CERT_PATH/cert.pem)",
      &S.docker_tls_cert},
-    {"docker-tls-key", CONFIG_STRING, NULL, 0, 0, "client key for a tcp engine", &S.docker_tls_key},
+    {"docker-tls-key", CONFIG_STRING, NULL, 0, 0,
+     "client key for a tcp engine (default with $DOCKER_TLS_VERIFY: $DOCKER_CERT_PATH/key.pem)",
+     &S.docker_tls_key},
     {"docker-timeout-ms", CONFIG_U32, "30000", 100, 3600000,
      "connect/idle timeout of short engine requests", &S.docker_timeout_ms},
     /* images */
     {"base-image", CONFIG_STRING, "python:{version}-slim", 0, 0,
      "base image template; {version} is the Python version", &S.base_image},
-    {"recipe-dir", CONFIG_STRING, SAFEEVAL_RECIPE_DIR, 0, 0,
-     "folder with the sandbox Dockerfile.in and its files", &S.recipe_dir},
-    {"agent", CONFIG_STRING, NULL, 0, 0, "the static safeeval-agent (default: next to this binary)",
+    {"recipe-dir", CONFIG_STRING, NULL, 0, 0,
+     "folder with the sandbox Dockerfile.in and its files (default: "
+     "<this binary's folder>/" SAFEEVAL_RECIPE_REL ")",
+     &S.recipe_dir},
+    {"agent", CONFIG_STRING, NULL, 0, 0,
+     "the static safeeval-agent (default: <this binary's folder>/" SAFEEVAL_AGENT_REL ")",
      &S.agent},
     {"wheelhouse", CONFIG_STRING, NULL, 0, 0, "folder of wheels for offline pip (default: none)",
      &S.wheelhouse},
     {"default-python", CONFIG_STRING, "3.11", 0, 0, "Python version when a request gives none",
      &S.default_python},
+    {"image-cache-bytes", CONFIG_BYTES, "0", 0, 1ull << 50,
+     "sandbox images' own bytes (above their base) kept at most; the least recently used "
+     "unused ones beyond go (0 = a tenth of the disk holding the engine's data root, at most 20G)",
+     &S.image_cache_bytes},
+    {"image-max-age", CONFIG_U32, "0", 0, 0,
+     "seconds a sandbox image may stay unused before it is removed (0 = no age limit)",
+     &S.image_max_age},
+    {"image-gc-own", CONFIG_BOOL, NULL, 0, 0,
+     "collect only the images this instance built (default: every sandbox image on the engine)",
+     &S.image_gc_own},
     /* sandboxes */
     {"instance", CONFIG_STRING, "default", 0, 0,
      "name labelling this daemon's containers ([a-z0-9-]); daemons sharing one engine need "
@@ -207,22 +241,40 @@ settings_check(se_err *err)
     return 0;
 }
 
+/* path (malloc'd) = the folder of this binary + "/" + rel. */
+static int
+beside_self(char **path, const char *rel, const char *flag, se_err *err)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0)
+        return se_err_errno(err, SE_INVALID, "--%s: cannot find this binary; set it", flag);
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    if (asprintf(path, "%s/%s", self, rel) < 0) {
+        *path = NULL;
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    }
+    /* Tidier in messages; a path that does not exist stays as it is and is
+     * named by the check below. */
+    char *real = realpath(*path, NULL);
+    if (real) {
+        free(*path);
+        *path = real;
+    }
+    return 0;
+}
+
 /* Fills the defaults that depend on where we run or on another setting. */
 static int
 settings_derive(se_err *err)
 {
-    if (!S.agent) {
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n < 0)
-            return se_err_errno(err, SE_INVALID, "--agent: cannot find this binary");
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash)
-            *slash = '\0';
-        if (asprintf(&S.agent, "%s/safeeval-agent", self) < 0)
-            return se_err_set(err, SE_INTERNAL, "out of memory");
-    }
+    if (!S.agent && beside_self(&S.agent, SAFEEVAL_AGENT_REL, "agent", err) < 0)
+        return -SE_INVALID;
+    if (!S.recipe_dir && beside_self(&S.recipe_dir, SAFEEVAL_RECIPE_REL, "recipe-dir", err) < 0)
+        return -SE_INVALID;
     if (S.max_memory_total == 0) {
         long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         if (pages <= 0 || page <= 0)
@@ -233,6 +285,39 @@ settings_derive(se_err *err)
         S.seccomp_profile = NULL;
         return se_err_set(err, SE_INTERNAL, "out of memory");
     }
+    /* The engine: flags and file first, then DOCKER_HOST and its TLS
+     * variables, then the local socket. */
+    docker_env env;
+    docker_endpoint_env(&env);
+    docker_endpoint given = {.host = S.docker_host,
+                             .tls_ca = S.docker_tls_ca,
+                             .tls_cert = S.docker_tls_cert,
+                             .tls_key = S.docker_tls_key};
+    docker_endpoint ep;
+    if (docker_endpoint_resolve(&ep, &given, &env, err) < 0)
+        return se_err_prefix(err, "--docker-host");
+    free(S.docker_host);
+    free(S.docker_tls_ca);
+    free(S.docker_tls_cert);
+    free(S.docker_tls_key);
+    S.docker_host = ep.host;
+    S.docker_tls_ca = ep.tls_ca;
+    S.docker_tls_cert = ep.tls_cert;
+    S.docker_tls_key = ep.tls_key;
+    return 0;
+}
+
+/* What every image needs is there and sound: a daemon without them would
+ * start and fail its first create. Each message names the flag to fix. */
+static int
+settings_check_files(se_err *err)
+{
+    if (image_agent_check(S.agent, err) < 0)
+        return se_err_prefix(err, "--agent (the static safeeval-agent)");
+    if (image_recipe_check(S.recipe_dir, err) < 0)
+        return se_err_prefix(err, "--recipe-dir (the sandbox recipe folder)");
+    if (sandbox_seccomp_check(S.seccomp_profile, err) < 0)
+        return se_err_prefix(err, "--seccomp-profile");
     return 0;
 }
 
@@ -270,18 +355,26 @@ main(int argc, char **argv)
     se_err err;
     se_err_clear(&err);
     int r = config_load(settings_table, N_SETTINGS, argc, argv, &err);
-    if (r == CONFIG_HELP) {
-        config_print_help(stdout, "safeevald",
-                          "Runs untrusted Python in hardened sandboxes, "
-                          "served over gRPC.",
-                          settings_table, N_SETTINGS);
+    if (r == CONFIG_HELP || r == CONFIG_VERSION || r == CONFIG_PRINT) {
+        if (r == CONFIG_HELP)
+            config_print_help(stdout, "safeevald",
+                              "Runs untrusted Python in hardened sandboxes, "
+                              "served over gRPC.",
+                              settings_table, N_SETTINGS);
+        else if (r == CONFIG_VERSION)
+            printf("safeevald %s (build %s, agent %s)\n", se_version(), se_build_id(),
+                   se_agent_build_id());
+        else
+            config_print_sample(stdout, "safeevald", settings_table, N_SETTINGS);
         config_free(settings_table, N_SETTINGS);
-        return 0;
+        return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
     }
     if (r == 0)
         r = settings_check(&err);
     if (r == 0)
         r = settings_derive(&err);
+    if (r == 0)
+        r = settings_check_files(&err);
     rpc_server_opts ro = {
         .listen = S.listen,
         .insecure_listen = S.insecure_listen,
@@ -328,12 +421,24 @@ main(int argc, char **argv)
         log_error("cannot use the Docker engine at %s: %s", S.docker_host, err.msg);
         goto out;
     }
+    log_info("safeevald %s (build %s, agent %s)", se_version(), se_build_id(), se_agent_build_id());
     log_info("docker engine %s, API %s", S.docker_host, docker_client_api_version(dc));
+    log_info("agent %s, recipe %s, seccomp profile %s", S.agent, S.recipe_dir, S.seccomp_profile);
+    if (S.image_cache_bytes == 0)
+        S.image_cache_bytes =
+            image_gc_default_budget(dc, strncmp(S.docker_host, "unix://", 7) == 0);
+    if (S.image_max_age)
+        log_info("image collection: sandbox images keep %llu bytes at most, unused %u s at most",
+                 (unsigned long long)S.image_cache_bytes, S.image_max_age);
+    else
+        log_info("image collection: sandbox images keep %llu bytes at most, no age limit",
+                 (unsigned long long)S.image_cache_bytes);
 
     image_opts iopts = {.base_template = S.base_image,
                         .recipe_dir = S.recipe_dir,
                         .agent_path = S.agent,
-                        .wheelhouse = S.wheelhouse};
+                        .wheelhouse = S.wheelhouse,
+                        .instance = S.instance};
     if (image_cache_new(&ic, dc, &iopts, &err) < 0) {
         log_error("image cache: %s", err.msg);
         goto out;
@@ -356,6 +461,9 @@ main(int argc, char **argv)
         .max_memory_total = S.max_memory_total,
         .worker_idle_s = S.worker_idle_s,
         .reap_interval_s = S.reap_interval_s,
+        .image_cache_bytes = S.image_cache_bytes,
+        .image_max_age_s = S.image_max_age,
+        .image_gc_own = S.image_gc_own,
     };
     if (sandbox_manager_new(&mgr, &scfg, dc, ic, &err) < 0) {
         log_error("sandbox manager: %s", err.msg);
@@ -383,6 +491,9 @@ main(int argc, char **argv)
     }
     log_info("listening on %s (%u workers, queue %u, max request %llu bytes)", S.listen, S.workers,
              S.queue_depth, (unsigned long long)S.max_request_bytes);
+    /* Under systemd (Type=notify): serving now. Without NOTIFY_SOCKET this
+     * does nothing. */
+    sd_notifyf(0, "READY=1\nSTATUS=serving on %s", S.listen);
 
     for (;;) {
         int sig = 0;
@@ -390,6 +501,7 @@ main(int argc, char **argv)
             continue;
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("%s: shutting down (grace %u ms)", strsignal(sig), S.grace_ms);
+            sd_notify(0, "STOPPING=1\nSTATUS=draining calls");
             break;
         }
         if (sig == SIGHUP) {

@@ -609,7 +609,7 @@ static const char usage_main[] =
     "  get     ID                           show a sandbox\n"
     "  ls                                   list the sandboxes\n"
     "  destroy ID                           destroy a sandbox (alias: rm)\n"
-    "  version                              print the client version\n"
+    "  version                              print the version and build id\n"
     "\n"
     "global options (anywhere):\n"
     "  -t, --target T     the service: unix:PATH or HOST:PORT (default: $SAFEEVAL_TARGET,\n"

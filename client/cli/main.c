@@ -14,6 +14,7 @@
 
 #include "args.h"
 #include "json.h"
+#include "util/version.h"
 
 /* Largest local input (script, --file, stdin) read into memory; the
  * service's own request cap is normally far lower and says so. */
@@ -728,7 +729,8 @@ main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     if (a.cmd == CLI_CMD_VERSION) {
-        printf("safeeval %s (libsafeeval %s)\n", SAFEEVAL_VERSION_STRING, safeeval_version());
+        printf("safeeval %s (libsafeeval %s, build %s)\n", SAFEEVAL_VERSION_STRING,
+               safeeval_version(), se_build_id());
         cli_args_free(&a);
         return 0;
     }

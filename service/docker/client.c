@@ -6,8 +6,6 @@
 #include "docker/parse.h"
 #include "util/log.h"
 
-#define DOCKER_DEFAULT_HOST "unix:///var/run/docker.sock"
-
 static int
 host_parse(docker_client *c, const docker_opts *opts, se_err *err)
 {
@@ -129,4 +127,18 @@ docker_ping(docker_client *c, se_err *err)
 {
     docker_req req = {.method = "GET", .path = "/_ping", .cap = 4096};
     return docker_json_call(c, &req, NULL, err, "ping docker engine");
+}
+
+int
+docker_info(docker_client *c, cJSON **out, se_err *err)
+{
+    *out = NULL;
+    docker_req req = {.method = "GET", .path = "/info"};
+    int rc = docker_json_call(c, &req, out, err, "engine info");
+    if (rc == 0 && !cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        rc = se_err_set(err, SE_PROTOCOL, "engine info: the answer is not an object");
+    }
+    return rc;
 }

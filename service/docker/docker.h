@@ -24,6 +24,37 @@ typedef struct docker_opts {
     long timeout_ms; /* per request connect+idle timeout for short calls */
 } docker_opts;
 
+/* The built-in engine address, when neither a setting nor DOCKER_HOST names one. */
+#define DOCKER_DEFAULT_HOST "unix:///var/run/docker.sock"
+
+/* An engine address and its TLS files (tcp only); NULL = not given. */
+typedef struct docker_endpoint {
+    char *host;
+    char *tls_ca;
+    char *tls_cert;
+    char *tls_key;
+} docker_endpoint;
+
+/* The environment the docker CLI reads (borrowed strings; NULL = unset). */
+typedef struct docker_env {
+    const char *host;       /* DOCKER_HOST */
+    const char *tls_verify; /* DOCKER_TLS_VERIFY: non-empty = TLS with verification */
+    const char *cert_path;  /* DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem */
+    const char *home;       /* HOME: DOCKER_CERT_PATH's default is ~/.docker */
+} docker_env;
+
+/* Reads DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and HOME. */
+void docker_endpoint_env(docker_env *out);
+/* What the docker CLI would use: each field of `given` (the operator's
+ * settings) wins; then the environment (DOCKER_HOST; with DOCKER_TLS_VERIFY
+ * set and a tcp host, DOCKER_CERT_PATH/{ca,cert,key}.pem); then
+ * DOCKER_DEFAULT_HOST. *out's strings are malloc'd: docker_endpoint_free.
+ * SE_INVALID when DOCKER_TLS_VERIFY is set with no folder to take the files
+ * from. */
+int docker_endpoint_resolve(docker_endpoint *out, const docker_endpoint *given,
+                            const docker_env *env, se_err *err);
+void docker_endpoint_free(docker_endpoint *e);
+
 /* Creates the client and negotiates the API version (GET /version): the
  * engine's ApiVersion, capped at the newest this client speaks.
  * SE_UNAVAILABLE when the engine does not answer. */
@@ -32,6 +63,8 @@ void docker_client_free(docker_client *c);
 /* "1.41": the negotiated version (borrowed). */
 const char *docker_client_api_version(const docker_client *c);
 int docker_ping(docker_client *c, se_err *err);
+/* *out = GET /info (caller cJSON_Delete): DockerRootDir and the rest. */
+int docker_info(docker_client *c, cJSON **out, se_err *err);
 
 /* Labels: a NULL-terminated array of "key=value" strings used as filters. */
 

@@ -376,10 +376,21 @@ docker_build_log_finish(docker_build_log *l, se_err *err)
         out_line_done(l);
     if (!l->failed)
         return 0;
-    /* Error first (it is what matters), then as many of the newest lines as
-     * fit, oldest of those first. */
+    /* The cause first: a client may keep only the message's head (the C
+     * library keeps 512 bytes), and the engine's error ("The command ...
+     * returned a non-zero code: 1") says only that a step failed. pip says
+     * why on its last "ERROR:" line. Then the engine's error, then as many
+     * of the newest lines as fit, oldest of those first. */
+    const char *cause = NULL;
+    for (size_t k = 0; k < l->ring_count && !cause; k++) {
+        const char *line = l->ring[(l->ring_next + DOCKER_BUILD_RING - 1 - k) % DOCKER_BUILD_RING];
+        line += strspn(line, " ");
+        if (strncmp(line, "ERROR:", 6) == 0)
+            cause = line;
+    }
     char msg[SE_ERR_MSG_MAX];
-    int n = snprintf(msg, sizeof(msg), "image build failed: %s", l->error);
+    int n = cause ? snprintf(msg, sizeof(msg), "image build failed: %s | %s", cause, l->error)
+                  : snprintf(msg, sizeof(msg), "image build failed: %s", l->error);
     size_t used = n < 0 ? 0 : ((size_t)n >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)n);
     size_t room = sizeof(msg) - used - 1;
     const char *sep = " | last output: ";

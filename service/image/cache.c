@@ -31,15 +31,26 @@ typedef struct flight {
     struct flight *next;
 } flight;
 
+/* What the collector must know of a tag: this daemon's last use of it, and
+ * how many creates hold it between image_ensure and their container. */
+typedef struct usage {
+    char tag[128];
+    int64_t last_use_ms;
+    int pins;
+} usage;
+
 struct image_cache {
     docker_client *dc;
     char *base_template;
     char *recipe_dir;
     char *agent_path;
     char *wheelhouse;
+    char *instance;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     flight *flights;
+    usage usage[IMAGE_USAGE_MAX];
+    size_t n_usage;
     /* The agent's digest, kept while its path, size, mtime and inode stay. */
     bool agent_valid;
     struct stat agent_st;
@@ -72,6 +83,7 @@ image_cache_new(image_cache **out, docker_client *dc, const image_opts *opts, se
     ic->recipe_dir = dup_or_null(opts->recipe_dir, &oom);
     ic->agent_path = dup_or_null(opts->agent_path, &oom);
     ic->wheelhouse = dup_or_null(opts->wheelhouse, &oom);
+    ic->instance = dup_or_null(opts->instance ? opts->instance : "", &oom);
     pthread_mutex_init(&ic->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -107,7 +119,104 @@ image_cache_free(image_cache *ic)
     free(ic->recipe_dir);
     free(ic->agent_path);
     free(ic->wheelhouse);
+    free(ic->instance);
     free(ic);
+}
+
+/* The usage entry of tag, made if absent (with ic->mu held). When the table
+ * is full, the least recently used unpinned entry makes room: that image
+ * falls back to its Created time, which is older, so it is collected a
+ * little earlier than it would have been. NULL only when every entry is
+ * pinned. */
+static usage *
+usage_get(image_cache *ic, const char *tag)
+{
+    for (size_t i = 0; i < ic->n_usage; i++)
+        if (strcmp(ic->usage[i].tag, tag) == 0)
+            return &ic->usage[i];
+    usage *u = NULL;
+    if (ic->n_usage < IMAGE_USAGE_MAX) {
+        u = &ic->usage[ic->n_usage++];
+    } else {
+        for (size_t i = 0; i < ic->n_usage; i++)
+            if (ic->usage[i].pins == 0 && (!u || ic->usage[i].last_use_ms < u->last_use_ms))
+                u = &ic->usage[i];
+        if (!u)
+            return NULL;
+    }
+    memset(u, 0, sizeof(*u));
+    snprintf(u->tag, sizeof(u->tag), "%s", tag);
+    return u;
+}
+
+static void
+usage_touch(image_cache *ic, const char *tag, int pin_delta)
+{
+    pthread_mutex_lock(&ic->mu);
+    usage *u = usage_get(ic, tag);
+    if (u) {
+        u->last_use_ms = clock_wall_ms();
+        u->pins += pin_delta;
+        if (u->pins < 0)
+            u->pins = 0;
+    }
+    pthread_mutex_unlock(&ic->mu);
+}
+
+void
+image_release(image_cache *ic, const char *tag)
+{
+    usage_touch(ic, tag, -1);
+}
+
+void
+image_cache_seen(image_cache *ic, const char *tag)
+{
+    usage_touch(ic, tag, 0);
+}
+
+bool
+image_cache_busy(image_cache *ic, const char *tag, int64_t *last_use_ms)
+{
+    bool busy = false;
+    *last_use_ms = 0;
+    pthread_mutex_lock(&ic->mu);
+    for (size_t i = 0; i < ic->n_usage; i++) {
+        if (strcmp(ic->usage[i].tag, tag) == 0) {
+            busy = ic->usage[i].pins > 0;
+            *last_use_ms = ic->usage[i].last_use_ms;
+            break;
+        }
+    }
+    for (flight *f = ic->flights; f && !busy; f = f->next)
+        busy = strcmp(f->tag, tag) == 0;
+    pthread_mutex_unlock(&ic->mu);
+    return busy;
+}
+
+void
+image_cache_forget(image_cache *ic, const char *tag)
+{
+    pthread_mutex_lock(&ic->mu);
+    for (size_t i = 0; i < ic->n_usage; i++) {
+        if (strcmp(ic->usage[i].tag, tag) == 0 && ic->usage[i].pins == 0) {
+            ic->usage[i] = ic->usage[--ic->n_usage];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ic->mu);
+}
+
+docker_client *
+image_cache_docker(image_cache *ic)
+{
+    return ic->dc;
+}
+
+const char *
+image_cache_instance(image_cache *ic)
+{
+    return ic->instance;
 }
 
 /* The agent's sha256, from the cache when the file looks unchanged. */
@@ -141,6 +250,30 @@ agent_digest(image_cache *ic, uint8_t out[SHA256_DIGEST_LEN], se_err *err)
     return 0;
 }
 
+/* No base image: say how to get one. The local bases (docker/base/build-base,
+ * for machines without a registry) are safeeval/python:<major.minor>, one
+ * per Debian suite; anything else comes from a registry. */
+static int
+base_missing(const char *base_ref, const char *version, se_err *err)
+{
+    static const char *const suites[][2] = {
+        {"3.9", "bullseye"}, {"3.11", "bookworm"}, {"3.13", "trixie"}};
+    for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+        char local[64];
+        snprintf(local, sizeof(local), "safeeval/python:%s", suites[i][0]);
+        if (strcmp(base_ref, local) == 0)
+            return se_err_set(err, SE_PRECONDITION,
+                              "no base image %s for python %s: build it with "
+                              "`docker/base/build-base %s` (as root, from the safeeval sources), "
+                              "or set --base-image",
+                              base_ref, version, suites[i][1]);
+    }
+    return se_err_set(err, SE_PRECONDITION,
+                      "no base image %s for python %s: get it with `docker pull %s`, or set "
+                      "--base-image",
+                      base_ref, version, base_ref);
+}
+
 /* The base image's Id ("sha256:..."), checked to be a plain token. */
 static int
 base_image_id(image_cache *ic, const char *base_ref, const char *version, char *out, size_t cap,
@@ -149,8 +282,7 @@ base_image_id(image_cache *ic, const char *base_ref, const char *version, char *
     cJSON *j = NULL;
     int rc = docker_image_inspect(ic->dc, base_ref, &j, err);
     if (rc == -SE_NOT_FOUND)
-        return se_err_set(err, SE_PRECONDITION, "no base image %s for python %s", base_ref,
-                          version);
+        return base_missing(base_ref, version, err);
     if (rc < 0)
         return se_err_prefix(err, "inspect base image %s", base_ref);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "Id");
@@ -323,6 +455,8 @@ build_image(image_cache *ic, const ensure_plan *p, const char *version, docker_p
     if (!labels || !args || !cJSON_AddStringToObject(labels, SE_LABEL_MANAGED, "1") ||
         !cJSON_AddStringToObject(labels, SE_LABEL_SPEC, spec) ||
         !cJSON_AddStringToObject(labels, "safeeval.python", version) ||
+        !cJSON_AddStringToObject(labels, SE_LABEL_BASE, p->base_id) ||
+        (ic->instance[0] && !cJSON_AddStringToObject(labels, SE_LABEL_BUILDER, ic->instance)) ||
         !cJSON_AddStringToObject(args, "SAFEEVAL_PYTHON_VERSION", version)) {
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
         goto out;
@@ -479,6 +613,8 @@ image_ensure(image_cache *ic, const char *version, const char *const *modules, s
         goto out;
     }
 out:
+    if (rc == 0)
+        usage_touch(ic, out->tag, +1);
     plan_free(&p);
     return rc;
 }

@@ -84,7 +84,6 @@ typedef struct image_wheelhouse {
 int image_wheelhouse_list(image_wheelhouse *out, const char *dir, se_err *err);
 void image_wheelhouse_free(image_wheelhouse *w);
 
-
 /* tag.c: the content address. Pure: the same inputs always give the same tag,
  * module order and duplicates do not matter, any other change gives a new one. */
 
@@ -120,5 +119,34 @@ typedef struct image_context_in {
 /* Fills out (a fresh se_buf; caller se_buf_free) with an uncompressed tar:
  * entries sorted by name, mtime 0, uid/gid 0, modes 0644/0755. */
 int image_context_make(se_buf *out, const image_context_in *in, se_err *err);
+
+/* gc.c: which images a collection removes. Pure. */
+typedef struct image_gc_item {
+    uint64_t bytes;      /* the image's own bytes */
+    int64_t last_use_ms; /* wall clock */
+    bool in_use;         /* never removed, but counts toward the budget */
+    bool remove;         /* out */
+} image_gc_item;
+
+/* Marks for removal every item not in use that is unused for over max_age_s
+ * (0 = no age limit), then the least recently used of the rest, oldest first,
+ * until the items' bytes fit cache_bytes (0 = no size limit). Items may be
+ * in any order. */
+void image_gc_plan(image_gc_item *items, size_t n, uint64_t cache_bytes, int64_t max_age_s,
+                   int64_t now_ms);
+
+/* The tags image_ensure handed out and when: the LRU's memory. */
+#define IMAGE_USAGE_MAX 1024
+
+/* cache.c, for gc.c. */
+/* True when tag is pinned or being built by this daemon; *last_use_ms = this
+ * daemon's last use of it (0 = none known). */
+bool image_cache_busy(image_cache *ic, const char *tag, int64_t *last_use_ms);
+/* Records a use of tag now (a container was seen using it). */
+void image_cache_seen(image_cache *ic, const char *tag);
+/* Forgets an unpinned tag (its image was removed). */
+void image_cache_forget(image_cache *ic, const char *tag);
+docker_client *image_cache_docker(image_cache *ic);
+const char *image_cache_instance(image_cache *ic); /* "" when none */
 
 #endif

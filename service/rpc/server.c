@@ -56,10 +56,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/pbcheck.h"
-
-#ifndef SAFEEVAL_VERSION
-#define SAFEEVAL_VERSION "unknown"
-#endif
+#include "util/version.h"
 
 #define RPC_POLLERS 2
 /* Requests kept armed per method: a burst is accepted without waiting for a
@@ -302,7 +299,7 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
 const char *
 rpc_version(void)
 {
-    return SAFEEVAL_VERSION;
+    return se_version();
 }
 
 /* Counts the call and writes its line: fields method, code, duration_ms,

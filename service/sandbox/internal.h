@@ -287,9 +287,14 @@ struct sandbox_manager {
     pthread_t reaper;
     bool reaper_started;
     bool stopping;
+    bool gc_soon; /* under stop_mu: a build just finished, collect images now */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
 };
+
+/* ---- reaper.c ---- */
+/* Asks the reaper to collect images at once (after a build). */
+void sandbox_reaper_kick(sandbox_manager *m);
 
 /* ---- worker.c: one worker container and its agent ---- */
 /* Makes, starts and attaches a worker for e (its spec, id and image) sized

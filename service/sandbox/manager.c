@@ -80,6 +80,15 @@ seccomp_load(char **out, const char *path, se_err *err)
 }
 
 int
+sandbox_seccomp_check(const char *path, se_err *err)
+{
+    char *json = NULL;
+    int rc = seccomp_load(&json, path, err);
+    free(json);
+    return rc;
+}
+
+int
 sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_client *dc,
                     image_cache *ic, se_err *err)
 {
@@ -214,8 +223,10 @@ sandbox_create(sandbox_manager *m, const sandbox_caller *who,
         sandbox_spec_clear(&spec);
         return rc;
     }
-    bool reserved = false;
+    bool reserved = false, pinned = false;
     uint64_t charged = 0;
+    image_ref ref;
+    memset(&ref, 0, sizeof(ref));
     sandbox_entry *e = NULL;
     sandbox_worker *w = NULL;
     int64_t t0 = clock_mono_ms();
@@ -231,13 +242,14 @@ sandbox_create(sandbox_manager *m, const sandbox_caller *who,
         goto out;
     charged = wmem;
 
-    image_ref ref;
-    memset(&ref, 0, sizeof(ref));
     /* The image module logs every build line at debug. */
     rc = image_ensure(m->ic, spec.python, (const char *const *)spec.modules, spec.n_modules, &ref,
                       progress, ud, cancel, err);
     if (rc < 0)
         goto out;
+    pinned = true;
+    if (ref.built)
+        sandbox_reaper_kick(m);
     int64_t t_image = clock_mono_ms();
     if ((rc = se_cancel_check(cancel, err)) < 0)
         goto out;
@@ -252,6 +264,19 @@ sandbox_create(sandbox_manager *m, const sandbox_caller *who,
     e->spec = spec;
     memset(&spec, 0, sizeof(spec));
     rc = sandbox_worker_new(m, e, wmem, &w, cancel, err);
+    if (rc == -SE_NOT_FOUND) {
+        /* The image went between the ensure and the container: another
+         * daemon on this engine collected it. Built again, once. */
+        log_info("image %s vanished before its container was made: ensuring it again", e->image);
+        image_release(m->ic, ref.tag);
+        pinned = false;
+        rc = image_ensure(m->ic, e->spec.python, (const char *const *)e->spec.modules,
+                          e->spec.n_modules, &ref, progress, ud, cancel, err);
+        if (rc < 0)
+            goto out;
+        pinned = true;
+        rc = sandbox_worker_new(m, e, wmem, &w, cancel, err);
+    }
     if (rc < 0)
         goto out;
     /* From here on, any failure removes the worker's container. */
@@ -285,11 +310,15 @@ sandbox_create(sandbox_manager *m, const sandbox_caller *who,
     /* Counted by the registry from now on. */
     sandbox_tenant_release(m, &hold);
     *out = msg;
+    /* Registered: the reaper's keep list holds the image from now on. */
+    image_release(m->ic, ref.tag);
     return 0;
 out_unlink:
     e->workers = NULL;
     e->n_workers = 0;
 out:
+    if (pinned)
+        image_release(m->ic, ref.tag);
     if (w)
         sandbox_worker_free(m, w, true);
     if (charged)

@@ -1,7 +1,9 @@
 /* The idle reaper: a thread that wakes every reap_interval_s, destroys
  * sandboxes unused for longer than their idle timeout (and running nothing),
- * and removes extra workers idle for longer than worker_idle_s.
+ * removes extra workers idle for longer than worker_idle_s, and collects
+ * sandbox images (image_collect; also right after a build).
  * It is woken early and joined by sandbox_manager_free. */
+#include <stdlib.h>
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -38,11 +40,36 @@ reap_once(sandbox_manager *m)
     se_err_clear(&err);
     if (sandbox_registry_snapshot(&m->reg, &es, &n, &err) < 0)
         return;
+    /* The live sandboxes' images stay, even while a sandbox has no
+     * container (a worker being replaced). */
+    const char **keep = calloc(n + 1, sizeof(*keep));
+    size_t n_keep = 0;
     for (size_t i = 0; i < n; i++) {
         sandbox_pool_trim(m, es[i], (int64_t)m->cfg.worker_idle_s * 1000);
-        sandbox_entry_unref(&m->reg, es[i]);
+        if (keep && es[i]->image)
+            keep[n_keep++] = es[i]->image;
     }
+    if (keep && (m->cfg.image_cache_bytes || m->cfg.image_max_age_s)) {
+        image_gc_opts go = {.cache_bytes = m->cfg.image_cache_bytes,
+                            .max_age_s = m->cfg.image_max_age_s,
+                            .own_only = m->cfg.image_gc_own,
+                            .keep = keep};
+        if (image_collect(m->ic, &go, NULL, &err) < 0)
+            log_warn("reaper: %s", err.msg);
+    }
+    free(keep);
+    for (size_t i = 0; i < n; i++)
+        sandbox_entry_unref(&m->reg, es[i]);
     free(es);
+}
+
+void
+sandbox_reaper_kick(sandbox_manager *m)
+{
+    pthread_mutex_lock(&m->stop_mu);
+    m->gc_soon = true;
+    pthread_cond_broadcast(&m->stop_cv);
+    pthread_mutex_unlock(&m->stop_mu);
 }
 
 static void *
@@ -55,10 +82,11 @@ reaper_main(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += m->cfg.reap_interval_s;
         int rc = 0;
-        while (!m->stopping && rc != ETIMEDOUT)
+        while (!m->stopping && !m->gc_soon && rc != ETIMEDOUT)
             rc = pthread_cond_timedwait(&m->stop_cv, &m->stop_mu, &ts);
         if (m->stopping)
             break;
+        m->gc_soon = false;
         pthread_mutex_unlock(&m->stop_mu);
         reap_once(m);
         pthread_mutex_lock(&m->stop_mu);

@@ -61,7 +61,13 @@ typedef struct sandbox_config {
     uint64_t max_memory_total;     /* the sum of every worker's memory limit */
     uint32_t worker_idle_s;        /* an extra worker idle this long is removed */
     uint32_t reap_interval_s;      /* how often the idle reaper looks */
+    uint64_t image_cache_bytes;    /* sandbox images' own bytes at most (0 = no limit) */
+    uint32_t image_max_age_s;      /* an image unused this long goes (0 = no limit) */
+    bool image_gc_own;             /* collect only the images this instance built */
 } sandbox_config;
+
+/* The seccomp profile at path reads as one (a start-up check). */
+int sandbox_seccomp_check(const char *path, se_err *err);
 
 /* Does not take ownership of dc or ic; they must outlive the manager. */
 int sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_client *dc,

@@ -296,6 +296,10 @@ is_help(const char *arg)
     return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
 
+/* Flags that are not settings: the table never names them. */
+static const char FLAG_VERSION[] = "--version";
+static const char FLAG_PRINT[] = "--print-config";
+
 int
 config_load(const config_opt *table, size_t n, int argc, char *const *argv, se_err *err)
 {
@@ -303,11 +307,17 @@ config_load(const config_opt *table, size_t n, int argc, char *const *argv, se_e
     if (r < 0)
         return r;
 
-    /* Pass 1: --help and --config, so the file applies before every flag. */
+    /* Pass 1: --help, --version and --config, so the file applies before
+     * every flag. */
     const char *file = NULL;
+    bool print = false;
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i]))
             return CONFIG_HELP;
+        if (strcmp(argv[i], FLAG_VERSION) == 0)
+            return CONFIG_VERSION;
+        if (strcmp(argv[i], FLAG_PRINT) == 0)
+            print = true;
         const char *name, *value;
         size_t nl;
         if (split_flag(argv[i], &name, &nl, &value) < 0 || nl != 6 || memcmp(name, "config", 6))
@@ -329,6 +339,8 @@ config_load(const config_opt *table, size_t n, int argc, char *const *argv, se_e
     for (int i = 1; i < argc; i++) {
         const char *name, *value;
         size_t nl;
+        if (strcmp(argv[i], FLAG_PRINT) == 0)
+            continue;
         if (split_flag(argv[i], &name, &nl, &value) < 0)
             return se_err_set(err, SE_INVALID, "unexpected argument '%.64s' (see --help)", argv[i]);
         if (nl == 6 && memcmp(name, "config", 6) == 0) {
@@ -357,7 +369,7 @@ config_load(const config_opt *table, size_t n, int argc, char *const *argv, se_e
         if (r < 0)
             return r;
     }
-    return CONFIG_RUN;
+    return print ? CONFIG_PRINT : CONFIG_RUN;
 }
 
 void
@@ -367,8 +379,12 @@ config_print_help(FILE *f, const char *prog, const char *summary, const config_o
     if (summary)
         fprintf(f, "%s\n", summary);
     fprintf(f, "\nA config file holds 'name = value' lines (# comments); flags override it.\n"
-               "Sizes take K, M, G suffixes (powers of 1024).\n\n");
+               "Sizes take K, M, G suffixes (powers of 1024). Booleans are true/false,\n"
+               "yes/no, on/off or 1/0; a bare --flag means true.\n\n");
     fprintf(f, "  --%-24s %s\n", "config FILE", "read settings from FILE first");
+    fprintf(f, "  --%-24s %s\n", "print-config",
+            "print every setting as a config file (with --config and flags applied) and exit");
+    fprintf(f, "  --%-24s %s\n", "version", "print the version and build id and exit");
     fprintf(f, "  --%-24s %s\n", "help", "print this help and exit");
     for (size_t i = 0; i < n; i++) {
         const config_opt *o = &table[i];
@@ -388,6 +404,100 @@ config_print_help(FILE *f, const char *prog, const char *summary, const config_o
                 fprintf(f, " [>= %" PRIu64 "]", o->min);
         }
         fputc('\n', f);
+    }
+}
+
+int
+config_format_value(char *buf, size_t cap, const config_opt *opt)
+{
+    switch (opt->type) {
+    case CONFIG_STRING: {
+        const char *v = *(char *const *)opt->dest;
+        return snprintf(buf, cap, "%s", v ? v : "");
+    }
+    case CONFIG_BOOL:
+        return snprintf(buf, cap, "%s", *(const bool *)opt->dest ? "true" : "false");
+    case CONFIG_U32:
+        return snprintf(buf, cap, "%" PRIu32, *(const uint32_t *)opt->dest);
+    case CONFIG_U64:
+        return snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)opt->dest);
+    case CONFIG_BYTES: {
+        /* The largest suffix that says it exactly, as a user would write it. */
+        static const char suffix[] = "KMGT";
+        uint64_t v = *(const uint64_t *)opt->dest;
+        int k = -1;
+        while (v && k < 3 && (v & 1023) == 0) {
+            v >>= 10;
+            k++;
+        }
+        if (k < 0)
+            return snprintf(buf, cap, "%" PRIu64, v);
+        return snprintf(buf, cap, "%" PRIu64 "%c", v, suffix[k]);
+    }
+    }
+    return snprintf(buf, cap, "?");
+}
+
+/* The default of o, formatted like its value (so "16M" and "16777216"
+ * compare equal): parsed into a scratch destination of o's type. */
+static void
+format_default(char *buf, size_t cap, const config_opt *o)
+{
+    union {
+        char *s;
+        bool b;
+        uint32_t u32;
+        uint64_t u64;
+    } scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    config_opt t = *o;
+    t.dest = &scratch;
+    if (o->def && config_set(&t, o->def, "default", NULL) < 0)
+        snprintf(buf, cap, "%s", o->def);
+    else
+        config_format_value(buf, cap, &t);
+    if (o->type == CONFIG_STRING)
+        free(scratch.s);
+}
+
+void
+config_print_sample(FILE *f, const char *prog, const config_opt *table, size_t n)
+{
+    fprintf(f,
+            "# %s.conf: every setting of %s, each with its help, its default and its\n"
+            "# bounds. Written by `%s --print-config`: a setting still at its default is\n"
+            "# commented out; uncomment and change what you need.\n"
+            "#\n"
+            "# Syntax: one `name = value` per line (the name is the flag without --);\n"
+            "# blanks around both are ignored; a line whose first non-blank character\n"
+            "# is # is a comment (a # inside a value is part of it); no quotes, no\n"
+            "# continuation lines. Flags given to %s override this file.\n"
+            "# Booleans: true/false, yes/no, on/off or 1/0 (any case).\n"
+            "# Sizes: a number of bytes with an optional K, M, G or T suffix (powers of\n"
+            "# 1024; \"16M\", \"16MB\" and \"16MiB\" are the same).\n"
+            "# A string setting with nothing after = is the empty string, not unset:\n"
+            "# leave an unset one commented out.\n",
+            prog, prog, prog, prog);
+    for (size_t i = 0; i < n; i++) {
+        const config_opt *o = &table[i];
+        char cur[CONFIG_LINE_MAX], def[CONFIG_LINE_MAX];
+        config_format_value(cur, sizeof(cur), o);
+        format_default(def, sizeof(def), o);
+        fprintf(f, "\n# %s\n# (%s", o->help, type_hint(o->type));
+        if (o->type == CONFIG_STRING && !o->def)
+            fprintf(f, "; unset by default");
+        else
+            fprintf(f, "; default: %s", def);
+        if (o->type != CONFIG_STRING && o->type != CONFIG_BOOL && (o->min || o->max)) {
+            if (o->max)
+                fprintf(f, "; %" PRIu64 "..%" PRIu64, o->min, o->max);
+            else
+                fprintf(f, "; at least %" PRIu64, o->min);
+        }
+        fprintf(f, ")\n");
+        bool is_default = o->type == CONFIG_STRING && !o->def ? *(char *const *)o->dest == NULL
+                                                              : strcmp(cur, def) == 0;
+        fprintf(f, "%s%s =%s%s\n", is_default ? "#" : "", o->name, cur[0] ? " " : "", cur);
     }
 }
 

@@ -38,12 +38,16 @@ typedef struct config_opt {
 
 /* What config_load found. */
 enum config_result {
-    CONFIG_RUN = 0,  /* values filled; go on */
-    CONFIG_HELP = 1, /* --help / -h was given: print the help and exit 0 */
+    CONFIG_RUN = 0,     /* values filled; go on */
+    CONFIG_HELP = 1,    /* --help / -h was given: print the help and exit 0 */
+    CONFIG_VERSION = 2, /* --version was given: print the version and exit 0 */
+    CONFIG_PRINT = 3,   /* --print-config was given: values filled (file and flags
+                           applied); print them with config_print_sample and exit 0 */
 };
 
 /* Fills every dest from defaults, the --config file and argv[1..argc-1].
- * Returns CONFIG_RUN or CONFIG_HELP, or -SE_INVALID with err holding one line
+ * Returns a config_result (--help and --version win over everything else and
+ * return at once), or -SE_INVALID with err holding one line
  * naming the flag or file:line and the reason (unknown name, bad value, out of
  * bounds, missing value, stray argument). */
 int config_load(const config_opt *table, size_t n, int argc, char *const *argv, se_err *err);
@@ -61,6 +65,15 @@ int config_parse_bytes(uint64_t *out, const char *s);
 const config_opt *config_find(const config_opt *table, size_t n, const char *name, size_t name_len);
 void config_print_help(FILE *f, const char *prog, const char *summary, const config_opt *table,
                        size_t n);
+/* Writes a config file that documents every setting of the table: each one's
+ * help, default and bounds as comments, then `name = value`, commented out
+ * when the value is the default. Read back with config_apply_text (comments
+ * removed or not), it sets every value as it is now: the sample that ships
+ * with the daemon is this output, so it cannot drift from the table. */
+void config_print_sample(FILE *f, const char *prog, const config_opt *table, size_t n);
+/* The value of opt->dest written as the config file takes it ("16M", "true",
+ * a string as is); NULL strings give "". Returns the length snprintf would. */
+int config_format_value(char *buf, size_t cap, const config_opt *opt);
 /* Frees the strings the engine allocated (CONFIG_STRING dests), leaving NULL. */
 void config_free(const config_opt *table, size_t n);
 

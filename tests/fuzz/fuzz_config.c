@@ -68,7 +68,8 @@ run_load(char *text)
     se_err err;
     se_err_clear(&err);
     int rc = config_load(table, N_OPTS, argc, argv, &err);
-    FUZZ_CHECK(rc == CONFIG_RUN || rc == CONFIG_HELP || rc == -SE_INVALID);
+    FUZZ_CHECK(rc == CONFIG_RUN || rc == CONFIG_HELP || rc == CONFIG_VERSION ||
+               rc == CONFIG_PRINT || rc == -SE_INVALID);
     if (rc == CONFIG_RUN)
         check_values();
     else if (rc < 0)

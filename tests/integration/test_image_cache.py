@@ -75,6 +75,12 @@ def pip_failure(d):
     # pip's own words, not just "build failed".
     assert "No matching distribution found for safeeval_nosuchpkg==1.0" in e.details(), \
         e.details()
+    # ... and within the head a client may keep: the C library keeps 512
+    # bytes (SAFEEVAL_ERROR_MESSAGE_MAX) and pip's cause must be in them.
+    cause = "ERROR: No matching distribution found for safeeval_nosuchpkg==1.0"
+    at = e.details().find(cause)
+    assert 0 <= at and at + len(cause) < 512, e.details()
+    print("pip failure: %s" % e.details()[:at + len(cause)])
     # The failed build's own steps (named in its output, logged at debug) are
     # gone. Other daemons' builds may have dangling steps of their own in
     # flight, so only this build's count.

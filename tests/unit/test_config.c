@@ -257,6 +257,82 @@ test_help(void **state)
     free(buf);
 }
 
+static char *
+sample(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    config_print_sample(f, "prog", table, N);
+    fclose(f);
+    return buf;
+}
+
+/* The sample documents every setting, at its default, commented out; read
+ * back with every setting line uncommented it changes nothing (so each line
+ * parses), and after a change it shows the change. */
+static void
+test_sample(void **state)
+{
+    (void)state;
+    se_err err;
+    assert_int_equal(load(&err, 0), CONFIG_RUN);
+    char *text = sample();
+    assert_non_null(strstr(text, "Booleans: true/false, yes/no, on/off or 1/0"));
+    for (size_t i = 0; i < N; i++) {
+        char want[128];
+        snprintf(want, sizeof(want), "\n# %s\n", table[i].help);
+        assert_non_null(strstr(text, want));
+        snprintf(want, sizeof(want), "\n#%s =", table[i].name);
+        assert_non_null(strstr(text, want));
+    }
+    assert_non_null(strstr(text, "\n#max-request-bytes = 16M\n"));
+    assert_non_null(strstr(text, "\n#insecure-listen = false\n"));
+    assert_non_null(strstr(text, "\n#empty =\n"));
+    assert_non_null(strstr(text, "unset by default"));
+    /* Uncomment every line that has a value. */
+    char *un = strdup(text);
+    char *w = un;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p + 1) : strlen(p);
+        bool setting = p[0] == '#' && p[1] >= 'a' && p[1] <= 'z' && memchr(p, '=', n) &&
+                       ((const char *)memchr(p, '=', n))[1] == ' ';
+        memcpy(w, p + (setting ? 1 : 0), n - (setting ? 1 : 0));
+        w += n - (setting ? 1 : 0);
+        p += n;
+    }
+    *w = '\0';
+    assert_int_equal(config_apply_text(table, N, un, strlen(un), "sample", &err), 0);
+    char *again = sample();
+    assert_string_equal(again, text);
+    free(again);
+    free(un);
+    /* A changed value is written uncommented, the way the file takes it. */
+    assert_int_equal(load(&err, 3, "--max-request-bytes=3072", "--insecure-listen", "--empty=x"),
+                     CONFIG_RUN);
+    char *changed = sample();
+    assert_non_null(strstr(changed, "\nmax-request-bytes = 3K\n"));
+    assert_non_null(strstr(changed, "\ninsecure-listen = true\n"));
+    assert_non_null(strstr(changed, "\nempty = x\n"));
+    assert_non_null(strstr(changed, "\n#workers = 16\n"));
+    free(changed);
+    free(text);
+}
+
+/* --version answers at once; --print-config after the file and the flags. */
+static void
+test_version_and_print(void **state)
+{
+    (void)state;
+    se_err err;
+    assert_int_equal(load(&err, 2, "--workers=0", "--version"), CONFIG_VERSION);
+    assert_int_equal(load(&err, 2, "--print-config", "--workers=7"), CONFIG_PRINT);
+    assert_int_equal(s.workers, 7);
+    assert_int_equal(load(&err, 2, "--print-config", "--workers=0"), -SE_INVALID);
+    assert_int_equal(load(&err, 1, "--print-config=1"), -SE_INVALID);
+}
+
 int
 main(void)
 {
@@ -271,6 +347,8 @@ main(void)
         cmocka_unit_test_teardown(test_text, teardown),
         cmocka_unit_test_teardown(test_file_then_flags, teardown),
         cmocka_unit_test_teardown(test_help, teardown),
+        cmocka_unit_test_teardown(test_sample, teardown),
+        cmocka_unit_test_teardown(test_version_and_print, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

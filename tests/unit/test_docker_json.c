@@ -268,6 +268,50 @@ test_build_error_keeps_last_lines(void **state)
     docker_build_log_free(&log);
 }
 
+/* pip's deciding line comes first in the message, ahead of the engine's
+ * error and the noise after it, so that a client keeping only the head of
+ * the message (the C library keeps SAFEEVAL_ERROR_MESSAGE_MAX = 512 bytes,
+ * after "create sandbox: build image for python 3.11: ") still has it. */
+static void
+test_build_error_pip_cause_first(void **state)
+{
+    (void)state;
+    docker_build_log log;
+    se_err err = {0};
+    docker_build_log_init(&log, NULL, NULL);
+    char b[400];
+    for (int i = 0; i < 40; i++) {
+        int k = snprintf(b, sizeof(b), "{\"stream\":\"Collecting something-long-%d %0200d\\n\"}\n",
+                         i, 0);
+        docker_build_log_feed(&log, b, (size_t)k);
+    }
+    const char *pip =
+        "{\"stream\":\"ERROR: Could not find a version that satisfies the "
+        "requirement nosuch==1.0 (from versions: none)\\n\"}\n"
+        "{\"stream\":\"  ERROR: No matching distribution found for nosuch==1.0\\n\"}\n"
+        "{\"stream\":\"[notice] A new release of pip is available\\n\"}\n"
+        "{\"stream\":\"Removing intermediate container 0123456789ab\\n\"}\n"
+        "{\"error\":\"The command '/bin/sh -c sh /opt/safeeval/lib/pip-install.sh' "
+        "returned a non-zero code: 1\"}\n";
+    docker_build_log_feed(&log, pip, strlen(pip));
+    assert_int_equal(docker_build_log_finish(&log, &err), -SE_PRECONDITION);
+    const char *want =
+        "image build failed: ERROR: No matching distribution found for nosuch==1.0 | "
+        "The command '/bin/sh -c sh /opt/safeeval/lib/pip-install.sh' returned a "
+        "non-zero code: 1";
+    assert_memory_equal(err.msg, want, strlen(want));
+    assert_true(strlen("create sandbox: build image for python 3.11: ") + strlen(want) < 512);
+    docker_build_log_free(&log);
+
+    /* Without an ERROR: line, the engine's error leads as before. */
+    docker_build_log_init(&log, NULL, NULL);
+    const char *plain = "{\"stream\":\"ERRORS: not pip's\\n\"}\n{\"error\":\"boom\"}\n";
+    docker_build_log_feed(&log, plain, strlen(plain));
+    assert_int_equal(docker_build_log_finish(&log, &err), -SE_PRECONDITION);
+    assert_memory_equal(err.msg, "image build failed: boom |", 26);
+    docker_build_log_free(&log);
+}
+
 static void
 test_build_hostile_lines(void **state)
 {
@@ -623,6 +667,7 @@ main(void)
         cmocka_unit_test(test_create_id),
         cmocka_unit_test(test_build_ok_every_split),
         cmocka_unit_test(test_build_error_keeps_last_lines),
+        cmocka_unit_test(test_build_error_pip_cause_first),
         cmocka_unit_test(test_build_hostile_lines),
         cmocka_unit_test(test_tar_one_file),
         cmocka_unit_test(test_tar_hostile),
