@@ -213,6 +213,11 @@ worker_sync(sandbox_worker *w, se_err *err)
     if (!st->cgroup || !*st->cgroup)
         rc = se_err_set(err, SE_INTERNAL,
                         "agent: the worker's cgroup counters are unreadable, so it refuses runs");
+    /* A zygote sandbox whose zygote is not up refuses every run: a preload
+     * that does not import is the create's failure, named. */
+    if (rc == 0 && st->zygote_error && *st->zygote_error)
+        rc = se_err_set(err, SE_PRECONDITION, "preload: %.400s", st->zygote_error);
+    w->zygote_memory = st->zygote_memory_bytes;
     if (rc == 0 && st->running)
         rc = worker_ctl(w, st->running, SANDBOX_CTL_CANCEL, err);
     if (rc == 0 && st->running)
