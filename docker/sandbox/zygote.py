@@ -76,6 +76,8 @@ WALL = 0x40000000
 SYS_CAPSET = {"x86_64": 126, "aarch64": 90}
 NAMESPACES = ("user", "pid", "net", "ipc", "uts", "mnt", "cgroup")
 INPUT_MAGIC = b"SEZ1"
+# The run's working directory (a fresh tmpfs per run).
+WORK = "/work"
 # Every fd a run request carries, in this order (zygote.c sends them).
 FD_INPUT, FD_STDIN, FD_STDOUT, FD_STDERR, FD_STATUS = range(5)
 N_FDS = 5
@@ -211,17 +213,17 @@ def put_files(inp):
         finally:
             os.close(fd)
 
-    create("/work/" + inp.filename, inp.script)
+    create(WORK + "/" + inp.filename, inp.script)
     for path, data in inp.files:
         parts = path.split("/")
-        d = "/work"
+        d = WORK
         for p in parts[:-1]:
             d += "/" + p
             try:
                 os.mkdir(d, 0o755)
             except FileExistsError:
                 pass
-        create("/work/" + path, data)
+        create(WORK + "/" + path, data)
 
 
 def child_setup(fds, zygote_ns):
@@ -243,7 +245,7 @@ def child_setup(fds, zygote_ns):
         write_file("/proc/self/gid_map", "%d %d 1\n" % (gid, gid))
         prctl(PR_SET_DUMPABLE, 0)
         check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
-        mount_tmpfs("/work", inp.memory + len(inp.script) + 4096 +
+        mount_tmpfs(WORK, inp.memory + len(inp.script) + 4096 +
                     sum(len(d) + 4096 for _, d in inp.files))
         mount_tmpfs("/tmp", inp.memory)
         mount_tmpfs("/dev/shm", inp.memory)
@@ -313,10 +315,11 @@ class SockFprog(ctypes.Structure):
 
 def drop_caps():
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    # Every capability the kernel knows, until it says EINVAL (no such cap).
     cap = 0
-    while libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
+    while cap < 64 and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
         cap += 1
-    if ctypes.get_errno() != errno.EINVAL or cap < 32:
+    if cap < 32 or cap == 64 or ctypes.get_errno() != errno.EINVAL:
         raise Fail("PR_CAPBSET_DROP %d" % cap, ctypes.get_errno())
     nr = SYS_CAPSET.get(platform.machine())
     if nr is None:
@@ -368,7 +371,7 @@ def run_exec(fds, inp, zygote_ns):
             raise Fail("status fd below 3")
         os.closerange(3, st)
         os.closerange(st + 1, 1 << 20)
-        os.chdir("/work")
+        os.chdir(WORK)
         lim = [
             (resource.RLIMIT_CPU, (inp.cpu_ms + 999) // 1000 + 1, (inp.cpu_ms + 999) // 1000 + 2),
             (resource.RLIMIT_NPROC, inp.nproc + 1, inp.nproc + 1),
@@ -412,9 +415,14 @@ def prepare_python(inp):
     os.environ.clear()
     for k, v in env.items():
         os.environb[k] = v
-    path = "/work/" + inp.filename
+    path = WORK + "/" + inp.filename
     sys.argv = [path] + [os.fsdecode(a) for a in inp.args]
-    sys.path[0] = "/work"
+    sys.path[0] = WORK
+    # The interpreter started before this environment: of what python3
+    # reads from it at start, PYTHONPATH is the one a run can still get.
+    pp = env.get(b"PYTHONPATH")
+    if pp:
+        sys.path[1:1] = [os.fsdecode(p) for p in pp.split(b":") if p]
     # Keep the zygote's stream objects alive: collecting them would close
     # fds 0-2, which are the run's now.
     ZYGOTE.old_streams = (sys.stdin, sys.stdout, sys.stderr)
@@ -586,7 +594,7 @@ def main():
     ZYGOTE.base_env = dict(os.environb)
     ZYGOTE.ns = ns_ids()
     # Imports see what a run's script sees: its directory first.
-    sys.path[0] = "/work"
+    sys.path[0] = WORK
     sys.argv = [""]
     try:
         for m in modules:

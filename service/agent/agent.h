@@ -229,7 +229,7 @@ struct agent_status {
 #define AGENT_ZYGOTE_MODULE_MAX 128
 /* Its children share its hash seed and address layout: it is replaced
  * after this many runs or this many seconds, whichever comes first. */
-#define AGENT_ZYGOTE_MAX_RUNS 50
+#define AGENT_ZYGOTE_MAX_RUNS 32
 #define AGENT_ZYGOTE_MAX_AGE_S 600
 /* How long its start (python3 + the preload imports) may take. */
 #define AGENT_ZYGOTE_START_MS 8000

@@ -317,8 +317,7 @@ fail:;
  * pipes, the same status records, the same end. *msg is freed once the
  * zygote has the run's input. */
 static int
-start_in_zygote(agent_run *r, agent_msg **msg, int out_p[2], int err_p[2], int st_p[2],
-                se_err *err)
+start_in_zygote(agent_run *r, agent_msg **msg, int out_p[2], int err_p[2], int st_p[2], se_err *err)
 {
     if (agent_cgroup_sample(r->env->cg, &r->s0) < 0)
         return se_err_errno(err, SE_UNAVAILABLE, "cgroup counters unreadable");

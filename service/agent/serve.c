@@ -44,7 +44,7 @@ typedef struct server {
     agent_run_env env;
     uint64_t mem_baseline, pids_baseline;
     uint64_t zygote_memory; /* what the zygote adds to the idle worker */
-    uint64_t kept_id; /* the Done not yet acked; 0 = none */
+    uint64_t kept_id;       /* the Done not yet acked; 0 = none */
     uint8_t kept[WIRE_CONTROL_MAX];
     size_t kept_len;
     int sigfd;

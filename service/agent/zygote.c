@@ -166,8 +166,7 @@ find_child_of(pid_t parent)
     return found;
 }
 
-static void
-set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 set_error(const char *fmt, ...)
@@ -204,8 +203,7 @@ agent_zygote_start(void)
     }
     bpf = memfd_create("safeeval-bpf", MFD_CLOEXEC);
     char msg[96];
-    if (bpf < 0 || agent_filter_export(bpf, msg, sizeof(msg)) < 0 ||
-        lseek(bpf, 0, SEEK_SET) < 0) {
+    if (bpf < 0 || agent_filter_export(bpf, msg, sizeof(msg)) < 0 || lseek(bpf, 0, SEEK_SET) < 0) {
         set_error("the run's seccomp program: %s", bpf < 0 ? strerror(errno) : msg);
         goto fail;
     }
@@ -427,10 +425,8 @@ agent_zygote_spawn(const agent_request *req, int out_w, int err_w, int st_w, se_
     memset(&c, 0, sizeof(c));
     char byte = 'R';
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    struct msghdr mh = {.msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = c.buf,
-                        .msg_controllen = sizeof(c.buf)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;

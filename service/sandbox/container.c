@@ -282,9 +282,8 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
     cJSON *labels = cJSON_AddObjectToObject(b, "Labels");
     if (!jcmd || add_strings(jcmd, cmd, zygote ? 3 : 2) < 0 ||
         (zygote && add_strings(jcmd, (const char *const *)spec->preload, spec->n_preload) < 0) ||
-        !labels ||
-        !cJSON_AddBoolToObject(b, "OpenStdin", 1) || !cJSON_AddBoolToObject(b, "StdinOnce", 0) ||
-        !cJSON_AddBoolToObject(b, "AttachStdin", 1) ||
+        !labels || !cJSON_AddBoolToObject(b, "OpenStdin", 1) ||
+        !cJSON_AddBoolToObject(b, "StdinOnce", 0) || !cJSON_AddBoolToObject(b, "AttachStdin", 1) ||
         !cJSON_AddBoolToObject(b, "AttachStdout", 1) ||
         !cJSON_AddBoolToObject(b, "AttachStderr", 1) || !cJSON_AddBoolToObject(b, "Tty", 0) ||
         !cJSON_AddStringToObject(b, "Image", image) ||

@@ -143,11 +143,11 @@ int sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *s
  * thread that holds the worker (busy) or to whoever unlinked it. */
 typedef struct sandbox_worker {
     char *container_id;
-    docker_stream *stream; /* the persistent attach to the agent */
-    uint64_t memory_limit; /* the container's Memory now */
+    docker_stream *stream;  /* the persistent attach to the agent */
+    uint64_t memory_limit;  /* the container's Memory now */
     uint64_t zygote_memory; /* what its zygote holds (0: no zygote), from its State */
-    uint64_t next_run;     /* run ids on this worker */
-    se_buf events;         /* Event frames read but not yet parsed */
+    uint64_t next_run;      /* run ids on this worker */
+    se_buf events;          /* Event frames read but not yet parsed */
     /* lock: */
     bool busy;
     bool broken; /* replace it: never given another run */

@@ -232,8 +232,7 @@ validate_preload(const Safeeval__V1__CreateSandboxRequest *req, se_err *err)
                               i);
         for (size_t j = 0; j < i; j++)
             if (strcmp(req->preload[j], m) == 0)
-                return se_err_set(err, SE_INVALID, "preload[%zu]: duplicate of preload[%zu]", i,
-                                  j);
+                return se_err_set(err, SE_INVALID, "preload[%zu]: duplicate of preload[%zu]", i, j);
     }
     return 0;
 }
