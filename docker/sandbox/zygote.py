@@ -275,6 +275,14 @@ def run_init(fds, inp, zygote_ns):
                 except (OSError, ValueError, RuntimeError):
                     pass
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        set_cmdline([b"safeeval-run-init"])
+        # Like the fresh jail's pid 1: no capability, RLIMIT_FSIZE set (the
+        # run's filter then forbids changing it), under the run's filter
+        # itself, so no process of the run's namespace is outside it.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (inp.fsize, inp.fsize))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        drop_caps()
+        load_filter(ZYGOTE.bpf)
         pid = os.fork()
         if pid == 0:
             run_exec(fds, inp, zygote_ns)
@@ -338,6 +346,20 @@ def load_filter(bpf):
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
 
 
+def set_cmdline(parts):
+    """What /proc/<pid>/cmdline (ps, the engine's top) shows for this
+    process: the run's command line (cut to the room the zygote's had),
+    not the zygote's, so a process of a run is never taken for it."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (48, 49)
+    room = end - start
+    if room <= 1:
+        return
+    data = b"\0".join(parts)[:room - 1]
+    ctypes.memmove(start, data + b"\0" * (room - len(data)), room)
+
+
 def verify_fences(zygote_ns):
     """Fail closed: the code runs only inside every fence a fresh jail has."""
     mine = ns_ids()
@@ -379,16 +401,14 @@ def run_exec(fds, inp, zygote_ns):
             (resource.RLIMIT_MEMLOCK, 0, 0),
             (resource.RLIMIT_MSGQUEUE, 0, 0),
             (resource.RLIMIT_RTPRIO, 0, 0),
-            (resource.RLIMIT_FSIZE, inp.fsize, inp.fsize),
-            (resource.RLIMIT_CORE, 0, 0),
         ]
         for res, soft, hard in lim:
             resource.setrlimit(res, (soft, hard))
-        drop_caps()
         # The run's own /proc files are its own again (the jail's python is
         # dumpable too); pid 1 and the zygote stay non-dumpable.
         prctl(PR_SET_DUMPABLE, 1)
-        load_filter(ZYGOTE.bpf)
+        set_cmdline([os.fsencode(sys.executable), os.fsencode(WORK + "/" + inp.filename)] +
+                    list(inp.args))
         verify_fences(zygote_ns)
         prepare_python(inp)
     except BaseException as e:  # noqa: B036
