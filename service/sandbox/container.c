@@ -315,8 +315,8 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
      * given by the caller: a run may ask for less than its sandbox). */
     uint64_t pids = (uint64_t)spec->limits.max_processes + SANDBOX_WORKER_PIDS_RESERVE;
     if (zygote) {
-        /* Room for the zygote's start; the first run sizes the worker to
-         * exactly the run + the reserve + the zygote (manager.c). */
+        /* Room for the zygote's start; once it is up the worker is resized
+         * to exactly the run + the reserve + the zygote (worker.c). */
         memory += SANDBOX_ZYGOTE_START_MEMORY;
         pids += SANDBOX_ZYGOTE_PIDS_RESERVE;
     }

@@ -44,9 +44,10 @@
  * bwrap's monitor and the jail's pid 1. */
 #define SANDBOX_WORKER_PIDS_RESERVE 4
 /* A zygote sandbox's worker (issue 8): what its zygote may take while it
- * starts (python3 and the preload imports), before the first run resizes
- * the worker to the run's memory + the reserve + what the zygote measured
- * (State.zygote_memory_bytes); and its processes beside the fresh jail's
+ * starts (python3 and the preload imports), before the worker is resized
+ * to the run's memory + the reserve + what the zygote measured
+ * (State.zygote_memory_bytes) as soon as it is up; and its processes
+ * beside the fresh jail's
  * (the zygote, and its child that unshares before the run's init exists). */
 #define SANDBOX_ZYGOTE_START_MEMORY (256ull * 1024 * 1024)
 #define SANDBOX_ZYGOTE_PIDS_RESERVE 2

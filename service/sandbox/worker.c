@@ -291,6 +291,14 @@ sandbox_worker_new(sandbox_manager *m, const sandbox_entry *e, uint64_t memory,
     rc = docker_stream_attach(m->dc, cid, &w->stream, err);
     if (rc == 0)
         rc = worker_sync(w, err);
+    if (rc == 0 && e->spec.runner == SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE) {
+        /* The zygote is up: the room it had to start goes, the worker is
+         * the run's memory + the reserve + what the zygote holds. */
+        uint64_t exact = memory + w->zygote_memory;
+        rc = docker_container_update_memory(m->dc, cid, exact, err);
+        if (rc == 0)
+            w->memory_limit = exact;
+    }
     if (rc < 0) {
         se_err_prefix(err, "worker %.12s", cid);
         goto out;
