@@ -154,6 +154,26 @@ refuse(server *s, uint64_t id, bool keep, const char *fmt, ...)
     send_done(s, id, &resp, keep);
 }
 
+/* (Re)starts the zygote and takes the idle worker's baselines with it: the
+ * zygote is part of the idle worker, never of a run. */
+static void
+zygote_up(server *s)
+{
+    agent_cg_sample before, after;
+    agent_zygote_stop();
+    agent_sweep();
+    bool reaped;
+    int st;
+    agent_reap(-1, &st, &reaped);
+    if (agent_cgroup_sample(&s->cg, &before) < 0)
+        before.memory = 0;
+    if (agent_zygote_start() == 0 && agent_cgroup_sample(&s->cg, &after) == 0) {
+        s->mem_baseline = after.memory;
+        s->pids_baseline = after.pids;
+        s->zygote_memory = after.memory > before.memory ? after.memory - before.memory : 0;
+    }
+}
+
 /* ---- requests in ---- */
 
 static void
@@ -169,6 +189,8 @@ start_run(server *s, agent_msg *msg)
                s->cg.why);
         return;
     }
+    if (agent_zygote_enabled() && !agent_zygote_ready())
+        zygote_up(s); /* its last start failed: once more, now */
     if (agent_zygote_enabled() && !agent_zygote_ready()) {
         /* Fail closed: a zygote sandbox never falls back to anything else. */
         safeeval__agent__v1__request__free_unpacked(msg, NULL);
@@ -325,26 +347,6 @@ read_requests(server *s)
 
 /* ---- the loop ---- */
 
-/* (Re)starts the zygote and takes the idle worker's baselines with it: the
- * zygote is part of the idle worker, never of a run. */
-static void
-zygote_up(server *s)
-{
-    agent_cg_sample before, after;
-    agent_zygote_stop();
-    agent_sweep();
-    bool reaped;
-    int st;
-    agent_reap(-1, &st, &reaped);
-    if (agent_cgroup_sample(&s->cg, &before) < 0)
-        before.memory = 0;
-    if (agent_zygote_start() == 0 && agent_cgroup_sample(&s->cg, &after) == 0) {
-        s->mem_baseline = after.memory;
-        s->pids_baseline = after.pids;
-        s->zygote_memory = after.memory > before.memory ? after.memory - before.memory : 0;
-    }
-}
-
 static void
 finish_run(server *s)
 {
@@ -363,8 +365,13 @@ finish_run(server *s)
     agent_run_free(s->run);
     s->run = NULL;
     malloc_trim(0);
-    if (agent_zygote_due(clean))
+    if (agent_zygote_due(clean)) {
+        /* The Done goes out first: the run is over, the new zygote is the
+         * next run's wait. */
+        if (wire_flush(&s->w, 1) < 0)
+            agent_log("write stdout: %s", strerror(errno));
         zygote_up(s);
+    }
 }
 
 static int
