@@ -377,6 +377,7 @@ print(os.path.exists('/dev/shm/planted'), os.path.exists('/tmp/planted'))
 # zygote that imported numpy (issue 8).
 RUNNERS = ("RUNNER_FRESH", "RUNNER_ZYGOTE")
 RUNNER = None
+FAILED = []  # of every runner: one runner's failures do not skip the next
 
 
 def main():
@@ -387,6 +388,9 @@ def main():
         run_in_sandbox(dict(wall_time_ms=30000, max_processes=32, max_output_bytes=1 << 20),
                        attack, max_concurrent_runs=2, runner=RUNNER,
                        preload=("numpy",) if RUNNER == "RUNNER_ZYGOTE" else ())
+    if FAILED:
+        print("FAILED:", FAILED)
+        sys.exit(1)
     print("OK")
 
 
@@ -487,7 +491,7 @@ def attack(d, sb):
 
     if failures:
         print("FAILED:", failures)
-        sys.exit(1)
+    FAILED.extend("%s: %s" % (RUNNER, f) for f in failures)
 
 
 if __name__ == "__main__":
