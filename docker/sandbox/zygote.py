@@ -11,21 +11,23 @@
 # never enter the zygote's memory, so no later run can find them in its own
 # (forked) memory.
 #
-# The forked child, before any user code (every step checked; any failure
+# The run's processes, before any user code (every step checked; any failure
 # reports FAILED on the status fd and exits, so a run never starts without
 # its fences -- fail closed):
-#   C  (child of the zygote): oom_score_adj 1000; unshare(user, mount, pid,
-#      net, ipc, uts, cgroup); uid/gid maps of its own uid only, setgroups
-#      denied; mounts private; fresh tmpfs on /work, /tmp, /dev/shm; the
-#      run's script and files written into /work from the run's input memfd
-#      (read by the child itself); forks I and exits.
-#   I  (pid 1 of the run's pid namespace): mounts that namespace's /proc,
-#      non-dumpable (the code runs as the same uid: this keeps /proc/1 out
-#      of its reach), every signal at its default (an init ignores signals
-#      from inside its namespace that it has no handler for), forks R, reaps
-#      every process of the namespace until R ends, reports R's exact wait
-#      status and the namespace's rusage, and exits (which ends the
-#      namespace).
+#   the zygote clones the run's pid 1 straight into new user, mount, pid,
+#      net, ipc, uts and cgroup namespaces (a clone that fails is a FAILED
+#      run, never a plain fork);
+#   I  (pid 1 of the run's pid namespace): oom_score_adj 1000; uid/gid maps
+#      of its own uid only, setgroups denied; mounts private; fresh tmpfs on
+#      /work, /tmp, /dev/shm; the run's script and files written into /work
+#      from the run's input memfd (read by this process itself); its
+#      namespace's /proc; non-dumpable (the code runs as the same uid: this
+#      keeps /proc/1 out of its reach); every signal at its default (an init
+#      ignores signals from inside its namespace that it has no handler
+#      for); RLIMIT_FSIZE, no capability and the run's seccomp filter, like
+#      the fresh jail's pid 1; forks R, reaps every process of the namespace
+#      until R ends, reports R's exact wait status and the namespace's
+#      rusage, and exits (which ends the namespace).
 #   R  (pid 2, the run): new session, fds 0-2 = the run's stdin/stdout/
 #      stderr and nothing else, all capabilities dropped, the run's rlimits,
 #      no_new_privs, the run's seccomp filter (the BPF the agent exported and
@@ -74,6 +76,10 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 SECCOMP_MODE_FILTER = 2
 WALL = 0x40000000
 SYS_CAPSET = {"x86_64": 126, "aarch64": 90}
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}
+# Every namespace a fresh jail has, entered by the clone that makes a run.
+RUN_NAMESPACES = (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+                  CLONE_NEWUTS | CLONE_NEWCGROUP)
 NAMESPACES = ("user", "pid", "net", "ipc", "uts", "mnt", "cgroup")
 INPUT_MAGIC = b"SEZ1"
 # The run's working directory (a fresh tmpfs per run).
@@ -85,8 +91,7 @@ N_FDS = 5
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-libc.unshare.argtypes = [ctypes.c_int]
-libc.syscall.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+libc.syscall.restype = ctypes.c_long
 
 
 class Fail(Exception):
@@ -117,6 +122,11 @@ def status_send(fd, kind, wait_status=0, err=0, maxrss_kb=0, cpu_us=0, msg=""):
 
 
 def fail_exit(status_fd, e):
+    fail_record(status_fd, e)
+    os._exit(127)
+
+
+def fail_record(status_fd, e):
     if isinstance(e, Fail):
         status_send(status_fd, STATUS_FAILED, err=e.err, msg="zygote: " + e.what)
     else:
@@ -128,7 +138,6 @@ def fail_exit(status_fd, e):
             tb = tb.tb_next
         status_send(status_fd, STATUS_FAILED, err=getattr(e, "errno", 0) or 0,
                     msg="zygote.py:%d: %s" % (line, type(e).__name__))
-    os._exit(127)
 
 
 def write_file(path, data):
@@ -226,46 +235,74 @@ def put_files(inp):
         create(WORK + "/" + path, data)
 
 
-def child_setup(fds, zygote_ns):
-    """C: runs in the zygote's forked child; never returns."""
+def clone_run():
+    """fork() straight into the run's new namespaces (one process fewer
+    than fork + unshare + fork): the child is pid 1 of its own pid
+    namespace. Python's own fork bookkeeping (import lock, at-fork hooks)
+    around the raw clone, as os.fork() does it."""
+    nr = SYS_CLONE.get(platform.machine())
+    if nr is None:
+        raise Fail("clone: unknown architecture")
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = libc.syscall(ctypes.c_long(nr), ctypes.c_ulong(RUN_NAMESPACES | signal.SIGCHLD),
+                       ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0),
+                       ctypes.c_void_p(0))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise Fail("clone into new namespaces", err)
+    return pid
+
+
+def spawn(fds):
+    """In the zygote: one run, from fds the agent sent (never read here)."""
+    try:
+        pid = clone_run()
+    except BaseException as e:  # noqa: B036 -- no namespaces, no run
+        fail_record(fds[FD_STATUS], e)
+        pid = -1
+    if pid == 0:
+        # The agent's socket is the zygote's alone.
+        if ZYGOTE.sock is not None:
+            fd = ZYGOTE.sock.detach()
+            ZYGOTE.sock = None
+            os.close(fd)
+        run_init(fds, ZYGOTE.ns)
+    for fd in fds:
+        os.close(fd)
+
+
+# ---- I: the run's pid 1 ----
+
+
+def run_init(fds, zygote_ns):
+    """I: the clone's child; never returns."""
     st = fds[FD_STATUS]
     try:
-        # Nothing of the run exists yet; the child's own /proc files must be
-        # writable to it for its oom_score_adj and its id maps.
+        if os.getpid() != 1:
+            raise Fail("not the init of a new pid namespace")
+        # Nothing of the run exists yet; this process's own /proc files must
+        # be writable to it for its oom_score_adj and its id maps (the
+        # zygote's /proc: the run's is not mounted yet).
         prctl(PR_SET_DUMPABLE, 1)
         write_file("/proc/self/oom_score_adj", "1000")
+        write_file("/proc/self/setgroups", "deny")
+        write_file("/proc/self/uid_map", "%d %d 1\n" % (ZYGOTE.uid, ZYGOTE.uid))
+        write_file("/proc/self/gid_map", "%d %d 1\n" % (ZYGOTE.gid, ZYGOTE.gid))
+        prctl(PR_SET_DUMPABLE, 0)
         inp = Input(fds[FD_INPUT])
         os.close(fds[FD_INPUT])
         fds[FD_INPUT] = -1
-        uid, gid = os.getuid(), os.getgid()
-        check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
-                           CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP), "unshare")
-        write_file("/proc/self/setgroups", "deny")
-        write_file("/proc/self/uid_map", "%d %d 1\n" % (uid, uid))
-        write_file("/proc/self/gid_map", "%d %d 1\n" % (gid, gid))
-        prctl(PR_SET_DUMPABLE, 0)
         check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
         mount_tmpfs(WORK, inp.memory + len(inp.script) + 4096 +
                     sum(len(d) + 4096 for _, d in inp.files))
         mount_tmpfs("/tmp", inp.memory)
         mount_tmpfs("/dev/shm", inp.memory)
         put_files(inp)
-        pid = os.fork()
-        if pid == 0:
-            run_init(fds, inp, zygote_ns)
-    except BaseException as e:  # noqa: B036 -- anything at all: the run must not start
-        fail_exit(st, e)
-    os._exit(0)
-
-
-# ---- I: the run's pid 1 ----
-
-
-def run_init(fds, inp, zygote_ns):
-    st = fds[FD_STATUS]
-    try:
-        if os.getpid() != 1:
-            raise Fail("not the init of a new pid namespace")
         check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
               "mount proc")
         for sig in range(1, signal.NSIG):
@@ -334,7 +371,8 @@ def drop_caps():
         raise Fail("capset: unknown architecture")
     hdr = CapHeader(0x20080522, 0)
     data = (CapData * 2)()
-    check(libc.syscall(nr, ctypes.addressof(hdr), ctypes.addressof(data)), "capset")
+    check(libc.syscall(ctypes.c_long(nr), ctypes.c_void_p(ctypes.addressof(hdr)),
+                       ctypes.c_void_p(ctypes.addressof(data))), "capset")
 
 
 def load_filter(bpf):
@@ -532,6 +570,7 @@ class Zygote:
         self.base_env = {}
         self.ns = {}
         self.sock = None
+        self.uid = self.gid = -1
         self.main = None
         self.old_streams = None
 
@@ -558,7 +597,7 @@ def threads():
     return len(os.listdir("/proc/self/task"))
 
 
-def serve(sock_fd):
+def serve():
     sock = ZYGOTE.sock
     while True:
         try:
@@ -582,15 +621,7 @@ def serve(sock_fd):
             for fd in fds:
                 os.close(fd)
             die("not single-threaded: %d threads" % threads())
-        pid = os.fork()
-        if pid == 0:
-            # The agent's socket is the zygote's alone.
-            sock.detach()
-            os.close(sock_fd)
-            ZYGOTE.sock = None
-            child_setup(fds, ZYGOTE.ns)
-        for fd in fds:
-            os.close(fd)
+        spawn(fds)
 
 
 def main():
@@ -613,6 +644,7 @@ def main():
             ZYGOTE.signals[sig] = h
     ZYGOTE.base_env = dict(os.environb)
     ZYGOTE.ns = ns_ids()
+    ZYGOTE.uid, ZYGOTE.gid = os.getuid(), os.getgid()
     # Imports see what a run's script sees: its directory first.
     sys.path[0] = WORK
     sys.argv = [""]
@@ -635,7 +667,7 @@ def main():
         ZYGOTE.sock.sendall(b"Ethe zygote is not single-threaded after its imports")
         os._exit(1)
     ZYGOTE.sock.sendall(b"R")
-    serve(sock_fd)
+    serve()
 
 
 if __name__ == "__main__":

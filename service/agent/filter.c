@@ -205,12 +205,13 @@ deny_fsize_change(scmp_filter_ctx ctx, char *msg, size_t msg_len)
 static bool
 zygote_needs(const char *name)
 {
-    return strcmp(name, "unshare") == 0 || strcmp(name, "mount") == 0;
+    return strcmp(name, "mount") == 0;
 }
 
 /* The filter as a libseccomp context: the run's (zygote = false) or the
- * zygote's (true: the run's minus what the per-run setup needs -- unshare,
- * mount, and setting RLIMIT_FSIZE, which the run's filter then forbids). */
+ * zygote's (true: the run's minus what the per-run setup needs -- clone into
+ * new namespaces, mount, and setting RLIMIT_FSIZE, which the run's filter
+ * then forbids). */
 static scmp_filter_ctx
 filter_build(bool zygote, char *msg, size_t msg_len)
 {
@@ -236,7 +237,8 @@ filter_build(bool zygote, char *msg, size_t msg_len)
             goto fail;
         }
     }
-    for (size_t i = 0; i < sizeof ns_flags / sizeof ns_flags[0]; i++) {
+    /* The zygote clones each run into new namespaces. */
+    for (size_t i = 0; !zygote && i < sizeof ns_flags / sizeof ns_flags[0]; i++) {
         int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
                                  SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
         if (r < 0) {

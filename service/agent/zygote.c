@@ -5,8 +5,8 @@
  * What the agent does here, and why:
  *  - starts the zygote's jail with the same outer fences as a run's
  *    (agent_jail_build_zygote) and `--zygote-init` as its pid 1, which
- *    loads the zygote's seccomp filter (the run's minus unshare, mount and
- *    setting RLIMIT_FSIZE) and execs python3 zygote.py;
+ *    loads the zygote's seccomp filter (the run's minus clone into new
+ *    namespaces, mount and setting RLIMIT_FSIZE) and execs python3 zygote.py;
  *  - hands it, once, the run's seccomp filter as BPF (exported by
  *    libseccomp from the same rules the fresh jail loads), which every run
  *    loads on itself before its code;

@@ -46,11 +46,11 @@
 /* A zygote sandbox's worker (issue 8): what its zygote may take while it
  * starts (python3 and the preload imports), before the worker is resized
  * to the run's memory + the reserve + what the zygote measured
- * (State.zygote_memory_bytes) as soon as it is up; and its processes
- * beside the fresh jail's
- * (the zygote, and its child that unshares before the run's init exists). */
+ * (State.zygote_memory_bytes) as soon as it is up; and its process beside
+ * the fresh jail's (the zygote; the run's pid 1 takes the place of the
+ * jail's). */
 #define SANDBOX_ZYGOTE_START_MEMORY (256ull * 1024 * 1024)
-#define SANDBOX_ZYGOTE_PIDS_RESERVE 2
+#define SANDBOX_ZYGOTE_PIDS_RESERVE 1
 /* preload: names at most, bytes of one name (the agent's own caps). */
 #define SANDBOX_MAX_PRELOAD AGENT_ZYGOTE_MAX_MODULES
 #define SANDBOX_PRELOAD_MAX AGENT_ZYGOTE_MODULE_MAX

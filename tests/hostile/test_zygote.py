@@ -395,9 +395,10 @@ class Contract(unittest.TestCase):
 # ---- fail closed: zygote.py's per-run code when the kernel refuses ----
 
 def run_setup_with(tmp, patch):
-    """Runs zygote.py's child_setup in a subprocess (no daemon, no jail) with
-    `patch` applied to the module first, on a run whose code would create
-    tmp/RAN. Returns (status records, whether the code ran)."""
+    """Runs zygote.py's spawn (what the zygote does for one run) in a
+    subprocess (no daemon, no jail) with `patch` applied to the module
+    first, on a run whose code would create tmp/RAN. Returns (status
+    records, whether the code ran, stderr's tail)."""
     ran = os.path.join(tmp, "RAN")
     driver = textwrap.dedent(r"""
         import importlib.util, os, struct, sys
@@ -415,13 +416,9 @@ def run_setup_with(tmp, patch):
         os.write(inp, data)
         stdin = os.memfd_create('stdin')
         st_r, st_w = os.pipe()
-        fds = [inp, stdin, 1, 2, st_w]
         z.ZYGOTE.ns = z.ns_ids()
-        pid = os.fork()
-        if pid == 0:
-            z.child_setup(fds, z.ZYGOTE.ns)
-        os.close(st_w)
-        os.waitpid(pid, 0)
+        z.ZYGOTE.uid, z.ZYGOTE.gid = os.getuid(), os.getgid()
+        z.spawn([inp, stdin, os.dup(1), os.dup(2), st_w])
         out = b''
         while True:
             b = os.read(st_r, 4096)
@@ -452,33 +449,37 @@ class FailClosed(unittest.TestCase):
         import shutil
         shutil.rmtree(self.tmp, True)
 
-    def test_unshare_refused(self):
+    def test_clone_refused(self):
+        # The kernel refuses the clone into new namespaces: the zygote
+        # reports the run FAILED and never falls back to a plain fork.
         recs, ran, err = run_setup_with(self.tmp, textwrap.dedent("""
             import ctypes
             _libc = z.libc
             class _L:
                 def __getattr__(self, n):
                     return getattr(_libc, n)
-                def unshare(self, flags):
-                    ctypes.set_errno(1)
-                    return -1
+                def syscall(self, nr, *a):
+                    if nr.value == z.SYS_CLONE[z.platform.machine()]:
+                        ctypes.set_errno(1)
+                        return -1
+                    return _libc.syscall(nr, *a)
             z.libc = _L()
             """))
         self.assertFalse(ran, "the code ran without its namespaces")
         self.assertTrue(recs, err)
         self.assertEqual(recs[0][:2], (3, 1), recs)  # FAILED, EPERM
-        self.assertIn("unshare", recs[0][2])
+        self.assertIn("clone into new namespaces", recs[0][2])
 
     def test_namespaces_not_new(self):
-        # Every setup step 'succeeds' but does nothing: the final check sees
-        # the zygote's own namespaces (and no seccomp) and refuses.
+        # A clone that gives no new namespaces (a plain fork) and setup
+        # steps that 'succeed' but do nothing: the final check sees the
+        # zygote's own namespaces and refuses.
         recs, ran, err = run_setup_with(self.tmp, textwrap.dedent("""
+            z.clone_run = z.os.fork
             _libc = z.libc
             class _L:
                 def __getattr__(self, n):
                     return getattr(_libc, n)
-                def unshare(self, flags):
-                    return 0
                 def mount(self, *a):
                     return 0
                 def prctl(self, op, *a):

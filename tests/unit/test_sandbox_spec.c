@@ -222,9 +222,9 @@ test_zygote_spec(void **state)
     assert_string_equal(cJSON_GetArrayItem(cmd, 3)->valuestring, "numpy");
     assert_string_equal(cJSON_GetArrayItem(cmd, 4)->valuestring, "xml.dom");
     const cJSON *hc = cJSON_GetObjectItemCaseSensitive(b, "HostConfig");
-    /* 100 MiB asked + 256 MiB for the zygote's start; run's processes + 4 + 2. */
+    /* 100 MiB asked + 256 MiB for the zygote's start; run's processes + 4 + 1. */
     assert_true(num_at(hc, "Memory") == (double)(356u << 20));
-    assert_true(num_at(hc, "PidsLimit") == (double)(cfg.default_limits.max_processes + 6));
+    assert_true(num_at(hc, "PidsLimit") == (double)(cfg.default_limits.max_processes + 5));
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(b, "Labels");
     assert_int_equal(sandbox_spec_from_json(&back, &cfg, str_at(labels, "safeeval.spec"), &err), 0);
     assert_int_equal(back.runner, SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE);
