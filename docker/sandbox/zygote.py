@@ -266,12 +266,17 @@ def spawn(fds):
         fail_record(fds[FD_STATUS], e)
         pid = -1
     if pid == 0:
-        # The agent's socket is the zygote's alone.
-        if ZYGOTE.sock is not None:
-            fd = ZYGOTE.sock.detach()
-            ZYGOTE.sock = None
-            os.close(fd)
-        run_init(fds, ZYGOTE.ns)
+        # The child never returns into the zygote's loop, whatever happens.
+        try:
+            # The agent's socket is the zygote's alone.
+            if ZYGOTE.sock is not None:
+                fd = ZYGOTE.sock.detach()
+                ZYGOTE.sock = None
+                os.close(fd)
+            run_init(fds, ZYGOTE.ns)
+        except BaseException as e:  # noqa: B036
+            fail_exit(fds[FD_STATUS], e)
+        os._exit(127)
     for fd in fds:
         os.close(fd)
 
