@@ -75,6 +75,11 @@ int agent_msg_validate(const agent_msg *msg, se_err *err);
  * Returns 1 and sets *id, or 0. */
 int agent_msg_peek_id(uint64_t *id, const uint8_t *head, size_t len);
 
+/* A dotted Python module name ("numpy.linalg", a preload): identifiers of
+ * ASCII letters, digits and '_' joined by single dots, at most
+ * AGENT_ZYGOTE_MODULE_MAX bytes. 0 or -1. */
+int agent_module_name_validate(const char *name);
+
 /* ---- cgroup.c: the worker container's own cgroup (the run's meter) ---- */
 
 enum agent_cg_version { AGENT_CG_NONE = 0, AGENT_CG_V1 = 1, AGENT_CG_V2 = 2 };
@@ -146,6 +151,8 @@ typedef struct agent_run_env {
      * max_output_bytes) to stream 1 (stdout) or 2 (stderr). */
     void (*output)(void *ud, int stream, const uint8_t *data, size_t len);
     void *ud;
+    /* Runs are forks of the zygote (zygote.c), not fresh jails. */
+    bool zygote;
 } agent_run_env;
 
 /* Starts run msg->id (msg validated, op run). msg is freed here, whatever
@@ -212,6 +219,58 @@ struct agent_status {
     int64_t cpu_us;
     char msg[96];
 };
+
+/* ---- zygote.c: the warm interpreter runs are forked from (opt-in) ---- */
+
+/* The zygote's python program, shipped in the image. */
+#define AGENT_ZYGOTE_PY "/opt/safeeval/lib/zygote.py"
+/* Preload modules: how many, and bytes of one dotted name. */
+#define AGENT_ZYGOTE_MAX_MODULES 32
+#define AGENT_ZYGOTE_MODULE_MAX 128
+/* Its children share its hash seed and address layout: it is replaced
+ * after this many runs or this many seconds, whichever comes first. */
+#define AGENT_ZYGOTE_MAX_RUNS 32
+#define AGENT_ZYGOTE_MAX_AGE_S 600
+/* How long its start (python3 + the preload imports) may take. */
+#define AGENT_ZYGOTE_START_MS 8000
+
+/* `--serve --zygote MODULE...`: runs are forked from a zygote that imported
+ * modules (borrowed: main's argv). -1 when a name is invalid. */
+int agent_zygote_configure(char **modules, size_t n);
+bool agent_zygote_enabled(void);
+/* True while a zygote is up and takes runs. */
+bool agent_zygote_ready(void);
+/* Why there is no zygote ("" when there is one): a failed import's last
+ * line, a start that failed. */
+const char *agent_zygote_error(void);
+/* (Re)starts it; waits until it is ready. 0, or -1 with the error kept. */
+int agent_zygote_start(void);
+/* Kills it (and its jail). */
+void agent_zygote_stop(void);
+/* It must be replaced before the next run: too many runs, too old, gone,
+ * or the last run did not end clean. */
+bool agent_zygote_due(bool clean);
+/* The zygote's own CPU time so far (ns); 0 when unreadable. */
+uint64_t agent_zygote_cpu_ns(void);
+/* Hands one run to the zygote: its input (req, validated), its stdin, and
+ * the write ends of its stdout, stderr and status pipes (the caller keeps
+ * and closes its own copies). */
+int agent_zygote_spawn(const agent_request *req, int out_w, int err_w, int st_w, se_err *err);
+/* The zygote jail's pid 1: --zygote-init SOCK_FD BPF_FD -- python3 ... */
+int agent_zygote_init_main(int argc, char **argv);
+
+/* jail.c, for the zygote: its bwrap command line (*out freed with
+ * agent_jail_argv_free), and a sealed memfd holding data. */
+int agent_jail_build_zygote(char ***out, const char *self, int sock_fd, int bpf_fd,
+                            char *const *modules, size_t n_modules, se_err *err);
+void agent_jail_argv_free(char **argv);
+int agent_jail_memfd(const uint8_t *data, size_t len, se_err *err);
+/* filter.c, for the zygote: its own filter, and the run's as BPF on fd. */
+int agent_filter_load_zygote(char *msg, size_t msg_len);
+int agent_filter_export(int fd, char *msg, size_t msg_len);
+/* sweep.c: agent_sweep spares these two pids (the zygote's monitor and the
+ * zygote); -1, -1 = none. */
+void agent_sweep_spare(pid_t a, pid_t b);
 
 /* ---- serve.c ---- */
 

@@ -15,6 +15,7 @@
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -198,36 +199,51 @@ deny_fsize_change(scmp_filter_ctx ctx, char *msg, size_t msg_len)
     return rule_add(ctx, "prlimit64", 2, pl_other, msg, msg_len);
 }
 
-int
-agent_filter_load(char *msg, size_t msg_len)
+/* Syscalls the zygote's per-run setup makes before the run's own filter is
+ * on: the zygote's filter lets them through (the run's, stacked on it, does
+ * not). */
+static bool
+zygote_needs(const char *name)
 {
-    int rc = -1;
+    return strcmp(name, "mount") == 0;
+}
+
+/* The filter as a libseccomp context: the run's (zygote = false) or the
+ * zygote's (true: the run's minus what the per-run setup needs -- clone into
+ * new namespaces, mount, and setting RLIMIT_FSIZE, which the run's filter
+ * then forbids). */
+static scmp_filter_ctx
+filter_build(bool zygote, char *msg, size_t msg_len)
+{
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx) {
         snprintf(msg, msg_len, "seccomp_init failed");
-        return -1;
+        return NULL;
     }
     /* Foreign architectures (i386 via int 0x80, x32) are killed outright. */
     if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0) {
         snprintf(msg, msg_len, "seccomp badarch attr failed");
-        goto out;
+        goto fail;
     }
     for (size_t i = 0; i < sizeof deny_names / sizeof deny_names[0]; i++) {
+        if (zygote && zygote_needs(deny_names[i]))
+            continue;
         int nr = seccomp_syscall_resolve_name(deny_names[i]);
         if (nr == __NR_SCMP_ERROR)
             continue; /* not a syscall on this architecture */
         int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
         if (r < 0 && r != -EDOM) {
             snprintf(msg, msg_len, "seccomp rule %s: %s", deny_names[i], strerror(-r));
-            goto out;
+            goto fail;
         }
     }
-    for (size_t i = 0; i < sizeof ns_flags / sizeof ns_flags[0]; i++) {
+    /* The zygote clones each run into new namespaces. */
+    for (size_t i = 0; !zygote && i < sizeof ns_flags / sizeof ns_flags[0]; i++) {
         int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
                                  SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
         if (r < 0) {
             snprintf(msg, msg_len, "seccomp clone rule: %s", strerror(-r));
-            goto out;
+            goto fail;
         }
     }
     /* clone3 passes its flags in memory that BPF cannot read: ENOSYS makes
@@ -235,7 +251,7 @@ agent_filter_load(char *msg, size_t msg_len)
     int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     if (r < 0) {
         snprintf(msg, msg_len, "seccomp clone3 rule: %s", strerror(-r));
-        goto out;
+        goto fail;
     }
     for (size_t i = 0; i < sizeof bad_persona / sizeof bad_persona[0]; i++) {
         r = seccomp_rule_add(
@@ -243,7 +259,7 @@ agent_filter_load(char *msg, size_t msg_len)
             SCMP_A0(SCMP_CMP_MASKED_EQ, bad_persona[i] | 0x80000000ul, bad_persona[i]));
         if (r < 0) {
             snprintf(msg, msg_len, "seccomp personality rule: %s", strerror(-r));
-            goto out;
+            goto fail;
         }
     }
     /* Typing into a terminal we might share (the jail has a new session, so
@@ -254,22 +270,57 @@ agent_filter_load(char *msg, size_t msg_len)
                              SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, bad_ioctls[i]));
         if (r < 0) {
             snprintf(msg, msg_len, "seccomp ioctl rule: %s", strerror(-r));
-            goto out;
+            goto fail;
         }
     }
-    r = deny_verdict_signals(ctx, msg, msg_len);
-    if (r < 0)
-        goto out;
-    r = deny_fsize_change(ctx, msg, msg_len);
-    if (r < 0)
-        goto out;
-    r = seccomp_load(ctx);
+    if (deny_verdict_signals(ctx, msg, msg_len) < 0)
+        goto fail;
+    if (!zygote && deny_fsize_change(ctx, msg, msg_len) < 0)
+        goto fail;
+    return ctx;
+fail:
+    seccomp_release(ctx);
+    return NULL;
+}
+
+static int
+filter_load(bool zygote, char *msg, size_t msg_len)
+{
+    scmp_filter_ctx ctx = filter_build(zygote, msg, msg_len);
+    if (!ctx)
+        return -1;
+    int r = seccomp_load(ctx);
+    seccomp_release(ctx);
     if (r < 0) {
         snprintf(msg, msg_len, "seccomp_load: %s", strerror(-r));
-        goto out;
+        return -1;
     }
-    rc = 0;
-out:
+    return 0;
+}
+
+int
+agent_filter_load(char *msg, size_t msg_len)
+{
+    return filter_load(false, msg, msg_len);
+}
+
+int
+agent_filter_load_zygote(char *msg, size_t msg_len)
+{
+    return filter_load(true, msg, msg_len);
+}
+
+int
+agent_filter_export(int fd, char *msg, size_t msg_len)
+{
+    scmp_filter_ctx ctx = filter_build(false, msg, msg_len);
+    if (!ctx)
+        return -1;
+    int r = seccomp_export_bpf(ctx, fd);
     seccomp_release(ctx);
-    return rc;
+    if (r < 0) {
+        snprintf(msg, msg_len, "seccomp_export_bpf: %s", strerror(-r));
+        return -1;
+    }
+    return 0;
 }

@@ -349,3 +349,118 @@ agent_jail_free(agent_jail *j)
     argv_strv_free(j->argv);
     j->argv = NULL;
 }
+
+/* ---- the zygote's jail (zygote.c) ---- */
+
+int
+agent_jail_memfd(const uint8_t *data, size_t len, se_err *err)
+{
+    return memfd_with(data, len, err);
+}
+
+/* The same outer fences as a run's jail (namespaces, read-only system, no
+ * writable path at all: the zygote keeps nothing on disk), with
+ * `--zygote-init` as its pid 1, which loads the zygote's filter and becomes
+ * python3 running zygote.py. /work, /tmp and /dev/shm are only mount
+ * points here: each run mounts its own fresh tmpfs on them. */
+int
+agent_jail_build_zygote(char ***out, const char *self, int sock_fd, int bpf_fd,
+                        char *const *modules, size_t n_modules, se_err *err)
+{
+    struct argv_b a = {0};
+    *out = NULL;
+    argv_push(&a, AGENT_BWRAP);
+    argv_push(&a, "--unshare-user");
+    argv_push(&a, "--unshare-pid");
+    argv_push(&a, "--unshare-net");
+    argv_push(&a, "--unshare-ipc");
+    argv_push(&a, "--unshare-uts");
+    argv_push(&a, "--unshare-cgroup-try");
+    argv_push(&a, "--die-with-parent");
+    argv_push(&a, "--new-session");
+    argv_push(&a, "--as-pid-1");
+    argv_push(&a, "--ro-bind");
+    argv_push(&a, "/usr");
+    argv_push(&a, "/usr");
+    push_root_links(&a);
+    push_ro_try(&a, "/etc/alternatives");
+    push_ro_try(&a, "/etc/ld.so.cache");
+    push_ro_try(&a, "/etc/ssl");
+    push_ro_try(&a, "/etc/localtime");
+    push_ro_try(&a, "/etc/passwd");
+    push_ro_try(&a, "/etc/group");
+    push_ro_try(&a, "/etc/nsswitch.conf");
+    push_ro_try(&a, "/etc/mime.types");
+    push_etc_python(&a);
+    argv_push(&a, "--ro-bind");
+    argv_push(&a, AGENT_VENV_ROOT);
+    argv_push(&a, AGENT_VENV_ROOT);
+    argv_push(&a, "--ro-bind");
+    argv_push(&a, self);
+    argv_push(&a, AGENT_JAIL_SELF);
+    argv_push(&a, "--proc");
+    argv_push(&a, "/proc");
+    argv_push(&a, "--dev");
+    argv_push(&a, "/dev");
+    argv_push(&a, "--dir");
+    argv_push(&a, "/dev/shm");
+    argv_push(&a, "--dir");
+    argv_push(&a, "/tmp");
+    argv_push(&a, "--dir");
+    argv_push(&a, AGENT_WORKDIR);
+    argv_push(&a, "--remount-ro");
+    argv_push(&a, "/dev");
+    argv_push(&a, "--remount-ro");
+    argv_push(&a, "/");
+    argv_push(&a, "--chdir");
+    argv_push(&a, "/");
+    argv_push(&a, "--clearenv");
+    /* The run's environment as the fresh jail sets it, plus every thread
+     * pool size a numeric library reads at import: the zygote must still be
+     * single-threaded when it forks. */
+    static const char *const env[][2] = {
+        {"PATH", "/opt/safeeval/venv/bin:/usr/local/bin:/usr/bin:/bin"},
+        {"HOME", AGENT_WORKDIR},
+        {"TMPDIR", "/tmp"},
+        {"LANG", "C.UTF-8"},
+        {"PYTHONDONTWRITEBYTECODE", "1"},
+        {"PYTHONUNBUFFERED", "1"},
+        {"PYTHONIOENCODING", "utf-8:strict"},
+        {"OPENBLAS_NUM_THREADS", "1"},
+        {"OMP_NUM_THREADS", "1"},
+        {"MKL_NUM_THREADS", "1"},
+        {"BLIS_NUM_THREADS", "1"},
+        {"NUMEXPR_NUM_THREADS", "1"},
+        {"VECLIB_MAXIMUM_THREADS", "1"},
+        {"GOTO_NUM_THREADS", "1"},
+    };
+    for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
+        argv_push(&a, "--setenv");
+        argv_push(&a, env[i][0]);
+        argv_push(&a, env[i][1]);
+    }
+    argv_push(&a, "--");
+    argv_push(&a, AGENT_JAIL_SELF);
+    argv_push(&a, "--zygote-init");
+    argv_pushf(&a, "%d", sock_fd);
+    argv_pushf(&a, "%d", bpf_fd);
+    argv_push(&a, "--");
+    argv_push(&a, AGENT_PYTHON);
+    argv_push(&a, AGENT_ZYGOTE_PY);
+    argv_pushf(&a, "%d", sock_fd);
+    argv_pushf(&a, "%d", bpf_fd);
+    for (size_t i = 0; i < n_modules; i++)
+        argv_push(&a, modules[i]);
+    if (a.oom) {
+        argv_strv_free(a.v);
+        return se_err_set(err, SE_INTERNAL, "zygote command line: out of memory");
+    }
+    *out = a.v;
+    return 0;
+}
+
+void
+agent_jail_argv_free(char **argv)
+{
+    argv_strv_free(argv);
+}

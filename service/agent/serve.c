@@ -43,7 +43,8 @@ typedef struct server {
     agent_run *run;
     agent_run_env env;
     uint64_t mem_baseline, pids_baseline;
-    uint64_t kept_id; /* the Done not yet acked; 0 = none */
+    uint64_t zygote_memory; /* what the zygote adds to the idle worker */
+    uint64_t kept_id;       /* the Done not yet acked; 0 = none */
     uint8_t kept[WIRE_CONTROL_MAX];
     size_t kept_len;
     int sigfd;
@@ -103,6 +104,10 @@ send_state(server *s)
     st.unacked = s->kept_id;
     st.memory_baseline_bytes = s->mem_baseline;
     st.cgroup = (char *)agent_cgroup_name(&s->cg);
+    if (agent_zygote_enabled()) {
+        st.zygote_error = (char *)(agent_zygote_ready() ? "" : agent_zygote_error());
+        st.zygote_memory_bytes = s->zygote_memory;
+    }
     Safeeval__Agent__V1__Event ev = SAFEEVAL__AGENT__V1__EVENT__INIT;
     ev.ev_case = SAFEEVAL__AGENT__V1__EVENT__EV_STATE;
     ev.state = &st;
@@ -149,6 +154,26 @@ refuse(server *s, uint64_t id, bool keep, const char *fmt, ...)
     send_done(s, id, &resp, keep);
 }
 
+/* (Re)starts the zygote and takes the idle worker's baselines with it: the
+ * zygote is part of the idle worker, never of a run. */
+static void
+zygote_up(server *s)
+{
+    agent_cg_sample before, after;
+    agent_zygote_stop();
+    agent_sweep();
+    bool reaped;
+    int st;
+    agent_reap(-1, &st, &reaped);
+    if (agent_cgroup_sample(&s->cg, &before) < 0)
+        before.memory = 0;
+    if (agent_zygote_start() == 0 && agent_cgroup_sample(&s->cg, &after) == 0) {
+        s->mem_baseline = after.memory;
+        s->pids_baseline = after.pids;
+        s->zygote_memory = after.memory > before.memory ? after.memory - before.memory : 0;
+    }
+}
+
 /* ---- requests in ---- */
 
 static void
@@ -162,6 +187,14 @@ start_run(server *s, agent_msg *msg)
         safeeval__agent__v1__request__free_unpacked(msg, NULL);
         refuse(s, id, true, "the worker's cgroup counters are unreadable (%s): runs are refused",
                s->cg.why);
+        return;
+    }
+    if (agent_zygote_enabled() && !agent_zygote_ready())
+        zygote_up(s); /* its last start failed: once more, now */
+    if (agent_zygote_enabled() && !agent_zygote_ready()) {
+        /* Fail closed: a zygote sandbox never falls back to anything else. */
+        safeeval__agent__v1__request__free_unpacked(msg, NULL);
+        refuse(s, id, true, "no zygote: %s", agent_zygote_error());
         return;
     }
     se_err err;
@@ -328,9 +361,17 @@ finish_run(server *s)
     } else {
         agent_log("run %" PRIu64 ": the worker is not clean", agent_run_id(s->run));
     }
+    bool clean = resp->clean;
     agent_run_free(s->run);
     s->run = NULL;
     malloc_trim(0);
+    if (agent_zygote_due(clean)) {
+        /* The Done goes out first: the run is over, the new zygote is the
+         * next run's wait. */
+        if (wire_flush(&s->w, 1) < 0)
+            agent_log("write stdout: %s", strerror(errno));
+        zygote_up(s);
+    }
 }
 
 static int
@@ -385,6 +426,9 @@ setup(server *s, const char *build_id)
             s->pids_baseline = cs.pids;
         }
     }
+    if (agent_zygote_enabled() && s->cg.version != AGENT_CG_NONE)
+        zygote_up(s);
+    s->env.zygote = agent_zygote_enabled();
     s->in_ready = true;
     s->env.cg = &s->cg;
     s->env.can_output = can_output;
@@ -467,6 +511,7 @@ agent_serve(const char *build_id)
     if (s->run)
         agent_run_free(s->run);
     s->run = NULL;
+    agent_zygote_stop();
     wire_flush(&s->w, 1);
     wire_free(&s->w);
     agent_cgroup_close(&s->cg);

@@ -34,6 +34,16 @@ agent_reap(pid_t bwrap, int *bw_status, bool *bw_reaped)
     }
 }
 
+/* The zygote's monitor and the zygote live across runs (zygote.c). */
+static pid_t spared[2] = {-1, -1};
+
+void
+agent_sweep_spare(pid_t a, pid_t b)
+{
+    spared[0] = a;
+    spared[1] = b;
+}
+
 int
 agent_sweep(void)
 {
@@ -46,7 +56,7 @@ agent_sweep(void)
     while ((e = readdir(d))) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 1 || pid == self)
+        if (*end || pid <= 1 || pid == self || pid == spared[0] || pid == spared[1])
             continue;
         kill((pid_t)pid, SIGKILL);
         n++;

@@ -204,3 +204,27 @@ agent_msg_peek_id(uint64_t *id, const uint8_t *head, size_t len)
     }
     return 0;
 }
+
+int
+agent_module_name_validate(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > AGENT_ZYGOTE_MODULE_MAX)
+        return -1;
+    bool start = true;
+    for (const char *p = name; *p; p++) {
+        char c = *p;
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+        bool digit = c >= '0' && c <= '9';
+        if (c == '.') {
+            if (start)
+                return -1;
+            start = true;
+        } else if (alpha || (digit && !start)) {
+            start = false;
+        } else {
+            return -1;
+        }
+    }
+    return start ? -1 : 0;
+}

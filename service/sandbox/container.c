@@ -60,6 +60,16 @@ sandbox_spec_to_json(const sandbox_spec *s)
     for (size_t i = 0; i < s->n_labels; i++)
         if (!cJSON_AddStringToObject(labels, s->label_keys[i], s->label_values[i]))
             goto fail;
+    /* Issue 8: absent in labels written before it (= no preload, FRESH). */
+    cJSON *pre = cJSON_AddArrayToObject(o, "preload");
+    if (!pre || !cJSON_AddNumberToObject(o, "runner", (double)s->runner))
+        goto fail;
+    for (size_t i = 0; i < s->n_preload; i++) {
+        cJSON *m = cJSON_CreateString(s->preload[i]);
+        if (!m)
+            goto fail;
+        cJSON_AddItemToArray(pre, m);
+    }
     return o;
 fail:
     cJSON_Delete(o);
@@ -88,7 +98,7 @@ sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char 
         return se_err_set(err, SE_INVALID, "spec label: missing or too long");
     cJSON *root = cJSON_Parse(json);
     int rc = 0;
-    char **mods = NULL;
+    char **mods = NULL, **pre = NULL;
     Safeeval__V1__CreateSandboxRequest__LabelsEntry *lab = NULL, **labp = NULL;
     if (!cJSON_IsObject(root)) {
         rc = se_err_set(err, SE_INVALID, "spec label: not a JSON object");
@@ -196,6 +206,39 @@ sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char 
     const char *owner = jo ? jo->valuestring : "";
     if ((rc = sandbox_validate_owner(owner, err)) < 0)
         goto out;
+    const cJSON *jp = cJSON_GetObjectItemCaseSensitive(root, "preload");
+    if (jp) {
+        int np = cJSON_GetArraySize(jp);
+        if (!cJSON_IsArray(jp) || np > SANDBOX_MAX_PRELOAD) {
+            rc = se_err_set(err, SE_INVALID, "preload: malformed");
+            goto out;
+        }
+        if (!(pre = calloc((size_t)np + 1, sizeof(char *)))) {
+            rc = se_err_set(err, SE_INTERNAL, "out of memory");
+            goto out;
+        }
+        for (int k = 0; k < np; k++) {
+            const cJSON *m = cJSON_GetArrayItem(jp, k);
+            if (!cJSON_IsString(m)) {
+                rc = se_err_set(err, SE_INVALID, "preload[%d]: not a string", k);
+                goto out;
+            }
+            pre[k] = m->valuestring;
+        }
+        req.n_preload = (size_t)np;
+        req.preload = pre;
+    }
+    req.runner = SAFEEVAL__V1__RUNNER__RUNNER_FRESH;
+    if (cJSON_GetObjectItemCaseSensitive(root, "runner")) {
+        uint64_t runner;
+        if ((rc = json_uint(&runner, root, "runner", SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE, err)) < 0)
+            goto out;
+        if (runner == SAFEEVAL__V1__RUNNER__RUNNER_DEFAULT) {
+            rc = se_err_set(err, SE_INVALID, "runner: the effective runner is never DEFAULT");
+            goto out;
+        }
+        req.runner = (Safeeval__V1__Runner)runner;
+    }
     rc = sandbox_validate_create(out, cfg, &req, err);
     if (rc < 0)
         goto out;
@@ -210,6 +253,7 @@ out:
     if (rc < 0)
         se_err_prefix(err, "spec label");
     free(mods);
+    free(pre);
     free(lab);
     free(labp);
     cJSON_Delete(root);
@@ -250,12 +294,14 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
 
     /* The agent serves runs over the attached stdin/stdout: stdin stays open
      * across attaches (OpenStdin, not StdinOnce) and no TTY mangles frames. */
-    static const char *const cmd[] = {SANDBOX_AGENT_PATH, "--serve"};
+    static const char *const cmd[] = {SANDBOX_AGENT_PATH, "--serve", "--zygote"};
+    bool zygote = spec->runner == SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE;
     cJSON *jcmd = cJSON_AddArrayToObject(b, "Cmd");
     cJSON *labels = cJSON_AddObjectToObject(b, "Labels");
-    if (!jcmd || add_strings(jcmd, cmd, 2) < 0 || !labels ||
-        !cJSON_AddBoolToObject(b, "OpenStdin", 1) || !cJSON_AddBoolToObject(b, "StdinOnce", 0) ||
-        !cJSON_AddBoolToObject(b, "AttachStdin", 1) ||
+    if (!jcmd || add_strings(jcmd, cmd, zygote ? 3 : 2) < 0 ||
+        (zygote && add_strings(jcmd, (const char *const *)spec->preload, spec->n_preload) < 0) ||
+        !labels || !cJSON_AddBoolToObject(b, "OpenStdin", 1) ||
+        !cJSON_AddBoolToObject(b, "StdinOnce", 0) || !cJSON_AddBoolToObject(b, "AttachStdin", 1) ||
         !cJSON_AddBoolToObject(b, "AttachStdout", 1) ||
         !cJSON_AddBoolToObject(b, "AttachStderr", 1) || !cJSON_AddBoolToObject(b, "Tty", 0) ||
         !cJSON_AddStringToObject(b, "Image", image) ||
@@ -287,6 +333,12 @@ sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *secco
     /* One run at a time: the container's limits are the run's (memory is
      * given by the caller: a run may ask for less than its sandbox). */
     uint64_t pids = (uint64_t)spec->limits.max_processes + SANDBOX_WORKER_PIDS_RESERVE;
+    if (zygote) {
+        /* Room for the zygote's start; once it is up the worker is resized
+         * to exactly the run + the reserve + the zygote (worker.c). */
+        memory += SANDBOX_ZYGOTE_START_MEMORY;
+        pids += SANDBOX_ZYGOTE_PIDS_RESERVE;
+    }
     if (!capdrop || add_strings(capdrop, caps, 1) < 0 || !jsec ||
         add_strings(jsec, secopts, 2) < 0 || !tmpfs ||
         !cJSON_AddStringToObject(tmpfs, "/tmp", "rw,nosuid,nodev,size=64m") ||

@@ -46,6 +46,17 @@
 /* Processes of a worker that are not the run's: docker-init, the agent,
  * bwrap's monitor and the jail's pid 1. */
 #define SANDBOX_WORKER_PIDS_RESERVE 4
+/* A zygote sandbox's worker (issue 8): what its zygote may take while it
+ * starts (python3 and the preload imports), before the worker is resized
+ * to the run's memory + the reserve + what the zygote measured
+ * (State.zygote_memory_bytes) as soon as it is up; and its process beside
+ * the fresh jail's (the zygote; the run's pid 1 takes the place of the
+ * jail's). */
+#define SANDBOX_ZYGOTE_START_MEMORY (256ull * 1024 * 1024)
+#define SANDBOX_ZYGOTE_PIDS_RESERVE 1
+/* preload: names at most, bytes of one name (the agent's own caps). */
+#define SANDBOX_MAX_PRELOAD AGENT_ZYGOTE_MAX_MODULES
+#define SANDBOX_PRELOAD_MAX AGENT_ZYGOTE_MODULE_MAX
 /* After its wall time, a run gets this long to answer before the daemon
  * cancels it, and as long again before it replaces the worker. */
 #define SANDBOX_RUN_GRACE_MS 2000
@@ -66,6 +77,9 @@ typedef struct sandbox_spec {
     int64_t created_at_ms;
     uint32_t max_runs; /* runs at once = worker containers at most */
     char *owner;       /* the tenant that created it ("" = anonymous); never NULL once filled */
+    char **preload;    /* import names the zygote imports (validated) */
+    size_t n_preload;
+    int runner; /* Safeeval__V1__Runner in effect: FRESH or ZYGOTE, never DEFAULT */
 } sandbox_spec;
 
 void sandbox_spec_clear(sandbox_spec *s);
@@ -137,10 +151,11 @@ int sandbox_container_body(cJSON **out, const sandbox_config *cfg, const char *s
  * thread that holds the worker (busy) or to whoever unlinked it. */
 typedef struct sandbox_worker {
     char *container_id;
-    docker_stream *stream; /* the persistent attach to the agent */
-    uint64_t memory_limit; /* the container's Memory now */
-    uint64_t next_run;     /* run ids on this worker */
-    se_buf events;         /* Event frames read but not yet parsed */
+    docker_stream *stream;  /* the persistent attach to the agent */
+    uint64_t memory_limit;  /* the container's Memory now */
+    uint64_t zygote_memory; /* what its zygote holds (0: no zygote), from its State */
+    uint64_t next_run;      /* run ids on this worker */
+    se_buf events;          /* Event frames read but not yet parsed */
     /* lock: */
     bool busy;
     bool broken; /* replace it: never given another run */

@@ -403,7 +403,8 @@ run_common(sandbox_manager *m, const sandbox_caller *who, const sandbox_run_inpu
         goto out;
     int64_t t_got = clock_mono_us();
     metrics_observe_us(METRICS_RUN_WAIT_SECONDS, t_got - t0);
-    uint64_t want = sandbox_worker_memory(lim.memory_bytes);
+    /* A zygote's memory is the worker's, not the run's (0 without one). */
+    uint64_t want = sandbox_worker_memory(lim.memory_bytes) + w->zygote_memory;
     if (w->memory_limit != want) {
         /* The worker's cgroup is the run's fence: resize it to this run. */
         rc = docker_container_update_memory(m->dc, w->container_id, want, err);

@@ -293,6 +293,17 @@ sandbox_entry_to_msg(sandbox_registry *r, const sandbox_entry *e)
             s->n_modules++;
         }
     }
+    s->runner = (Safeeval__V1__Runner)sp->runner;
+    if (sp->n_preload) {
+        s->preload = calloc(sp->n_preload, sizeof(char *));
+        if (!s->preload)
+            goto fail;
+        for (size_t i = 0; i < sp->n_preload; i++) {
+            if (!(s->preload[i] = strdup(sp->preload[i])))
+                goto fail;
+            s->n_preload++;
+        }
+    }
     if (sp->n_labels) {
         s->labels = calloc(sp->n_labels, sizeof(*s->labels));
         if (!s->labels)

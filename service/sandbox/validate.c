@@ -20,6 +20,9 @@ sandbox_spec_clear(sandbox_spec *s)
     for (size_t i = 0; i < s->n_modules; i++)
         free(s->modules[i]);
     free(s->modules);
+    for (size_t i = 0; i < s->n_preload; i++)
+        free(s->preload[i]);
+    free(s->preload);
     for (size_t i = 0; i < s->n_labels; i++) {
         free(s->label_keys[i]);
         free(s->label_values[i]);
@@ -208,6 +211,33 @@ xstrdup(const char *s)
     return d;
 }
 
+/* preload: import names the zygote imports before its first fork. The
+ * agent checks them again (agent_module_name_validate); here every failure
+ * names the field. */
+static int
+validate_preload(const Safeeval__V1__CreateSandboxRequest *req, se_err *err)
+{
+    if (req->n_preload > SANDBOX_MAX_PRELOAD)
+        return se_err_set(err, SE_INVALID, "preload: %zu entries, at most %d", req->n_preload,
+                          SANDBOX_MAX_PRELOAD);
+    for (size_t i = 0; i < req->n_preload; i++) {
+        const char *m = req->preload[i];
+        if (!m || !*m)
+            return se_err_set(err, SE_INVALID, "preload[%zu]: empty", i);
+        if (strlen(m) > SANDBOX_PRELOAD_MAX)
+            return se_err_set(err, SE_INVALID, "preload[%zu]: longer than %d bytes", i,
+                              SANDBOX_PRELOAD_MAX);
+        if (agent_module_name_validate(m) < 0)
+            return se_err_set(err, SE_INVALID,
+                              "preload[%zu]: not a dotted Python module name (\"numpy.linalg\")",
+                              i);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(req->preload[j], m) == 0)
+                return se_err_set(err, SE_INVALID, "preload[%zu]: duplicate of preload[%zu]", i, j);
+    }
+    return 0;
+}
+
 int
 sandbox_validate_owner(const char *owner, se_err *err)
 {
@@ -260,6 +290,23 @@ sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
                 return se_err_set(err, SE_INVALID, "modules[%zu]: duplicate of modules[%zu]", i, j);
     }
 
+    rc = validate_preload(req, err);
+    if (rc < 0)
+        return rc;
+    switch (req->runner) {
+    case SAFEEVAL__V1__RUNNER__RUNNER_FRESH:
+    case SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE:
+        out->runner = req->runner;
+        break;
+    case SAFEEVAL__V1__RUNNER__RUNNER_DEFAULT:
+        /* FRESH, preload or not, until every hostile test of the jail has
+         * passed against the zygote too (issue 8): the zygote is opt-in. */
+        out->runner = SAFEEVAL__V1__RUNNER__RUNNER_FRESH;
+        break;
+    default:
+        return se_err_set(err, SE_INVALID, "runner: %d is not a Runner", (int)req->runner);
+    }
+
     if (req->idle_timeout_s > cfg->max_idle_timeout_s)
         return se_err_set(err, SE_INVALID, "idle_timeout_s: %u is above the maximum %u",
                           req->idle_timeout_s, cfg->max_idle_timeout_s);
@@ -300,6 +347,15 @@ sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
         if (!(out->modules[i] = xstrdup(req->modules[i])))
             goto oom;
         out->n_modules++;
+    }
+    if (req->n_preload) {
+        if (!(out->preload = calloc(req->n_preload, sizeof(char *))))
+            goto oom;
+        for (size_t i = 0; i < req->n_preload; i++) {
+            if (!(out->preload[i] = xstrdup(req->preload[i])))
+                goto oom;
+            out->n_preload++;
+        }
     }
     for (size_t i = 0; i < req->n_labels; i++) {
         out->label_keys[i] = xstrdup(keys[i]);

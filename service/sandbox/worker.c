@@ -216,6 +216,11 @@ worker_sync(sandbox_worker *w, se_err *err)
     if (!st->cgroup || !*st->cgroup)
         rc = se_err_set(err, SE_INTERNAL,
                         "agent: the worker's cgroup counters are unreadable, so it refuses runs");
+    /* A zygote sandbox whose zygote is not up refuses every run: a preload
+     * that does not import is the create's failure, named. */
+    if (rc == 0 && st->zygote_error && *st->zygote_error)
+        rc = se_err_set(err, SE_PRECONDITION, "preload: %.400s", st->zygote_error);
+    w->zygote_memory = st->zygote_memory_bytes;
     if (rc == 0 && st->running)
         rc = worker_ctl(w, st->running, SANDBOX_CTL_CANCEL, err);
     if (rc == 0 && st->running)
@@ -289,6 +294,14 @@ sandbox_worker_new(sandbox_manager *m, const sandbox_entry *e, uint64_t memory,
     rc = docker_stream_attach(m->dc, cid, &w->stream, err);
     if (rc == 0)
         rc = worker_sync(w, err);
+    if (rc == 0 && e->spec.runner == SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE) {
+        /* The zygote is up: the room it had to start goes, the worker is
+         * the run's memory + the reserve + what the zygote holds. */
+        uint64_t exact = memory + w->zygote_memory;
+        rc = docker_container_update_memory(m->dc, cid, exact, err);
+        if (rc == 0)
+            w->memory_limit = exact;
+    }
     if (rc < 0) {
         se_err_prefix(err, "worker %.12s", cid);
         goto out;

@@ -323,7 +323,7 @@ def sandbox_seeds():
     for name, r in execs.items():
         write(t, "exec-" + name, b"\x01" + r)
 
-    def create(ver="", mods=(), lim=None, idle=0, labels=()):
+    def create(ver="", mods=(), lim=None, idle=0, labels=(), preload=(), runner=0):
         m = b""
         if ver:
             m += f_bytes(1, ver)
@@ -335,6 +335,10 @@ def sandbox_seeds():
             m += f_varint(4, idle)
         for k, v in labels:
             m += f_bytes(5, map_entry(k, v))
+        for x in preload:
+            m += f_bytes(7, x)
+        if runner:
+            m += f_varint(8, runner)
         return m
 
     creates = {
@@ -348,6 +352,9 @@ def sandbox_seeds():
         "dup": create(mods=["Foo_Bar", "foo-bar"]),
         "idle-over": create(idle=10 ** 6),
         "badlabel": create(labels=[("Bad Key", "v")]),
+        "zygote": create(mods=["numpy"], preload=["numpy", "xml.dom"], runner=2),
+        "preload-bad": create(preload=["numpy", "os;x"], runner=2),
+        "runner-bad": create(runner=9),
     }
     for name, r in creates.items():
         write(t, "create-" + name, b"\x02" + r)
@@ -360,7 +367,9 @@ def sandbox_seeds():
     for name, patch in [("v2", {"v": 2}), ("neg", {"idle_timeout_s": -1}),
                         ("frac", {"created_at_ms": 1.5}), ("big", {"created_at_ms": 1e300}),
                         ("badmod", {"modules": ["a b"]}), ("labels-arr", {"labels": []}),
-                        ("lim-str", {"limits": {"wall_time_ms": "1"}})]:
+                        ("lim-str", {"limits": {"wall_time_ms": "1"}}),
+                        ("zygote", {"preload": ["numpy"], "runner": 2}),
+                        ("runner-default", {"runner": 0}), ("preload-bad", {"preload": ["1x"]})]:
         s = dict(spec)
         s.update(patch)
         write(t, "spec-" + name, b"\x03" + json.dumps(s).encode())

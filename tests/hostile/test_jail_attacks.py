@@ -46,6 +46,11 @@ def code(text):
 
 class JailBase(unittest.TestCase):
     MAX_CONCURRENT = 1
+    # How the sandbox starts runs: every class below runs once per runner
+    # (the *Zygote classes at the end: the same attacks on forks of a warm
+    # interpreter that imported numpy).
+    RUNNER = "RUNNER_FRESH"
+    PRELOAD = ()
 
     @classmethod
     def setUpClass(cls):
@@ -56,7 +61,8 @@ class JailBase(unittest.TestCase):
             cls.sb = cls.d.stub.CreateSandbox(cls.pb.CreateSandboxRequest(
                 python_version="3.11", modules=["numpy"],
                 limits=cls.pb.Limits(**SANDBOX_LIMITS),
-                max_concurrent_runs=cls.MAX_CONCURRENT), timeout=CREATE_S).sandbox
+                max_concurrent_runs=cls.MAX_CONCURRENT, runner=getattr(cls.pb, cls.RUNNER),
+                preload=list(cls.PRELOAD)), timeout=CREATE_S).sandbox
             # What an idle worker runs (its init and agent): anything else
             # in a worker between runs is left of a run.
             r = cls.d.stub.Eval(cls.pb.EvalRequest(sandbox_id=cls.sb.id, code="print(1)"),
@@ -722,6 +728,15 @@ class Input(JailBase):
         self.assertEqual(pb.ExitReason.Name(r.reason), "EXIT_REASON_WALL_TIMEOUT",
                          describe(pb, r))
         self.assertEqual(r.stdout, "caf\u00e9 \u4e2d\npartial".encode(), describe(pb, r))
+
+
+# The same attacks against zygote sandboxes (issue 8): each class again,
+# its runs forked from a warm interpreter that imported numpy.
+for _cls in (Jail, Memory, Neighbours, Reasons, Input):
+    _name = _cls.__name__ + "Zygote"
+    globals()[_name] = type(_name, (_cls,), {"RUNNER": "RUNNER_ZYGOTE", "PRELOAD": ("numpy",),
+                                             "__doc__": _cls.__doc__})
+del _cls, _name
 
 
 if __name__ == "__main__":

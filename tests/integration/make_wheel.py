@@ -24,12 +24,14 @@ def record_line(path, data):
     return "%s,sha256=%s,%d" % (path, digest, len(data))
 
 
-def make_wheel(outdir, name="safeeval_testpkg", version="1.0", value=42):
+def make_wheel(outdir, name="safeeval_testpkg", version="1.0", value=42, init_source=None):
+    """init_source: the package's __init__.py instead of `VALUE = value`."""
     if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not re.fullmatch(r"[0-9][0-9.]*", version):
         raise ValueError("bad name or version")
     dist_info = "%s-%s.dist-info" % (name, version)
     files = [
-        ("%s/__init__.py" % name, ("VALUE = %d\n" % value).encode()),
+        ("%s/__init__.py" % name,
+         (init_source if init_source is not None else "VALUE = %d\n" % value).encode()),
         ("%s/METADATA" % dist_info,
          ("Metadata-Version: 2.1\nName: %s\nVersion: %s\nSummary: safeeval test package\n"
           % (name, version)).encode()),

@@ -41,7 +41,8 @@ describe(pb, result) -> str   (one line about an ExecResult for messages)
 assert_exited_ok(tc, pb, result, stdout=None)
     tc (a TestCase) fails unless the run ended by itself with status 0 (and,
     when given, printed exactly `stdout`).
-run_in_sandbox(limits, body, ...)   one daemon, one 3.11 sandbox, checked cleanup
+run_in_sandbox(limits, body, ..., runner=, preload=)   one daemon, one 3.11
+    sandbox (runner: a Runner name, "RUNNER_ZYGOTE"), checked cleanup
 ours_left(), cleanup_after_failure()   old names kept for older tests: both go
     by the labels now (their log arguments are ignored).
 """
@@ -246,7 +247,8 @@ def daemon_args(wheelhouse, *extra):
             "--wheelhouse", wheelhouse] + list(extra)
 
 
-def run_in_sandbox(limits, body, max_concurrent_runs=0, extra_args=(), modules=("numpy",)):
+def run_in_sandbox(limits, body, max_concurrent_runs=0, extra_args=(), modules=("numpy",),
+                   runner="RUNNER_DEFAULT", preload=()):
     """Starts a daemon with the test recipe, creates one 3.11 (+ numpy)
     sandbox with these limits and calls body(d, sb). The sandbox is destroyed
     either way; then no container of the instance may be left (a failing body
@@ -257,7 +259,8 @@ def run_in_sandbox(limits, body, max_concurrent_runs=0, extra_args=(), modules=(
         pb = d.pb
         sb = d.stub.CreateSandbox(pb.CreateSandboxRequest(
             python_version="3.11", modules=list(modules), limits=pb.Limits(**limits),
-            max_concurrent_runs=max_concurrent_runs), timeout=600).sandbox
+            max_concurrent_runs=max_concurrent_runs, runner=getattr(pb, runner),
+            preload=list(preload)), timeout=600).sandbox
         try:
             body(d, sb)
         except BaseException:

@@ -73,6 +73,29 @@ test_filename_and_env(void **state)
     assert_int_equal(agent_env_name_validate("A\nB", &e), -SE_INVALID);
 }
 
+/* Preload names (issue 8): dotted identifiers only, never anything a
+ * python3 command line or an import statement could take more from. */
+static void
+test_module_names(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"numpy", "numpy.linalg", "_x", "a1.b_2.C", "xml.dom"};
+    static const char *const bad[] = {"",    "1numpy", "numpy.", ".numpy", "numpy..linalg",
+                                      "a b", "os;x",   "-c",     "a/b",    "n\xc3\xa9",
+                                      "a.1"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_int_equal(agent_module_name_validate(good[i]), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(agent_module_name_validate(bad[i]), -1);
+    char longest[AGENT_ZYGOTE_MODULE_MAX + 2];
+    memset(longest, 'a', sizeof(longest));
+    longest[AGENT_ZYGOTE_MODULE_MAX] = 0;
+    assert_int_equal(agent_module_name_validate(longest), 0);
+    longest[AGENT_ZYGOTE_MODULE_MAX] = 'a';
+    longest[AGENT_ZYGOTE_MODULE_MAX + 1] = 0;
+    assert_int_equal(agent_module_name_validate(longest), -1);
+}
+
 /* A request built on the stack, like protobuf-c's unpack would give. */
 struct req_fixture {
     agent_request req;
@@ -311,9 +334,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_paths),   cmocka_unit_test(test_filename_and_env),
-        cmocka_unit_test(test_request), cmocka_unit_test(test_total_argv_cap),
-        cmocka_unit_test(test_msg),     cmocka_unit_test(test_msg_wire),
+        cmocka_unit_test(test_paths),          cmocka_unit_test(test_filename_and_env),
+        cmocka_unit_test(test_module_names),   cmocka_unit_test(test_request),
+        cmocka_unit_test(test_total_argv_cap), cmocka_unit_test(test_msg),
+        cmocka_unit_test(test_msg_wire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -332,9 +332,12 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_versions),        cmocka_unit_test(test_modules_valid),
-        cmocka_unit_test(test_modules_hostile), cmocka_unit_test(test_base_ref),
-        cmocka_unit_test(test_normalize),       cmocka_unit_test(test_tag),
+        cmocka_unit_test(test_versions),
+        cmocka_unit_test(test_modules_valid),
+        cmocka_unit_test(test_modules_hostile),
+        cmocka_unit_test(test_base_ref),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_tag),
         cmocka_unit_test(test_tag_no_concatenation_collision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -221,6 +221,89 @@ test_container_body(void **state)
     sandbox_spec_clear(&s);
 }
 
+/* Issue 8: a zygote sandbox's worker runs `--serve --zygote MODULE...`,
+ * has room for the zygote's start and two more processes, and its spec label
+ * keeps preload and runner; a label from before (neither field) is FRESH
+ * with no preload; a label's runner is validated like a client's. */
+static void
+test_zygote_spec(void **state)
+{
+    (void)state;
+    sandbox_config cfg = test_cfg();
+    se_err err;
+    char *pre[] = {"numpy", "xml.dom"};
+    Safeeval__V1__CreateSandboxRequest req = SAFEEVAL__V1__CREATE_SANDBOX_REQUEST__INIT;
+    req.n_preload = 2;
+    req.preload = pre;
+    req.runner = SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE;
+    sandbox_spec s, back;
+    assert_int_equal(sandbox_validate_create(&s, &cfg, &req, &err), 0);
+    assert_int_equal(s.runner, SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE);
+    cJSON *b = NULL;
+    assert_int_equal(
+        sandbox_container_body(&b, &cfg, "{}", &s, "0123abcd", "img", 100u << 20, &err), 0);
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(b, "Cmd");
+    assert_int_equal(cJSON_GetArraySize(cmd), 5);
+    assert_string_equal(cJSON_GetArrayItem(cmd, 2)->valuestring, "--zygote");
+    assert_string_equal(cJSON_GetArrayItem(cmd, 3)->valuestring, "numpy");
+    assert_string_equal(cJSON_GetArrayItem(cmd, 4)->valuestring, "xml.dom");
+    const cJSON *hc = cJSON_GetObjectItemCaseSensitive(b, "HostConfig");
+    /* 100 MiB asked + 256 MiB for the zygote's start; run's processes + 4 + 1. */
+    assert_true(num_at(hc, "Memory") == (double)(356u << 20));
+    assert_true(num_at(hc, "PidsLimit") == (double)(cfg.default_limits.max_processes + 5));
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(b, "Labels");
+    assert_int_equal(sandbox_spec_from_json(&back, &cfg, str_at(labels, "safeeval.spec"), &err), 0);
+    assert_int_equal(back.runner, SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE);
+    assert_int_equal(back.n_preload, 2);
+    assert_string_equal(back.preload[1], "xml.dom");
+    sandbox_spec_clear(&back);
+    cJSON_Delete(b);
+
+    /* RUNNER_DEFAULT is FRESH for now, preload or not; FRESH runs no zygote. */
+    sandbox_spec_clear(&s);
+    req.runner = SAFEEVAL__V1__RUNNER__RUNNER_DEFAULT;
+    assert_int_equal(sandbox_validate_create(&s, &cfg, &req, &err), 0);
+    assert_int_equal(s.runner, SAFEEVAL__V1__RUNNER__RUNNER_FRESH);
+    assert_int_equal(
+        sandbox_container_body(&b, &cfg, "{}", &s, "0123abcd", "img", 100u << 20, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(b, "Cmd")), 2);
+    cJSON_Delete(b);
+    sandbox_spec_clear(&s);
+
+    /* Bad names and runners, each naming its field. */
+    char *bad[] = {"numpy", "nu mpy"};
+    req.preload = bad;
+    assert_int_equal(sandbox_validate_create(&s, &cfg, &req, &err), -SE_INVALID);
+    assert_non_null(strstr(err.msg, "preload[1]"));
+    req.n_preload = 0;
+    req.runner = (Safeeval__V1__Runner)3;
+    assert_int_equal(sandbox_validate_create(&s, &cfg, &req, &err), -SE_INVALID);
+    assert_non_null(strstr(err.msg, "runner"));
+
+    /* Labels: none of the two fields (written before issue 8), a DEFAULT
+     * runner (never written), a runner out of range, a preload that is not
+     * a module name. */
+    static const char *const base =
+        "{\"v\":1,\"python\":\"3.13\",\"modules\":[],\"labels\":{},\"max_runs\":1,"
+        "\"idle_timeout_s\":5,\"created_at_ms\":1,\"limits\":{\"wall_time_ms\":1000,"
+        "\"cpu_time_ms\":1000,\"memory_bytes\":67108864,\"max_processes\":4,"
+        "\"max_output_bytes\":1024,\"max_file_bytes\":1024}";
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s}", base);
+    assert_int_equal(sandbox_spec_from_json(&back, &cfg, buf, &err), 0);
+    assert_int_equal(back.runner, SAFEEVAL__V1__RUNNER__RUNNER_FRESH);
+    assert_int_equal(back.n_preload, 0);
+    sandbox_spec_clear(&back);
+    static const char *const hostile[] = {",\"runner\":0}",           ",\"runner\":3}",
+                                          ",\"runner\":-1}",          ",\"runner\":\"2\"}",
+                                          ",\"preload\":[\"os;x\"]}", ",\"preload\":[1]}",
+                                          ",\"preload\":\"numpy\"}"};
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        snprintf(buf, sizeof(buf), "%s%s", base, hostile[i]);
+        assert_int_equal(sandbox_spec_from_json(&back, &cfg, buf, &err), -SE_INVALID);
+    }
+}
+
 static void
 test_spec_hostile(void **state)
 {
@@ -1143,11 +1226,17 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_container_body),   cmocka_unit_test(test_spec_hostile),
-        cmocka_unit_test(test_run_frame),        cmocka_unit_test(test_ctl_frame),
-        cmocka_unit_test(test_run_feed_output),  cmocka_unit_test(test_run_feed_bad_output),
-        cmocka_unit_test(test_run_feed_done),    cmocka_unit_test(test_run_feed_agent_error),
-        cmocka_unit_test(test_run_feed_garbage), cmocka_unit_test(test_state_parse),
+        cmocka_unit_test(test_container_body),
+        cmocka_unit_test(test_spec_hostile),
+        cmocka_unit_test(test_zygote_spec),
+        cmocka_unit_test(test_run_frame),
+        cmocka_unit_test(test_ctl_frame),
+        cmocka_unit_test(test_run_feed_output),
+        cmocka_unit_test(test_run_feed_bad_output),
+        cmocka_unit_test(test_run_feed_done),
+        cmocka_unit_test(test_run_feed_agent_error),
+        cmocka_unit_test(test_run_feed_garbage),
+        cmocka_unit_test(test_state_parse),
         cmocka_unit_test(test_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
