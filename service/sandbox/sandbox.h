@@ -46,13 +46,20 @@ typedef struct sandbox_config {
     uint64_t max_memory_total;     /* the sum of every worker's memory limit */
     uint32_t worker_idle_s;        /* an extra worker idle this long is removed */
     uint32_t reap_interval_s;      /* how often the idle reaper looks */
+    /* Warm pools (warm.c): ready workers for creates of a known spec. */
+    const char *const *pools; /* "SPEC=N" of --pool: SPEC = VERSION[:MOD,MOD...] */
+    size_t n_pools;
+    uint32_t auto_pool;          /* ready workers per spec created within the window; 0 = off */
+    uint32_t auto_pool_window_s; /* how long a created spec keeps its auto pool */
+    const char *state_dir;       /* pool-served sandboxes keep their spec here */
 } sandbox_config;
 
 /* Does not take ownership of dc or ic; they must outlive the manager. */
 int sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_client *dc,
                         image_cache *ic, se_err *err);
 /* Finds our containers from their labels and serves them under the same ids;
- * removes those that cannot be recovered. */
+ * removes those that cannot be recovered. Pool workers go back to their pool
+ * (or are removed); the pools start filling after it. */
 int sandbox_manager_recover(sandbox_manager *m, se_err *err);
 /* Stops the reaper and frees memory. Containers stay: a restarted daemon
  * recovers them. */
