@@ -20,6 +20,7 @@
  * worker, without one they go back to their pool or are removed.
  *
  * Everything here is under the registry lock (reg.mu), like the budget. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -203,7 +204,7 @@ pool_parse(sandbox_manager *m, const char *text, se_err *err)
     const char *eq = strrchr(text, '=');
     char *end = NULL;
     unsigned long n = eq ? strtoul(eq + 1, &end, 10) : 0;
-    if (!eq || eq == text || !eq[1] || *end || eq[1] == '-' || eq[1] == '+' || n < 1 ||
+    if (!eq || eq == text || !isdigit((unsigned char)eq[1]) || *end || n < 1 ||
         n > SANDBOX_POOL_MAX_N)
         return se_err_set(err, SE_INVALID,
                           "--pool '%.80s': expected VERSION[:MODULE,MODULE...]=N with N in 1..%d",

@@ -185,6 +185,30 @@ class PoolServe(unittest.TestCase):
         self.assertEqual(state_files(self.state), [])
 
 
+class PoolFlags(unittest.TestCase):
+    """A bad --pool stops the daemon at start with a line that names it."""
+
+    def test_bad_pool_specs_refused(self):
+        state = tempfile.mkdtemp(prefix="safeeval-state-")
+        try:
+            for bad, why in (("3.11", "expected VERSION"), ("3.11=0", "expected VERSION"),
+                             ("3.11= 2", "expected VERSION"), ("3.11=65", "expected VERSION"),
+                             ("3.11:num py=1", "whitespace"), ("=1", "expected VERSION"),
+                             (":numpy=1", "no Python version"),
+                             ("3.11:numpy,numpy=1", "duplicate")):
+                r = harness.run_daemon(["--listen", "unix:" + os.path.join(state, "s.sock"),
+                                        "--instance", harness.INSTANCE, "--state-dir", state,
+                                        "--pool", bad])
+                self.assertNotEqual(r.returncode, 0, bad)
+                self.assertIn(why, r.stderr, (bad, r.stderr[-500:]))
+            r = harness.run_daemon(["--listen", "unix:" + os.path.join(state, "s.sock"),
+                                    "--instance", harness.INSTANCE, "--state-dir", state,
+                                    "--pool", "3.11=1", "--pool", "3.11=2"])
+            self.assertIn("given twice", r.stderr)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
+
 class PoolBudget(unittest.TestCase):
     """--max-memory-total holds 2 default workers (260 MiB each) but not 3:
     a pool of 3 stops at 2, and a create of another spec evicts one."""
