@@ -209,6 +209,36 @@ class PoolFlags(unittest.TestCase):
             shutil.rmtree(state, ignore_errors=True)
 
 
+class PoolAuto(unittest.TestCase):
+    """--auto-pool 1: a created spec gets a pool of 1, which serves the next
+    create of it, and goes when no create of it came for the window."""
+
+    def test_auto_pool(self):
+        wheels = make_wheelhouse()
+        state = tempfile.mkdtemp(prefix="safeeval-state-")
+        d = Daemon(extra_args=daemon_args(wheels, "--state-dir", state, "--auto-pool", "1",
+                                          "--auto-pool-window-s", "8"), timeout=60)
+        try:
+            req = d.pb.CreateSandboxRequest(python_version="3.11")
+            first = d.stub.CreateSandbox(req, timeout=CREATE_S).sandbox
+            self.assertNotIn(LABEL_POOL, workers_of(first.id)[0]["Labels"])
+            pool = wait_pool(self, d, 1)
+            second = d.stub.CreateSandbox(req, timeout=CREATE_S).sandbox
+            self.assertIn(second.id, pool.values())
+            for sb in (first, second):
+                d.stub.DestroySandbox(d.pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
+            # Refilled after the second create, then gone after the window.
+            self.assertTrue(wait_until(lambda: len(pool_containers(d)) == 1, FILL_S))
+            self.assertTrue(wait_until(lambda: containers_of() == [], 60),
+                            "the auto pool outlived its window")
+        finally:
+            try:
+                d.close()
+            finally:
+                remove_containers_of()
+                shutil.rmtree(state, ignore_errors=True)
+
+
 class PoolBudget(unittest.TestCase):
     """--max-memory-total holds 2 default workers (260 MiB each) but not 3:
     a pool of 3 stops at 2, and a create of another spec evicts one."""
