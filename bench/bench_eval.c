@@ -80,6 +80,7 @@
 #define BENCH_ADD_WORKER_CODE "import time; time.sleep(1)"
 #define BENCH_NUMPY_CODE "import numpy; print(numpy.__version__)"
 #define BENCH_TPUT_MAX 8 /* clients (and sandboxes) of the throughput section */
+#define BENCH_TPUT_ROUNDS_MAX 100
 #define BENCH_QUEUE_CODE "import time; time.sleep(0.2)"
 
 typedef struct bench_opts {
@@ -104,6 +105,7 @@ typedef struct bench_opts {
     size_t n_pool_modules;
     long numpy_runs;
     long tput_seconds;
+    long tput_rounds;
     bool no_zygote;
 } bench_opts;
 
@@ -1148,16 +1150,24 @@ bench_throughput(safeeval_client *c, docker_client *dc, const bench_opts *o)
             goto out;
         }
     }
-    printf("throughput, print(1) back to back for %ld s; one sandbox (one worker) per client:\n",
-           o->tput_seconds);
+    printf(
+        "throughput, print(1) back to back; one sandbox (one worker) per client; %ld rounds of "
+        "%ld s via safeevald then %ld s bare, alternated (the load of a shared machine drifts):\n",
+        o->tput_rounds, o->tput_seconds, o->tput_seconds);
     for (size_t i = 0; i < sizeof(clients) / sizeof(clients[0]); i++) {
-        double svc = 0, bare = 0;
-        if (tput_service(c, ids, clients[i], o->tput_seconds, &svc) != 0 ||
-            tput_bare(dc, containers, clients[i], o, &bare) != 0)
-            goto out;
+        double svc[BENCH_TPUT_ROUNDS_MAX], bare[BENCH_TPUT_ROUNDS_MAX],
+            ratio[BENCH_TPUT_ROUNDS_MAX];
+        for (long r = 0; r < o->tput_rounds; r++) {
+            if (tput_service(c, ids, clients[i], o->tput_seconds, &svc[r]) != 0 ||
+                tput_bare(dc, containers, clients[i], o, &bare[r]) != 0)
+                goto out;
+            ratio[r] = bare[r] > 0 ? 100 * svc[r] / bare[r] : 0;
+        }
+        size_t n = (size_t)o->tput_rounds;
+        bench_stats sv = stats_of(svc, n), bs = stats_of(bare, n), rs = stats_of(ratio, n);
         printf("  %zu client%s  %8.2f runs/s via safeevald   bare jailed runs %8.2f runs/s   "
-               "%5.1f %%\n",
-               clients[i], clients[i] > 1 ? "s" : " ", svc, bare, bare > 0 ? 100 * svc / bare : 0);
+               "%5.1f %%  (medians; ratio per round %.1f..%.1f %%)\n",
+               clients[i], clients[i] > 1 ? "s" : " ", sv.p50, bs.p50, rs.p50, rs.min, rs.max);
         fflush(stdout);
     }
     rc = 0;
@@ -1358,7 +1368,8 @@ usage(FILE *f)
             "  --pool-pause-ms MS    pause before each of them, for the refill (default 1500)\n"
             "  --numpy-runs N        numpy Evals per runner (default 50)\n"
             "  --no-zygote           do not try a zygote sandbox\n"
-            "  --tput-seconds S      each throughput measurement (default 10; 0 skips)\n"
+            "  --tput-seconds S      each throughput measurement (default 5; 0 skips)\n"
+            "  --tput-rounds N       service/bare pairs per client count (default 3)\n"
             "The cold case removes the sandbox image of this spec (force): do not run it\n"
             "while other sandboxes of the same spec are in use.\n",
             SAFEEVAL_DEFAULT_TARGET, AGENT_PYTHON);
@@ -1400,6 +1411,7 @@ parse_args(int argc, char **argv, bench_opts *o)
         {"numpy-runs", required_argument, NULL, 'N'},
         {"no-zygote", no_argument, NULL, 'Z'},
         {"tput-seconds", required_argument, NULL, 'T'},
+        {"tput-rounds", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1524,6 +1536,13 @@ parse_args(int argc, char **argv, bench_opts *o)
                 return -1;
             }
             break;
+        case 'U':
+            if (parse_long(optarg, 1, BENCH_TPUT_ROUNDS_MAX, &o->tput_rounds) != 0) {
+                fprintf(stderr, "safeeval-bench: --tput-rounds wants 1..%d\n",
+                        BENCH_TPUT_ROUNDS_MAX);
+                return -1;
+            }
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -1559,7 +1578,8 @@ main(int argc, char **argv)
         .pool_pause_ms = 1500,
         .pool_python = "3.11",
         .numpy_runs = 50,
-        .tput_seconds = 10,
+        .tput_seconds = 5,
+        .tput_rounds = 3,
     };
     safeeval_client *c = NULL;
     docker_client *dc = NULL;
