@@ -19,6 +19,20 @@
  *      (at most --max-concurrent-runs workers), --parallel-rounds times.
  *   9. The daemon's RSS before and with --sandboxes live sandboxes, and the
  *      memory of their idle workers.
+ *  Issue 8 adds:
+ *   2b. CreateSandbox served from a warm pool (the daemon runs with --pool
+ *       for the bench's spec): --pool-creates creates, --pool-pause-ms apart
+ *       so the pool refills; a hit is a sandbox whose worker carries the
+ *       safeeval.pool label.
+ *   3b. Eval of `import numpy; print(numpy.__version__)`, --numpy-runs times,
+ *       on the fresh jail, and print(1) and numpy again on a zygote sandbox
+ *       (runner ZYGOTE, preload numpy), or "unavailable" when the service has
+ *       no zygote; a summary with every figure next to the floor and the
+ *       docker exec.
+ *   10. Throughput: 1, 4 and 8 clients, each on its own sandbox, Evals of
+ *       print(1) back to back for --tput-seconds; next to the bare jailed run
+ *       rate (bubblewrap + python3, no agent, no gRPC) with as many loops in
+ *       the same worker containers.
  *
  * It talks to the service only through libsafeeval, and to the engine
  * through the service's own docker module. Not a test: it checks what it
@@ -37,6 +51,12 @@
 
 #include <cjson/cJSON.h>
 #include <safeeval/safeeval.h>
+
+/* The zygote sandbox's create carries fields libsafeeval has no options for
+ * (preload, runner): the bench sends that one request with the library's own
+ * unary call. */
+#include "../client/lib/internal.h"
+#include "safeeval/v1/sandbox.pb-c.h"
 
 #include "agent/agent.h"
 #include "docker/docker.h"
@@ -58,6 +78,9 @@
 /* The sleeps of sections 7 and 8: long enough that the second run of two
  * gets a new worker rather than the first one's, and that 20 runs queue. */
 #define BENCH_ADD_WORKER_CODE "import time; time.sleep(1)"
+#define BENCH_NUMPY_CODE "import numpy; print(numpy.__version__)"
+#define BENCH_TPUT_MAX 8 /* clients (and sandboxes) of the throughput section */
+#define BENCH_TPUT_ROUNDS_MAX 100
 #define BENCH_QUEUE_CODE "import time; time.sleep(0.2)"
 
 typedef struct bench_opts {
@@ -75,6 +98,15 @@ typedef struct bench_opts {
     long sandboxes;
     long daemon_pid;
     bool skip_cold;
+    long pool_creates;
+    long pool_pause_ms;
+    const char *pool_python; /* --pool-spec VERSION[:MODULE,...] */
+    const char *pool_modules[BENCH_MAX_MODULES];
+    size_t n_pool_modules;
+    long numpy_runs;
+    long tput_seconds;
+    long tput_rounds;
+    bool no_zygote;
 } bench_opts;
 
 typedef struct bench_stats {
@@ -773,6 +805,382 @@ out:
     return rc;
 }
 
+/* ---- 2b. CreateSandbox served from a warm pool ---- */
+
+/* Whether the sandbox's (first) worker was a pool container: the daemon
+ * labels pool workers safeeval.pool, and a sandbox served from the pool
+ * keeps that container. */
+static int
+worker_pooled(docker_client *dc, const char *sandbox_id, bool *out)
+{
+    char filter[256];
+    const char *filters[] = {filter, NULL};
+    cJSON *list = NULL;
+    se_err err = {0};
+    snprintf(filter, sizeof(filter), SE_LABEL_SANDBOX "=%s", sandbox_id);
+    if (docker_container_list(dc, filters, false, &list, &err) != 0) {
+        fprintf(stderr, "safeeval-bench: list containers: %s\n", err.msg);
+        return -1;
+    }
+    *out = false;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, list)
+    {
+        const cJSON *labels = cJSON_GetObjectItemCaseSensitive(item, "Labels");
+        if (cJSON_GetObjectItemCaseSensitive(labels, "safeeval.pool"))
+            *out = true;
+    }
+    cJSON_Delete(list);
+    return 0;
+}
+
+static void
+sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int
+bench_create_pool(safeeval_client *c, docker_client *dc, const bench_opts *o_in)
+{
+    /* Another spec than the other sections': theirs must not be pooled, or
+     * "cached" would be a pool hit too. */
+    bench_opts po = *o_in;
+    const bench_opts *o = &po;
+    po.python_version = o_in->pool_python;
+    memcpy(po.modules, o_in->pool_modules, sizeof(po.modules));
+    po.n_modules = o_in->n_pool_modules;
+    double *hits = calloc((size_t)o->pool_creates, sizeof(*hits));
+    size_t nh = 0, misses = 0;
+    int rc = -1;
+    if (!hits) {
+        fprintf(stderr, "safeeval-bench: out of memory\n");
+        return -1;
+    }
+    for (long i = 0; i < o->pool_creates; i++) {
+        safeeval_sandbox *sb = NULL;
+        double ms = 0;
+        bool pooled = false;
+        sleep_ms(o->pool_pause_ms); /* the pool refills in the background */
+        if (sandbox_create_timed(c, o, &sb, &ms) != 0)
+            goto out;
+        int step = worker_pooled(dc, sb->id, &pooled);
+        int drc = sandbox_destroy(c, sb->id);
+        safeeval_sandbox_free(sb);
+        if (step != 0 || drc != 0)
+            goto out;
+        if (pooled)
+            hits[nh++] = ms;
+        else
+            misses++;
+    }
+    if (nh > 0) {
+        bench_stats s = stats_of(hits, nh);
+        print_stats("CreateSandbox pool hit", &s, nh);
+    }
+    printf("  %zu pool hits, %zu misses of %ld, spec python %s with %zu modules%s\n", nh, misses,
+           o->pool_creates, o->python_version, o->n_modules,
+           nh == 0 ? " (is the daemon run with --pool for this spec?)" : "");
+    rc = 0;
+out:
+    fflush(stdout);
+    free(hits);
+    return rc;
+}
+
+/* ---- 3b. Evals of some code, and the zygote sandbox ---- */
+
+static int
+bench_eval_code(safeeval_client *c, const char *id, const char *code, const char *want, long runs,
+                double *samples)
+{
+    char msg[1024];
+    for (long i = 0; i < runs; i++) {
+        if (eval_checked(c, id, code, want, &samples[i], msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "safeeval-bench: Eval run %ld of %s: %s\n", i, code, msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A zygote sandbox: runner ZYGOTE, preload numpy. 0 = *id_out made; 1 =
+ * the service has no zygote (why says so); -1 = another failure. */
+static int
+zygote_create(safeeval_client *c, const bench_opts *o, char **id_out, char *why, size_t why_size)
+{
+    Safeeval__V1__CreateSandboxRequest req = SAFEEVAL__V1__CREATE_SANDBOX_REQUEST__INIT;
+    char *preload[] = {"numpy"};
+    ProtobufCMessage *resp = NULL;
+    safeeval_error err;
+    *id_out = NULL;
+    req.python_version = (char *)o->python_version;
+    req.modules = (char **)o->modules;
+    req.n_modules = o->n_modules;
+    req.preload = preload;
+    req.n_preload = 1;
+    req.runner = SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE;
+    if (sc_unary(c, "/safeeval.v1.SandboxService/CreateSandbox", &req.base,
+                 &safeeval__v1__create_sandbox_response__descriptor, &resp, 1800000, NULL,
+                 &err) != 0) {
+        snprintf(why, why_size, "CreateSandbox: %s: %.200s", safeeval_status_name(err.code),
+                 err.message);
+        if (err.code == SAFEEVAL_STATUS_UNIMPLEMENTED ||
+            err.code == SAFEEVAL_STATUS_INVALID_ARGUMENT)
+            return 1;
+        fprintf(stderr, "safeeval-bench: zygote %s\n", why);
+        return -1;
+    }
+    Safeeval__V1__CreateSandboxResponse *r = (Safeeval__V1__CreateSandboxResponse *)resp;
+    int rc = 0;
+    if (!r->sandbox || !r->sandbox->id) {
+        fprintf(stderr, "safeeval-bench: zygote CreateSandbox: no sandbox in the answer\n");
+        rc = -1;
+    } else if (r->sandbox->runner != SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE) {
+        /* A service that predates the zygote ignores the field. */
+        snprintf(why, why_size, "the service made a sandbox with runner %d, not ZYGOTE",
+                 (int)r->sandbox->runner);
+        rc = sandbox_destroy(c, r->sandbox->id) == 0 ? 1 : -1;
+    } else if (!(*id_out = strdup(r->sandbox->id))) {
+        rc = -1;
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+/* One summary line: p50/p99 and the ratios to the floor and the exec. */
+static void
+print_vs(const char *what, const bench_stats *s, const bench_stats *floor, const bench_stats *ex)
+{
+    printf("  %-32s p50 %8.2f  p99 %8.2f ms   %6.2fx floor   docker exec %6.2fx slower\n", what,
+           s->p50, s->p99, s->p50 / floor->p50, ex->p50 / s->p50);
+}
+
+/* ---- 10. throughput ---- */
+
+typedef struct tput_slot {
+    safeeval_client *c;
+    const char *id;
+    int64_t until_us;
+    long runs;
+    bool failed;
+    char msg[640];
+} tput_slot;
+
+static void *
+tput_main(void *ud)
+{
+    tput_slot *s = ud;
+    while (clock_mono_us() < s->until_us) {
+        double ms;
+        if (eval_checked(s->c, s->id, "print(1)", "1\n", &ms, s->msg, sizeof(s->msg)) != 0) {
+            s->failed = true;
+            break;
+        }
+        s->runs++;
+    }
+    return NULL;
+}
+
+/* k clients, one sandbox each, Evals back to back for seconds: runs/s. */
+static int
+tput_service(safeeval_client *c, char **ids, size_t k, long seconds, double *rate)
+{
+    tput_slot slots[BENCH_TPUT_MAX];
+    pthread_t th[BENCH_TPUT_MAX];
+    size_t started = 0;
+    int64_t t0 = clock_mono_us();
+    int rc = 0;
+    for (; started < k; started++) {
+        slots[started] =
+            (tput_slot){.c = c, .id = ids[started], .until_us = t0 + seconds * 1000000};
+        if (pthread_create(&th[started], NULL, tput_main, &slots[started]) != 0) {
+            fprintf(stderr, "safeeval-bench: pthread_create failed\n");
+            rc = -1;
+            break;
+        }
+    }
+    long total = 0;
+    for (size_t i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+        total += slots[i].runs;
+        if (slots[i].failed) {
+            fprintf(stderr, "safeeval-bench: throughput client %zu: %s\n", i, slots[i].msg);
+            rc = -1;
+        }
+    }
+    *rate = (double)total / ((double)(clock_mono_us() - t0) / 1e6);
+    return rc;
+}
+
+/* The bare jailed run, looped inside a worker for argv[2] seconds: bubblewrap
+ * with the jail's namespaces (user, pid, net, ipc, uts), the system read-only,
+ * a fresh /proc, /dev, /tmp and /dev/shm, then python3 -c 'print(1)'. No
+ * agent, no seccomp filter of ours, no gRPC. Prints the runs and the
+ * microseconds they took. */
+static const char bare_driver[] =
+    "import os, sys, time\n"
+    "py, secs = sys.argv[1], float(sys.argv[2])\n"
+    "argv = ['bwrap', '--unshare-user', '--unshare-pid', '--unshare-net', '--unshare-ipc',\n"
+    "        '--unshare-uts', '--die-with-parent', '--new-session', '--ro-bind', '/', '/',\n"
+    "        '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/dev/shm',\n"
+    "        '--chdir', '/tmp', '--clearenv', '--setenv', 'PATH', '/usr/bin:/bin',\n"
+    "        '--setenv', 'LANG', 'C.UTF-8', '--setenv', 'PYTHONUNBUFFERED', '1',\n"
+    "        '--setenv', 'PYTHONDONTWRITEBYTECODE', '1', py, '-c', 'print(1)']\n"
+    "env = {'PATH': '/usr/bin:/bin'}\n"
+    "n, t0 = 0, time.monotonic()\n"
+    "while time.monotonic() - t0 < secs:\n"
+    "    r, w = os.pipe()\n"
+    "    pid = os.posix_spawnp('bwrap', argv, env, file_actions=[(os.POSIX_SPAWN_DUP2, w, 1)])\n"
+    "    os.close(w)\n"
+    "    out = b''\n"
+    "    while True:\n"
+    "        b = os.read(r, 256)\n"
+    "        if not b:\n"
+    "            break\n"
+    "        out += b\n"
+    "    os.close(r)\n"
+    "    _, st = os.waitpid(pid, 0)\n"
+    "    if st != 0 or out != b'1\\n':\n"
+    "        sys.exit('jailed run: wait status %d, stdout %r' % (st, out[:100]))\n"
+    "    n += 1\n"
+    "print(n, int((time.monotonic() - t0) * 1e6))\n";
+
+typedef struct bare_slot {
+    docker_client *dc;
+    const char *container;
+    const char *python;
+    long seconds;
+    long runs;
+    double secs;
+    bool failed;
+} bare_slot;
+
+static void *
+bare_main(void *ud)
+{
+    bare_slot *s = ud;
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%ld", s->seconds);
+    const char *argv[] = {s->python, "-c", bare_driver, s->python, secs, NULL};
+    docker_exec_opts eo = {.argv = argv, .stdout_cap = 4096, .stderr_cap = 4096};
+    se_cancel none = SE_CANCEL_NONE;
+    docker_exec_result r = {0};
+    se_err err = {0};
+    long long us = 0;
+    s->failed = true;
+    if (docker_exec_run(s->dc, s->container, &eo, &r, &none, &err) != 0)
+        fprintf(stderr, "safeeval-bench: bare jailed exec: %s\n", err.msg);
+    else if (r.exit_code != 0 || !r.out ||
+             sscanf((const char *)r.out, "%ld %lld", &s->runs, &us) != 2)
+        fprintf(stderr, "safeeval-bench: bare jailed driver: exit %d: %.*s\n", r.exit_code,
+                (int)(r.err_len > 400 ? 400 : r.err_len), r.errbuf ? (const char *)r.errbuf : "");
+    else
+        s->failed = false;
+    s->secs = (double)us / 1e6;
+    docker_exec_result_free(&r);
+    return NULL;
+}
+
+/* k loops at once, one in each of the first k containers: runs/s. */
+static int
+tput_bare(docker_client *dc, bench_cid *containers, size_t k, const bench_opts *o, double *rate)
+{
+    bare_slot slots[BENCH_TPUT_MAX];
+    pthread_t th[BENCH_TPUT_MAX];
+    size_t started = 0;
+    int rc = 0;
+    for (; started < k; started++) {
+        slots[started] = (bare_slot){.dc = dc,
+                                     .container = containers[started],
+                                     .python = o->exec_python,
+                                     .seconds = o->tput_seconds};
+        if (pthread_create(&th[started], NULL, bare_main, &slots[started]) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    double total = 0, longest = 0;
+    for (size_t i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+        if (slots[i].failed)
+            rc = -1;
+        total += (double)slots[i].runs;
+        if (slots[i].secs > longest)
+            longest = slots[i].secs;
+    }
+    *rate = longest > 0 ? total / longest : 0;
+    return rc;
+}
+
+static int
+bench_throughput(safeeval_client *c, docker_client *dc, const bench_opts *o)
+{
+    static const size_t clients[] = {1, 4, BENCH_TPUT_MAX};
+    char *ids[BENCH_TPUT_MAX] = {0};
+    bench_cid containers[BENCH_TPUT_MAX];
+    char msg[1024] = "";
+    int rc = -1;
+    size_t made = 0;
+    while (made < BENCH_TPUT_MAX) {
+        safeeval_create_opts co = SAFEEVAL_CREATE_OPTS_INIT;
+        safeeval_sandbox *sb = NULL;
+        safeeval_error err;
+        double ms;
+        co.python_version = o->python_version;
+        co.modules = o->modules;
+        co.n_modules = o->n_modules;
+        co.max_concurrent_runs = 1; /* one client, one worker: no queue, no extra worker */
+        co.timeout_ms = 1800000;
+        if (safeeval_sandbox_create(&sb, c, &co, &err) != 0) {
+            fprintf(stderr, "safeeval-bench: CreateSandbox: %s: %s\n",
+                    safeeval_status_name(err.code), err.message);
+            goto out;
+        }
+        ids[made] = strdup(sb->id);
+        safeeval_sandbox_free(sb);
+        if (!ids[made])
+            goto out;
+        made++;
+        if (container_find(dc, ids[made - 1], containers[made - 1], sizeof(bench_cid)) != 0 ||
+            eval_checked(c, ids[made - 1], "print(1)", "1\n", &ms, msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "safeeval-bench: throughput warm-up: %s\n", msg);
+            goto out;
+        }
+    }
+    printf(
+        "throughput, print(1) back to back; one sandbox (one worker) per client; %ld rounds of "
+        "%ld s via safeevald then %ld s bare, alternated (the load of a shared machine drifts):\n",
+        o->tput_rounds, o->tput_seconds, o->tput_seconds);
+    for (size_t i = 0; i < sizeof(clients) / sizeof(clients[0]); i++) {
+        double svc[BENCH_TPUT_ROUNDS_MAX], bare[BENCH_TPUT_ROUNDS_MAX],
+            ratio[BENCH_TPUT_ROUNDS_MAX];
+        for (long r = 0; r < o->tput_rounds; r++) {
+            if (tput_service(c, ids, clients[i], o->tput_seconds, &svc[r]) != 0 ||
+                tput_bare(dc, containers, clients[i], o, &bare[r]) != 0)
+                goto out;
+            ratio[r] = bare[r] > 0 ? 100 * svc[r] / bare[r] : 0;
+        }
+        size_t n = (size_t)o->tput_rounds;
+        bench_stats sv = stats_of(svc, n), bs = stats_of(bare, n), rs = stats_of(ratio, n);
+        printf("  %zu client%s  %8.2f runs/s via safeevald   bare jailed runs %8.2f runs/s   "
+               "%5.1f %%  (medians; ratio per round %.1f..%.1f %%)\n",
+               clients[i], clients[i] > 1 ? "s" : " ", sv.p50, bs.p50, rs.p50, rs.min, rs.max);
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < made; i++) {
+        if (sandbox_destroy(c, ids[i]) != 0)
+            rc = -1;
+        free(ids[i]);
+    }
+    fflush(stdout);
+    return rc;
+}
+
 /* ---- the daemon's memory ---- */
 
 /* The safeevald whose command line names the target (as --listen's value,
@@ -953,6 +1361,15 @@ usage(FILE *f)
             "                        0 skips; the daemon's --max-sandboxes must allow N)\n"
             "  --daemon-pid PID      the safeevald to read VmRSS of (default: the local\n"
             "                        safeevald whose command line names --target)\n"
+            "  --pool-creates N      creates timed on a warm pool hit (default 10; 0 skips)\n"
+            "  --pool-spec SPEC      their spec, VERSION[:MODULE,...] (default 3.11): the daemon\n"
+            "                        runs with --pool SPEC=N, and SPEC is not the spec of\n"
+            "                        --python/--module (those creates must not be pooled)\n"
+            "  --pool-pause-ms MS    pause before each of them, for the refill (default 1500)\n"
+            "  --numpy-runs N        numpy Evals per runner (default 50)\n"
+            "  --no-zygote           do not try a zygote sandbox\n"
+            "  --tput-seconds S      each throughput measurement (default 5; 0 skips)\n"
+            "  --tput-rounds N       service/bare pairs per client count (default 3)\n"
             "The cold case removes the sandbox image of this spec (force): do not run it\n"
             "while other sandboxes of the same spec are in use.\n",
             SAFEEVAL_DEFAULT_TARGET, AGENT_PYTHON);
@@ -988,6 +1405,13 @@ parse_args(int argc, char **argv, bench_opts *o)
         {"parallel-rounds", required_argument, NULL, 'R'},
         {"sandboxes", required_argument, NULL, 'S'},
         {"daemon-pid", required_argument, NULL, 'D'},
+        {"pool-creates", required_argument, NULL, 'K'},
+        {"pool-pause-ms", required_argument, NULL, 'Q'},
+        {"pool-spec", required_argument, NULL, 'X'},
+        {"numpy-runs", required_argument, NULL, 'N'},
+        {"no-zygote", no_argument, NULL, 'Z'},
+        {"tput-seconds", required_argument, NULL, 'T'},
+        {"tput-rounds", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1067,6 +1491,58 @@ parse_args(int argc, char **argv, bench_opts *o)
                 return -1;
             }
             break;
+        case 'K':
+            if (parse_long(optarg, 0, 1000, &o->pool_creates) != 0) {
+                fprintf(stderr, "safeeval-bench: --pool-creates wants 0..1000\n");
+                return -1;
+            }
+            break;
+        case 'Q':
+            if (parse_long(optarg, 0, 600000, &o->pool_pause_ms) != 0) {
+                fprintf(stderr, "safeeval-bench: --pool-pause-ms wants 0..600000\n");
+                return -1;
+            }
+            break;
+        case 'N':
+            if (parse_long(optarg, 1, BENCH_MAX_RUNS, &o->numpy_runs) != 0) {
+                fprintf(stderr, "safeeval-bench: --numpy-runs wants 1..%d\n", BENCH_MAX_RUNS);
+                return -1;
+            }
+            break;
+        case 'Z':
+            o->no_zygote = true;
+            break;
+        case 'X': {
+            /* VERSION[:MODULE,MODULE...], split in place */
+            char *colon = strchr(optarg, ':');
+            o->pool_python = optarg;
+            o->n_pool_modules = 0;
+            if (colon) {
+                *colon = '\0';
+                char *save = NULL;
+                for (char *t = strtok_r(colon + 1, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                    if (o->n_pool_modules >= BENCH_MAX_MODULES) {
+                        fprintf(stderr, "safeeval-bench: --pool-spec: too many modules\n");
+                        return -1;
+                    }
+                    o->pool_modules[o->n_pool_modules++] = t;
+                }
+            }
+            break;
+        }
+        case 'T':
+            if (parse_long(optarg, 0, 3600, &o->tput_seconds) != 0) {
+                fprintf(stderr, "safeeval-bench: --tput-seconds wants 0..3600\n");
+                return -1;
+            }
+            break;
+        case 'U':
+            if (parse_long(optarg, 1, BENCH_TPUT_ROUNDS_MAX, &o->tput_rounds) != 0) {
+                fprintf(stderr, "safeeval-bench: --tput-rounds wants 1..%d\n",
+                        BENCH_TPUT_ROUNDS_MAX);
+                return -1;
+            }
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -1098,6 +1574,12 @@ main(int argc, char **argv)
         .parallel = 20,
         .parallel_rounds = 5,
         .sandboxes = 50,
+        .pool_creates = 10,
+        .pool_pause_ms = 1500,
+        .pool_python = "3.11",
+        .numpy_runs = 50,
+        .tput_seconds = 5,
+        .tput_rounds = 3,
     };
     safeeval_client *c = NULL;
     docker_client *dc = NULL;
@@ -1123,6 +1605,8 @@ main(int argc, char **argv)
         goto out;
     }
     size_t n = (size_t)(o.runs > o.creates ? o.runs : o.creates);
+    if ((size_t)o.numpy_runs > n)
+        n = (size_t)o.numpy_runs;
     samples = calloc(n ? n : 1, sizeof(*samples));
     if (!samples) {
         fprintf(stderr, "safeeval-bench: out of memory\n");
@@ -1158,6 +1642,10 @@ main(int argc, char **argv)
         fflush(stdout);
     }
 
+    /* 2b. served from a warm pool */
+    if (o.pool_creates > 0 && bench_create_pool(c, dc, &o) != 0)
+        goto out;
+
     /* 3. Eval through the service, between two looks at the idle worker's
      * memory: fresh, and after the runs (before any exec adds to it). */
     double create_ms = 0;
@@ -1174,6 +1662,13 @@ main(int argc, char **argv)
     if (bench_worker_memory(dc, sb->id, "worker memory, idle after the runs") != 0)
         goto out;
     print_stats("Eval print(1) via safeevald", &ev, (size_t)o.runs);
+    fflush(stdout);
+    /* 3b. the numpy eval on the fresh jail */
+    if (bench_eval_code(c, sb->id, BENCH_NUMPY_CODE, NULL, 1, samples) != 0 ||
+        bench_eval_code(c, sb->id, BENCH_NUMPY_CODE, NULL, o.numpy_runs, samples) != 0)
+        goto out;
+    bench_stats nf = stats_of(samples, (size_t)o.numpy_runs);
+    print_stats("Eval numpy, fresh jail", &nf, (size_t)o.numpy_runs);
     fflush(stdout);
 
     /* 4. the floor: python3 started from inside the worker */
@@ -1205,12 +1700,58 @@ main(int argc, char **argv)
     safeeval_sandbox_free(sb);
     sb = NULL;
 
+    /* 3b. the zygote: print(1) and numpy again, then every figure side by side */
+    bench_stats zp = {0}, zn = {0};
+    char why[512] = "skipped (--no-zygote)";
+    int zr = 1;
+    if (!o.no_zygote) {
+        char *zid = NULL;
+        zr = zygote_create(c, &o, &zid, why, sizeof(why));
+        if (zr < 0)
+            goto out;
+        if (zr == 0) {
+            int step = bench_eval_code(c, zid, "print(1)", "1\n", 1, samples);
+            if (step == 0)
+                step = bench_eval_code(c, zid, "print(1)", "1\n", o.runs, samples);
+            if (step == 0)
+                zp = stats_of(samples, (size_t)o.runs);
+            if (step == 0)
+                step = bench_eval_code(c, zid, BENCH_NUMPY_CODE, NULL, o.numpy_runs, samples);
+            if (step == 0)
+                zn = stats_of(samples, (size_t)o.numpy_runs);
+            int drc = sandbox_destroy(c, zid);
+            free(zid);
+            if (step != 0 || drc != 0)
+                goto out;
+            print_stats("Eval print(1), zygote", &zp, (size_t)o.runs);
+            print_stats("Eval numpy, zygote", &zn, (size_t)o.numpy_runs);
+        }
+    }
+    printf("summary (ratios at p50; the floor is python3 -c 'print(1)' started in the worker):\n");
+    print_vs("floor", &fl, &fl, &ex);
+    print_vs("docker exec python3 -c", &ex, &fl, &ex);
+    print_vs("Eval print(1), fresh jail", &ev, &fl, &ex);
+    if (zr == 0)
+        print_vs("Eval print(1), zygote", &zp, &fl, &ex);
+    else
+        printf("  %-32s unavailable: %s\n", "Eval print(1), zygote", why);
+    print_vs("Eval numpy, fresh jail", &nf, &fl, &ex);
+    if (zr == 0)
+        print_vs("Eval numpy, zygote", &zn, &fl, &ex);
+    else
+        printf("  %-32s unavailable\n", "Eval numpy, zygote");
+    fflush(stdout);
+
     /* 7. time to add a worker */
     if (o.worker_trials > 0 && bench_add_worker(c, dc, &o) != 0)
         goto out;
 
     /* 8. queue wait */
     if (o.parallel > 0 && bench_queue(c, dc, &o) != 0)
+        goto out;
+
+    /* 10. throughput */
+    if (o.tput_seconds > 0 && bench_throughput(c, dc, &o) != 0)
         goto out;
 
     /* 9. the daemon with many sandboxes */

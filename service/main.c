@@ -61,6 +61,9 @@ static struct settings {
     uint32_t max_sandboxes, idle_timeout_s, max_idle_timeout_s, reap_interval_s;
     uint32_t max_concurrent_runs, max_queued_runs, worker_idle_s;
     uint64_t max_memory_total;
+    config_list pools;
+    uint32_t auto_pool, auto_pool_window_s;
+    char *state_dir;
     uint32_t default_wall_ms, default_cpu_ms, default_max_processes;
     uint64_t default_memory_bytes, default_max_output_bytes, default_max_file_bytes;
     uint32_t max_wall_ms, max_cpu_ms, max_processes;
@@ -183,6 +186,17 @@ static const config_opt settings_table[] = {
      &S.max_memory_total},
     {"worker-idle-s", CONFIG_U32, "60", 1, 86400,
      "an extra worker unused this long is removed (each sandbox keeps one)", &S.worker_idle_s},
+    /* warm pools (README "Warm pools") */
+    {"pool", CONFIG_LIST, NULL, 0, 0,
+     "SPEC=N: N ready workers for creates of SPEC = VERSION[:MODULE,MODULE...] (3.11:numpy)",
+     &S.pools},
+    {"auto-pool", CONFIG_U32, "0", 0, 64,
+     "ready workers for each spec created within --auto-pool-window-s (0 = off)", &S.auto_pool},
+    {"auto-pool-window-s", CONFIG_U32, "600", 1, 604800,
+     "how long a created spec keeps its automatic pool", &S.auto_pool_window_s},
+    {"state-dir", CONFIG_STRING, "/var/lib/safeeval", 0, 0,
+     "folder of the specs of pool-served sandboxes (a 0700 subfolder per --instance)",
+     &S.state_dir},
     {"seccomp-profile", CONFIG_STRING, NULL, 0, 0,
      "container seccomp profile (default: <recipe-dir>/seccomp.json)", &S.seccomp_profile},
     /* run limits: defaults for a sandbox that gives none, and ceilings */
@@ -464,6 +478,11 @@ main(int argc, char **argv)
         .image_cache_bytes = S.image_cache_bytes,
         .image_max_age_s = S.image_max_age,
         .image_gc_own = S.image_gc_own,
+        .pools = (const char *const *)S.pools.items,
+        .n_pools = S.pools.n,
+        .auto_pool = S.auto_pool,
+        .auto_pool_window_s = S.auto_pool_window_s,
+        .state_dir = S.state_dir,
     };
     if (sandbox_manager_new(&mgr, &scfg, dc, ic, &err) < 0) {
         log_error("sandbox manager: %s", err.msg);

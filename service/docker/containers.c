@@ -270,6 +270,13 @@ out:
 int
 docker_container_update_memory(docker_client *c, const char *id, uint64_t bytes, se_err *err)
 {
+    return docker_container_update_limits(c, id, bytes, 0, err);
+}
+
+int
+docker_container_update_limits(docker_client *c, const char *id, uint64_t bytes, uint32_t pids,
+                               se_err *err)
+{
     char *path = NULL;
     char *json = NULL;
     docker_resp resp = {0};
@@ -287,6 +294,7 @@ docker_container_update_memory(docker_client *c, const char *id, uint64_t bytes,
     b = cJSON_CreateObject();
     if (!b || !cJSON_AddNumberToObject(b, "Memory", (double)bytes) ||
         !cJSON_AddNumberToObject(b, "MemorySwap", (double)bytes) ||
+        (pids && !cJSON_AddNumberToObject(b, "PidsLimit", (double)pids)) ||
         !(json = cJSON_PrintUnformatted(b))) {
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
         goto out;

@@ -118,6 +118,9 @@ int docker_archive_put(docker_client *c, const char *id, const char *path, const
  * limit under the engine's minimum (6 MiB on 20.10), SE_NOT_FOUND for an
  * unknown container. */
 int docker_container_update_memory(docker_client *c, const char *id, uint64_t bytes, se_err *err);
+/* The same, and the pids limit too when pids > 0 (one request). */
+int docker_container_update_limits(docker_client *c, const char *id, uint64_t bytes, uint32_t pids,
+                                   se_err *err);
 
 /* A persistent attach to a running container's stdin/stdout/stderr
  * (POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1, hijacked

@@ -281,6 +281,47 @@ int sandbox_tenant_reserve(sandbox_manager *m, const sandbox_caller *who, const 
 /* Drops the hold (no-op when it was not taken). */
 void sandbox_tenant_release(sandbox_manager *m, sandbox_tenant_hold *hold);
 
+/* ---- warm.c: pools of ready workers ---- */
+/* Pool containers carry the managed/instance/worker/python labels, a
+ * sandbox id chosen in advance (the sandbox it will serve gets that id, so
+ * the container is labelled right from birth), and these two instead of the
+ * spec: the pool's key and its spec (python, sorted modules) as JSON. */
+#define SANDBOX_LABEL_POOL "safeeval.pool"
+#define SANDBOX_LABEL_POOL_SPEC "safeeval.pool.spec"
+#define SANDBOX_POOL_KEY_LEN 16
+#define SANDBOX_POOL_MAX_N 64 /* ready workers of one pool at most */
+
+typedef struct warm_worker {
+    sandbox_worker *w;
+    char sandbox_id[SANDBOX_ID_MAX + 1]; /* the id of the sandbox it will serve */
+    char *image;
+    char python_version[SANDBOX_VERSION_MAX + 1];
+    struct warm_worker *next;
+} warm_worker;
+
+typedef struct warm_pool {
+    char key[SANDBOX_POOL_KEY_LEN + 1];
+    sandbox_spec spec;   /* python, sorted modules and the default limits: its workers' */
+    char *image;         /* the spec's image as last ensured; NULL until then */
+    unsigned configured; /* --pool N */
+    int64_t seen_ms;     /* monotonic ms of the last create of this spec; 0 = none */
+    warm_worker *ready;
+    unsigned n_ready, n_starting;
+    unsigned failures; /* in a row: the next try waits retry_ms */
+    int64_t retry_ms;
+    struct warm_pool *next;
+} warm_pool;
+
+typedef struct sandbox_warm {
+    bool enabled;       /* --pool or --auto-pool given */
+    char *state_dir;    /* <state-dir>/<instance>: read at recovery even when pools are off */
+    warm_pool *pools;   /* under reg.mu, as is the rest */
+    warm_worker *trash; /* evicted or unwanted: the thread removes them */
+    pthread_cond_t cv;  /* wakes the thread (monotonic clock) */
+    pthread_t thread;
+    bool started, stop;
+} sandbox_warm;
+
 /* ---- manager ---- */
 struct sandbox_manager {
     sandbox_config cfg;
@@ -305,6 +346,7 @@ struct sandbox_manager {
     bool gc_soon; /* under stop_mu: a build just finished, collect images now */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
+    sandbox_warm warm;
 };
 
 /* ---- reaper.c ---- */
@@ -355,6 +397,52 @@ void sandbox_pool_remove_all(sandbox_manager *m, sandbox_entry *e);
 void sandbox_pool_trim(sandbox_manager *m, sandbox_entry *e, int64_t idle_ms);
 /* The worker memory limit for a run of memory bytes. */
 uint64_t sandbox_worker_memory(uint64_t run_memory);
+
+/* ---- warm.c ---- */
+/* Parses the pools of cfg and makes the state dir when pools are on. */
+int sandbox_warm_init(sandbox_manager *m, se_err *err);
+/* Starts the thread that fills the pools (after recovery). */
+int sandbox_warm_start(sandbox_manager *m, se_err *err);
+/* Stops the thread and frees the pools; their containers stay for the next
+ * daemon's recovery. */
+void sandbox_warm_free(sandbox_manager *m);
+/* Can a create with this request and spec be served by a pool? (the fresh
+ * runner only, nothing to preload). */
+bool sandbox_warm_poolable(const Safeeval__V1__CreateSandboxRequest *req);
+/* A ready worker of the spec's pool, or NULL. Its budget (the pool's
+ * charge) becomes the sandbox's: *charge is what it holds now. */
+warm_worker *sandbox_warm_take(sandbox_manager *m, const sandbox_spec *spec, uint64_t *charge);
+/* A create of this spec happened (the auto pool's clock); wakes the filler. */
+void sandbox_warm_note(sandbox_manager *m, const sandbox_spec *spec);
+/* A taken warm worker not used after all: removed (in the background) and
+ * its charge given back. */
+void sandbox_warm_discard(sandbox_manager *m, warm_worker *ww, uint64_t charge);
+/* Frees a taken warm worker's wrapper (not its sandbox_worker). */
+void sandbox_warm_worker_free(warm_worker *ww);
+/* Under reg.mu: makes room for bytes more by evicting ready pool workers
+ * (they go to the trash); true when bytes now fit. */
+bool sandbox_warm_evict_locked(sandbox_manager *m, uint64_t bytes);
+/* sandbox_pool_charge that may evict pool workers to make room. */
+int sandbox_charge_evict(sandbox_manager *m, uint64_t bytes, se_err *err);
+/* Recovery: a running pool container (its list summary c) goes back to its
+ * pool when the pool is wanted, else it is removed. 1 = kept, 0 = removed. */
+int sandbox_warm_recover(sandbox_manager *m, const cJSON *c);
+
+/* ---- state.c: the spec of pool-served sandboxes, one file each ---- */
+/* <state_dir>/<id>.json, written atomically (temp file, fsync, rename, fsync
+ * of the dir), mode 0600. */
+int sandbox_state_write(sandbox_manager *m, const sandbox_entry *e, se_err *err);
+/* Reads and validates it: *spec filled (caller clears), *image malloc'd.
+ * SE_NOT_FOUND when there is none. */
+int sandbox_state_read(sandbox_manager *m, const char *id, sandbox_spec *spec, char **image,
+                       se_err *err);
+void sandbox_state_remove(sandbox_manager *m, const char *id);
+/* Removes the state files whose sandbox is not in the registry (after
+ * recovery: their sandboxes are gone). */
+void sandbox_state_sweep(sandbox_manager *m);
+
+/* "3.11" matches "3.11.2"; "3.11.2" matches only itself. */
+bool sandbox_version_matches(const char *want, const char *have);
 
 /* The id generator: 24 lowercase hex chars from getrandom. */
 int sandbox_new_id(char out[SANDBOX_ID_LEN + 1], se_err *err);

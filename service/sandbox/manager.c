@@ -106,6 +106,11 @@ sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_cli
     sandbox_registry_init(&m->reg);
     pthread_mutex_init(&m->stop_mu, NULL);
     pthread_cond_init(&m->stop_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the pool filler's ticks */
+    pthread_cond_init(&m->warm.cv, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = seccomp_load(&m->seccomp_json, cfg->seccomp_profile, err);
     if (rc < 0)
         goto fail;
@@ -125,6 +130,9 @@ sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_cli
     }
     m->cfg.instance = m->instance;
     m->cfg.seccomp_profile = NULL; /* not kept: the content is */
+    rc = sandbox_warm_init(m, err);
+    if (rc < 0)
+        goto fail;
     if (m->cfg.reap_interval_s > 0) {
         rc = sandbox_reaper_start(m, err);
         if (rc < 0)
@@ -143,6 +151,7 @@ sandbox_manager_free(sandbox_manager *m)
     if (!m)
         return;
     sandbox_reaper_stop(m);
+    sandbox_warm_free(m);
     /* Containers of destroyed sandboxes must not come back at the next
      * recovery: one last try. */
     sandbox_graveyard_retry(m);
@@ -190,12 +199,45 @@ sandbox_read_python_version(sandbox_manager *m, const char *cid, char out[SANDBO
     return rc;
 }
 
-/* "3.11" matches "3.11.2"; "3.11.2" matches only itself. */
-static bool
-version_matches(const char *want, const char *have)
+bool
+sandbox_version_matches(const char *want, const char *have)
 {
     size_t n = strlen(want);
     return strncmp(want, have, n) == 0 && (have[n] == '\0' || have[n] == '.');
+}
+
+/* A pool hit: the ready worker ww becomes e's (e->spec is set). Its budget
+ * is made the sandbox's (*charged in and out), its limits the sandbox's, and
+ * the spec goes to the state file before the create can answer. On failure
+ * the caller gives the worker back (sandbox_warm_discard) and goes the slow
+ * way. */
+static int
+create_from_pool(sandbox_manager *m, sandbox_entry *e, warm_worker *ww, uint64_t wmem,
+                 uint64_t *charged, se_err *err)
+{
+    int rc = 0;
+    if (wmem > *charged) {
+        if ((rc = sandbox_charge_evict(m, wmem - *charged, err)) < 0)
+            return rc;
+    } else if (wmem < *charged) {
+        sandbox_pool_uncharge(m, *charged - wmem);
+    }
+    *charged = wmem;
+    sandbox_worker *w = ww->w;
+    /* A pool worker has the default limits: anything else is one update. */
+    if (w->memory_limit != wmem ||
+        e->spec.limits.max_processes != m->cfg.default_limits.max_processes) {
+        uint32_t pids = e->spec.limits.max_processes + SANDBOX_WORKER_PIDS_RESERVE;
+        rc = docker_container_update_limits(m->dc, w->container_id, wmem, pids, err);
+        if (rc < 0)
+            return se_err_prefix(err, "set the limits of pool worker %.12s", w->container_id);
+        w->memory_limit = wmem;
+    }
+    snprintf(e->id, sizeof(e->id), "%s", ww->sandbox_id);
+    snprintf(e->python_version, sizeof(e->python_version), "%s", ww->python_version);
+    if (!(e->image = strdup(ww->image)))
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    return sandbox_state_write(m, e, err);
 }
 
 int
@@ -223,70 +265,95 @@ sandbox_create(sandbox_manager *m, const sandbox_caller *who,
         sandbox_spec_clear(&spec);
         return rc;
     }
-    bool reserved = false, pinned = false;
+    bool reserved = false, pinned = false, state = false;
+    bool poolable = sandbox_warm_poolable(req);
     uint64_t charged = 0;
-    image_ref ref;
-    memset(&ref, 0, sizeof(ref));
     sandbox_entry *e = NULL;
     sandbox_worker *w = NULL;
-    int64_t t0 = clock_mono_ms();
+    warm_worker *ww = NULL;
+    image_ref ref;
+    memset(&ref, 0, sizeof(ref));
+    int64_t t0 = clock_mono_ms(), t_image = t0;
     rc = sandbox_registry_reserve(&m->reg, m->cfg.max_sandboxes, err);
     if (rc < 0)
         goto out;
     reserved = true;
-    /* The first worker's memory, before any build: a full host answers at
-     * once. */
-    uint64_t wmem = sandbox_worker_memory(spec.limits.memory_bytes);
-    rc = sandbox_pool_charge(m, wmem, err);
-    if (rc < 0)
-        goto out;
-    charged = wmem;
-
-    /* The image module logs every build line at debug. */
-    rc = image_ensure(m->ic, spec.python, (const char *const *)spec.modules, spec.n_modules, &ref,
-                      progress, ud, cancel, err);
-    if (rc < 0)
-        goto out;
-    pinned = true;
-    if (ref.built)
-        sandbox_reaper_kick(m);
-    int64_t t_image = clock_mono_ms();
-    if ((rc = se_cancel_check(cancel, err)) < 0)
-        goto out;
-
     e = sandbox_entry_new();
-    if (!e || !(e->image = strdup(ref.tag))) {
+    if (!e) {
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
         goto out;
     }
-    if ((rc = sandbox_new_id(e->id, err)) < 0)
-        goto out;
     e->spec = spec;
     memset(&spec, 0, sizeof(spec));
-    rc = sandbox_worker_new(m, e, wmem, &w, cancel, err);
-    if (rc == -SE_NOT_FOUND) {
-        /* The image went between the ensure and the container: another
-         * daemon on this engine collected it. Built again, once. */
-        log_info("image %s vanished before its container was made: ensuring it again", e->image);
-        image_release(m->ic, ref.tag);
-        pinned = false;
+    uint64_t wmem = sandbox_worker_memory(e->spec.limits.memory_bytes);
+    if (poolable && (ww = sandbox_warm_take(m, &e->spec, &charged)) != NULL) {
+        se_err perr;
+        se_err_clear(&perr);
+        if (create_from_pool(m, e, ww, wmem, &charged, &perr) == 0) {
+            w = ww->w;
+            state = true;
+            sandbox_warm_worker_free(ww);
+            ww = NULL;
+        } else {
+            log_warn("create sandbox: pool worker %.12s not used: %s", ww->w->container_id,
+                     perr.msg);
+            sandbox_warm_discard(m, ww, charged);
+            ww = NULL;
+            charged = 0;
+            free(e->image);
+            e->image = NULL;
+        }
+    }
+    if (!w) {
+        /* The first worker's memory, before any build: a full host answers
+         * at once. */
+        rc = sandbox_charge_evict(m, wmem, err);
+        if (rc < 0)
+            goto out;
+        charged = wmem;
+        /* The image module logs every build line at debug. */
         rc = image_ensure(m->ic, e->spec.python, (const char *const *)e->spec.modules,
                           e->spec.n_modules, &ref, progress, ud, cancel, err);
         if (rc < 0)
             goto out;
         pinned = true;
+        if (ref.built)
+            sandbox_reaper_kick(m);
+        t_image = clock_mono_ms();
+        if ((rc = se_cancel_check(cancel, err)) < 0)
+            goto out;
+        if (!(e->image = strdup(ref.tag))) {
+            rc = se_err_set(err, SE_INTERNAL, "out of memory");
+            goto out;
+        }
+        if ((rc = sandbox_new_id(e->id, err)) < 0)
+            goto out;
         rc = sandbox_worker_new(m, e, wmem, &w, cancel, err);
-    }
-    if (rc < 0)
-        goto out;
-    /* From here on, any failure removes the worker's container. */
-    rc = sandbox_read_python_version(m, w->container_id, e->python_version, err);
-    if (rc < 0)
-        goto out;
-    if (!version_matches(e->spec.python, e->python_version)) {
-        rc = se_err_set(err, SE_PRECONDITION, "python_version: asked for %s, the image has %s",
-                        e->spec.python, e->python_version);
-        goto out;
+        if (rc == -SE_NOT_FOUND) {
+            /* The image went between the ensure and the container: another
+             * daemon on this engine collected it. Built again, once. */
+            log_info("image %s vanished before its container was made: ensuring it again",
+                     e->image);
+            image_release(m->ic, ref.tag);
+            pinned = false;
+            rc = image_ensure(m->ic, e->spec.python, (const char *const *)e->spec.modules,
+                              e->spec.n_modules, &ref, progress, ud, cancel, err);
+            if (rc < 0)
+                goto out;
+            pinned = true;
+            rc = sandbox_worker_new(m, e, wmem, &w, cancel, err);
+        }
+        if (rc < 0)
+            goto out;
+        /* From here on, any failure removes the worker's container. */
+        rc = sandbox_read_python_version(m, w->container_id, e->python_version, err);
+        if (rc < 0)
+            goto out;
+        if (!sandbox_version_matches(e->spec.python, e->python_version)) {
+            rc = se_err_set(err, SE_PRECONDITION, "python_version: asked for %s, the image has %s",
+                            e->spec.python, e->python_version);
+            goto out;
+        }
     }
     e->last_used_ms = e->spec.created_at_ms;
     w->idle_since_ms = clock_mono_ms();
@@ -299,9 +366,17 @@ sandbox_create(sandbox_manager *m, const sandbox_caller *who,
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
         goto out_unlink;
     }
-    log_info("sandbox %s created: python %s, %zu modules, image %s (%s), %lld ms (image %lld ms)",
-             e->id, e->python_version, e->spec.n_modules, e->image, ref.built ? "built" : "cached",
-             (long long)(clock_mono_ms() - t0), (long long)(t_image - t0));
+    if (state)
+        log_info("sandbox %s created: python %s, %zu modules, image %s (pool), %lld ms", e->id,
+                 e->python_version, e->spec.n_modules, e->image, (long long)(clock_mono_ms() - t0));
+    else
+        log_info("sandbox %s created: python %s, %zu modules, image %s (%s), %lld ms (image %lld "
+                 "ms)",
+                 e->id, e->python_version, e->spec.n_modules, e->image,
+                 ref.built ? "built" : "cached", (long long)(clock_mono_ms() - t0),
+                 (long long)(t_image - t0));
+    if (poolable)
+        sandbox_warm_note(m, &e->spec);
     rc = sandbox_registry_add(&m->reg, e, true, err);
     if (rc < 0) {
         protobuf_c_message_free_unpacked(&msg->base, NULL);
@@ -311,7 +386,8 @@ sandbox_create(sandbox_manager *m, const sandbox_caller *who,
     sandbox_tenant_release(m, &hold);
     *out = msg;
     /* Registered: the reaper's keep list holds the image from now on. */
-    image_release(m->ic, ref.tag);
+    if (pinned)
+        image_release(m->ic, ref.tag);
     return 0;
 out_unlink:
     e->workers = NULL;
@@ -319,6 +395,8 @@ out_unlink:
 out:
     if (pinned)
         image_release(m->ic, ref.tag);
+    if (state)
+        sandbox_state_remove(m, e->id);
     if (w)
         sandbox_worker_free(m, w, true);
     if (charged)
@@ -523,6 +601,8 @@ sandbox_destroy_entry(sandbox_manager *m, sandbox_entry *e, se_err *err)
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&m->reg.mu);
     sandbox_pool_remove_all(m, e);
+    /* A pool-served sandbox's spec file (none for the others). */
+    sandbox_state_remove(m, e->id);
     sandbox_graveyard_retry(m);
     log_info("sandbox %s destroyed", e->id);
     sandbox_entry_unref(&m->reg, e);

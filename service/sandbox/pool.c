@@ -129,8 +129,9 @@ sandbox_pool_acquire(sandbox_manager *m, sandbox_entry *e, uint64_t memory, sand
                 return 0;
             }
             uint64_t charge = worker_charge(e);
+            /* Ready pool workers give way to a sandbox's run. */
             if (e->n_workers + e->n_starting < e->spec.max_runs &&
-                m->memory_used + charge <= m->cfg.max_memory_total) {
+                sandbox_warm_evict_locked(m, charge)) {
                 m->memory_used += charge;
                 e->n_starting++;
                 if (queued)

@@ -4,7 +4,12 @@
  * to idle); a sandbox whose workers all died while the daemon was down gets
  * a fresh one from its image. Anything that cannot be recovered is removed,
  * so nothing of ours leaks. The labels came from outside this process and
- * are validated like a client's request. */
+ * are validated like a client's request.
+ *
+ * Pool containers (warm.c) carry a sandbox id chosen in advance but no spec:
+ * with a state file for that id (state.c) they are that pool-served
+ * sandbox's worker and come back exactly like any other; without one they go
+ * back to their pool, or are removed when no pool wants them. */
 #include <stdio.h>
 #include <string.h>
 
@@ -70,12 +75,40 @@ find_pending(sandbox_entry *list, const char *id)
     return NULL;
 }
 
+/* The entry of a sandbox served from a warm pool: its spec from the state
+ * file (state.c), its id from the pool container's label. SE_NOT_FOUND: no
+ * state file, so the container is still a pool's. */
+static int
+entry_from_state(sandbox_manager *m, const cJSON *c, sandbox_entry **out, se_err *err)
+{
+    *out = NULL;
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(c, "Labels");
+    const char *id = label_of(labels, SE_LABEL_SANDBOX);
+    const char *py = label_of(labels, SANDBOX_LABEL_PYTHON);
+    if (!id || sandbox_validate_id(id, err) < 0)
+        return se_err_set(err, SE_INVALID, "bad sandbox label");
+    sandbox_entry *e = sandbox_entry_new();
+    if (!e)
+        return se_err_set(err, SE_INTERNAL, "out of memory");
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    int rc = sandbox_state_read(m, id, &e->spec, &e->image, err);
+    if (rc == 0 && (!py || strcmp(py, e->spec.python) != 0))
+        rc = se_err_set(err, SE_INVALID, "python label does not match the state file");
+    if (rc < 0) {
+        sandbox_entry_free(e);
+        return rc;
+    }
+    e->last_used_ms = clock_wall_ms();
+    *out = e;
+    return 0;
+}
+
 /* Adopts one running worker container into e (budget charged). */
 static int
 adopt(sandbox_manager *m, sandbox_entry *e, const char *cid, se_err *err)
 {
     uint64_t wmem = sandbox_worker_memory(e->spec.limits.memory_bytes);
-    int rc = sandbox_pool_charge(m, wmem, err);
+    int rc = sandbox_charge_evict(m, wmem, err);
     if (rc < 0)
         return rc;
     sandbox_worker *w = NULL;
@@ -99,8 +132,8 @@ adopt(sandbox_manager *m, sandbox_entry *e, const char *cid, se_err *err)
     return 0;
 }
 
-int
-sandbox_manager_recover(sandbox_manager *m, se_err *err)
+static int
+recover_all(sandbox_manager *m, se_err *err)
 {
     /* Only this instance's sandboxes: other daemons on the same engine
      * keep theirs. */
@@ -111,7 +144,7 @@ sandbox_manager_recover(sandbox_manager *m, se_err *err)
     int rc = docker_container_list(m->dc, filters, true, &list, err);
     if (rc < 0)
         return se_err_prefix(err, "recover: list containers");
-    size_t workers = 0, removed = 0;
+    size_t workers = 0, removed = 0, pooled = 0;
     sandbox_entry *pending = NULL; /* a list through ->next until registered */
     const cJSON *c;
     cJSON_ArrayForEach(c, list)
@@ -133,6 +166,26 @@ sandbox_manager_recover(sandbox_manager *m, se_err *err)
         se_err_clear(&e2);
         const cJSON *state = cJSON_GetObjectItemCaseSensitive(c, "State");
         sandbox_entry *e = find_pending(pending, sid);
+        bool pool = label_of(labels, SANDBOX_LABEL_POOL) != NULL;
+        if (!e && pool) {
+            /* A pool container: a pool-served sandbox's worker when its
+             * state file is there, else still its pool's. */
+            int r = entry_from_state(m, c, &e, &e2);
+            if (r == -SE_NOT_FOUND) {
+                if (sandbox_warm_recover(m, c) > 0)
+                    pooled++;
+                else
+                    removed++;
+                continue;
+            }
+            if (r < 0) {
+                log_warn("recover: container %.12s: %s: removing", cid, e2.msg);
+                remove_quiet(m, cid, &removed);
+                continue;
+            }
+            e->next = pending;
+            pending = e;
+        }
         if (!e) {
             if (entry_from(m, c, &e, &e2) < 0) {
                 log_warn("recover: container %.12s: %s: removing", cid, e2.msg);
@@ -168,7 +221,7 @@ sandbox_manager_recover(sandbox_manager *m, se_err *err)
              * in a fresh one from the same image. */
             uint64_t wmem = sandbox_worker_memory(e->spec.limits.memory_bytes);
             sandbox_worker *w = NULL;
-            if (sandbox_pool_charge(m, wmem, &e2) == 0) {
+            if (sandbox_charge_evict(m, wmem, &e2) == 0) {
                 if (sandbox_worker_new(m, e, wmem, &w, NULL, &e2) == 0 &&
                     sandbox_read_python_version(m, w->container_id, e->python_version, &e2) == 0) {
                     w->idle_since_ms = clock_mono_ms();
@@ -204,11 +257,27 @@ sandbox_manager_recover(sandbox_manager *m, se_err *err)
                  e->python_version);
         ok++;
     }
-    log_info("recover: %zu sandboxes with %zu workers recovered, %zu containers removed", ok,
-             workers, removed);
+    log_info("recover: %zu sandboxes with %zu workers recovered, %zu pool workers kept, %zu "
+             "containers removed",
+             ok, workers, pooled, removed);
+    /* State files of sandboxes that did not come back. */
+    sandbox_state_sweep(m);
     se_err e3;
     se_err_clear(&e3);
     if (image_prune_dangling(m->ic, 3600, &e3) < 0)
         log_warn("recover: prune dangling images: %s", e3.msg);
     return 0;
+}
+
+int
+sandbox_manager_recover(sandbox_manager *m, se_err *err)
+{
+    int rc = recover_all(m, err);
+    /* The pools fill only now: a pool container made during the listing
+     * above would have been taken for a leftover. */
+    se_err e2;
+    se_err_clear(&e2);
+    if (sandbox_warm_start(m, &e2) < 0)
+        log_error("warm pools: %s", e2.msg);
+    return rc;
 }

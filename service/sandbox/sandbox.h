@@ -64,6 +64,12 @@ typedef struct sandbox_config {
     uint64_t image_cache_bytes;    /* sandbox images' own bytes at most (0 = no limit) */
     uint32_t image_max_age_s;      /* an image unused this long goes (0 = no limit) */
     bool image_gc_own;             /* collect only the images this instance built */
+    /* Warm pools (warm.c): ready workers for creates of a known spec. */
+    const char *const *pools; /* "SPEC=N" of --pool: SPEC = VERSION[:MOD,MOD...] */
+    size_t n_pools;
+    uint32_t auto_pool;          /* ready workers per spec created within the window; 0 = off */
+    uint32_t auto_pool_window_s; /* how long a created spec keeps its auto pool */
+    const char *state_dir;       /* pool-served sandboxes keep their spec here */
 } sandbox_config;
 
 /* The seccomp profile at path reads as one (a start-up check). */
@@ -73,7 +79,8 @@ int sandbox_seccomp_check(const char *path, se_err *err);
 int sandbox_manager_new(sandbox_manager **out, const sandbox_config *cfg, docker_client *dc,
                         image_cache *ic, se_err *err);
 /* Finds our containers from their labels and serves them under the same ids;
- * removes those that cannot be recovered. */
+ * removes those that cannot be recovered. Pool workers go back to their pool
+ * (or are removed); the pools start filling after it. */
 int sandbox_manager_recover(sandbox_manager *m, se_err *err);
 /* Stops the reaper and frees memory. Containers stay: a restarted daemon
  * recovers them. */

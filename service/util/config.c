@@ -116,6 +116,8 @@ type_hint(enum config_type t)
         return "a whole number";
     case CONFIG_BYTES:
         return "a size such as 512, 64K, 16M or 4G";
+    case CONFIG_LIST:
+        return "a string; the setting may be given on several lines";
     }
     return "?";
 }
@@ -132,6 +134,21 @@ config_set(const config_opt *opt, const char *value, const char *where, se_err *
             return se_err_errno(err, SE_INTERNAL, "%s", where);
         free(*dest);
         *dest = copy;
+        return 0;
+    }
+    case CONFIG_LIST: {
+        config_list *l = opt->dest;
+        if (l->n >= CONFIG_LIST_MAX)
+            return se_err_set(err, SE_INVALID, "%s: given more than %d times", where,
+                              CONFIG_LIST_MAX);
+        char *copy = strdup(value);
+        char **items = copy ? realloc(l->items, (l->n + 1) * sizeof(*items)) : NULL;
+        if (!items) {
+            free(copy);
+            return se_err_errno(err, SE_INTERNAL, "%s", where);
+        }
+        items[l->n++] = copy;
+        l->items = items;
         return 0;
     }
     case CONFIG_BOOL:
@@ -172,6 +189,8 @@ config_set_defaults(const config_opt *table, size_t n, se_err *err)
 {
     for (size_t i = 0; i < n; i++) {
         const config_opt *o = &table[i];
+        if (o->type == CONFIG_LIST)
+            config_free(o, 1);
         if (o->def) {
             char where[128];
             snprintf(where, sizeof(where), "default of --%s", o->name);
@@ -197,6 +216,8 @@ config_set_defaults(const config_opt *table, size_t n, se_err *err)
         case CONFIG_BYTES:
             *(uint64_t *)o->dest = 0;
             break;
+        case CONFIG_LIST:
+            break; /* emptied above */
         }
     }
     return 0;
@@ -392,12 +413,16 @@ config_print_help(FILE *f, const char *prog, const char *summary, const config_o
         const char *arg = o->type == CONFIG_BOOL     ? ""
                           : o->type == CONFIG_BYTES  ? " SIZE"
                           : o->type == CONFIG_STRING ? " STR"
+                          : o->type == CONFIG_LIST   ? " STR"
                                                      : " N";
         snprintf(left, sizeof(left), "%s%s", o->name, arg);
         fprintf(f, "  --%-24s %s", left, o->help);
         if (o->def && o->type != CONFIG_BOOL)
             fprintf(f, " (default: %s)", o->def);
-        if (o->type != CONFIG_STRING && o->type != CONFIG_BOOL && (o->min || o->max)) {
+        if (o->type == CONFIG_LIST)
+            fprintf(f, " (repeatable)");
+        if (o->type != CONFIG_STRING && o->type != CONFIG_BOOL && o->type != CONFIG_LIST &&
+            (o->min || o->max)) {
             if (o->max)
                 fprintf(f, " [%" PRIu64 "..%" PRIu64 "]", o->min, o->max);
             else
@@ -433,6 +458,12 @@ config_format_value(char *buf, size_t cap, const config_opt *opt)
         if (k < 0)
             return snprintf(buf, cap, "%" PRIu64, v);
         return snprintf(buf, cap, "%" PRIu64 "%c", v, suffix[k]);
+    }
+    case CONFIG_LIST: {
+        /* One line per item in a sample (config_print_sample); here, the
+         * first, for a single value's display. */
+        const config_list *l = opt->dest;
+        return snprintf(buf, cap, "%s", l->n ? l->items[0] : "");
     }
     }
     return snprintf(buf, cap, "?");
@@ -480,6 +511,16 @@ config_print_sample(FILE *f, const char *prog, const config_opt *table, size_t n
             prog, prog, prog, prog);
     for (size_t i = 0; i < n; i++) {
         const config_opt *o = &table[i];
+        if (o->type == CONFIG_LIST) {
+            /* Repeatable: one line per value, none (commented) by default. */
+            const config_list *l = o->dest;
+            fprintf(f, "\n# %s\n# (%s; none by default)\n", o->help, type_hint(o->type));
+            if (!l->n)
+                fprintf(f, "#%s =\n", o->name);
+            for (size_t k = 0; k < l->n; k++)
+                fprintf(f, "%s = %s\n", o->name, l->items[k]);
+            continue;
+        }
         char cur[CONFIG_LINE_MAX], def[CONFIG_LINE_MAX];
         config_format_value(cur, sizeof(cur), o);
         format_default(def, sizeof(def), o);
@@ -509,6 +550,13 @@ config_free(const config_opt *table, size_t n)
             char **dest = table[i].dest;
             free(*dest);
             *dest = NULL;
+        } else if (table[i].type == CONFIG_LIST) {
+            config_list *l = table[i].dest;
+            for (size_t k = 0; k < l->n; k++)
+                free(l->items[k]);
+            free(l->items);
+            l->items = NULL;
+            l->n = 0;
         }
     }
 }

@@ -20,7 +20,16 @@ enum config_type {
     CONFIG_U32,    /* dest: uint32_t * */
     CONFIG_U64,    /* dest: uint64_t * */
     CONFIG_BYTES,  /* dest: uint64_t *; "512", "64K", "16M", "4G" (powers of 1024) */
+    CONFIG_LIST,   /* dest: config_list *; repeatable, each use appends one string
+                      (at most CONFIG_LIST_MAX; freed by config_free) */
 };
+
+#define CONFIG_LIST_MAX 64
+
+typedef struct config_list {
+    char **items; /* malloc'd strings */
+    size_t n;
+} config_list;
 
 typedef struct config_opt {
     const char *name; /* "max-request-bytes": the flag without "--", the file key */

@@ -19,6 +19,7 @@ static struct {
     uint64_t big;
     uint64_t max_req;
     char *empty;
+    config_list pools;
 } s;
 
 static const config_opt table[] = {
@@ -28,6 +29,7 @@ static const config_opt table[] = {
     {"big", CONFIG_U64, "5", 0, 0, "a big number", &s.big},
     {"max-request-bytes", CONFIG_BYTES, "16M", 1024, 1ull << 30, "max request", &s.max_req},
     {"empty", CONFIG_STRING, NULL, 0, 0, "unset string", &s.empty},
+    {"pool", CONFIG_LIST, NULL, 0, 0, "a repeatable one", &s.pools},
 };
 #define N (sizeof(table) / sizeof(table[0]))
 
@@ -50,6 +52,38 @@ load(se_err *err, int argc, ...)
     va_end(ap);
     se_err_clear(err);
     return config_load(table, N, argc + 1, argv, err);
+}
+
+/* A list flag appends each use, in order, from the file and the flags; a
+ * new load starts empty again; more than CONFIG_LIST_MAX is refused. */
+static void
+test_list(void **state)
+{
+    (void)state;
+    se_err err;
+    assert_int_equal(load(&err, 0), CONFIG_RUN);
+    assert_int_equal(s.pools.n, 0);
+    assert_int_equal(load(&err, 3, "--pool", "3.11=2", "--pool=3.13:numpy,requests==2.0=1"),
+                     CONFIG_RUN);
+    assert_int_equal(s.pools.n, 2);
+    assert_string_equal(s.pools.items[0], "3.11=2");
+    assert_string_equal(s.pools.items[1], "3.13:numpy,requests==2.0=1");
+    assert_int_equal(load(&err, 1, "--pool=a"), CONFIG_RUN);
+    assert_int_equal(s.pools.n, 1);
+    assert_int_equal(config_apply_text(table, N, "pool = 3.9=1\n", 13, "f", &err), 0);
+    assert_int_equal(s.pools.n, 2);
+    assert_string_equal(s.pools.items[1], "3.9=1");
+    char *argv[2 * CONFIG_LIST_MAX + 3] = {"prog"};
+    for (int i = 0; i <= CONFIG_LIST_MAX; i++) {
+        argv[1 + 2 * i] = "--pool";
+        argv[2 + 2 * i] = "x";
+    }
+    se_err_clear(&err);
+    assert_int_equal(config_load(table, N, 2 * CONFIG_LIST_MAX + 3, argv, &err), -SE_INVALID);
+    assert_non_null(strstr(err.msg, "--pool"));
+    config_free(table, N);
+    assert_int_equal(s.pools.n, 0);
+    assert_null(s.pools.items);
 }
 
 static void
@@ -349,6 +383,7 @@ main(void)
         cmocka_unit_test_teardown(test_help, teardown),
         cmocka_unit_test_teardown(test_sample, teardown),
         cmocka_unit_test_teardown(test_version_and_print, teardown),
+        cmocka_unit_test_teardown(test_list, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
