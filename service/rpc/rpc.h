@@ -19,11 +19,36 @@
 typedef int (*rpc_handler_fn)(void *svc, const ProtobufCMessage *req, ProtobufCMessage **out,
                               const se_cancel *cancel, se_err *err);
 
+/* One server-streaming call, handed to a streaming handler (borrowed for
+ * the handler's duration). */
+typedef struct rpc_stream rpc_stream;
+
+/* A server-streaming method: the handler sends any number of messages with
+ * rpc_stream_send, then returns 0 (status OK) or a negative se_code with err
+ * filled (that status ends the stream). */
+typedef int (*rpc_stream_handler_fn)(void *svc, const ProtobufCMessage *req, rpc_stream *st,
+                                     const se_cancel *cancel, se_err *err);
+
+/* A client that takes no message of a stream for this long is cut off
+ * (RESOURCE_EXHAUSTED): it would otherwise hold a worker thread, and the
+ * sandbox worker behind it, for as long as it likes. */
+#define RPC_STREAM_STALL_MS 60000
+
 typedef struct rpc_method {
     const char *path; /* "/safeeval.v1.SandboxService/Eval" */
     const ProtobufCMessageDescriptor *request;
-    rpc_handler_fn handle;
+    rpc_handler_fn handle;        /* unary: set exactly one of handle and stream */
+    rpc_stream_handler_fn stream; /* server streaming */
 } rpc_method;
+
+/* Sends msg (borrowed; packed here) as the stream's next message and waits
+ * until gRPC has taken it: one message in flight per stream, so a client
+ * that reads slowly holds the handler here (HTTP/2 flow control) instead of
+ * making the server queue messages. Returns 0; SE_CANCELLED when the client
+ * went away, SE_DEADLINE at its deadline, SE_EXHAUSTED when it took nothing
+ * for RPC_STREAM_STALL_MS (the call is cancelled then). After a failure
+ * every later send fails the same way. */
+int rpc_stream_send(rpc_stream *st, const ProtobufCMessage *msg, se_err *err);
 
 typedef struct rpc_server_opts {
     const char *listen;   /* "unix:PATH" or "HOST:PORT" */

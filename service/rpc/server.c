@@ -49,7 +49,7 @@
 #define RPC_PEM_MAX (1u << 20)
 #define HEALTH_PATH "/grpc.health.v1.Health/Check"
 
-enum tag_kind { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN };
+enum tag_kind { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_STREAM, TAG_SHUTDOWN };
 
 struct rpc_call;
 
@@ -83,7 +83,19 @@ struct rpc_call {
     bool has_status_msg;
     se_cancel cancel;
     int64_t start_us;
-    struct rpc_tag req_tag, close_tag, send_tag;
+    struct rpc_tag req_tag, close_tag, send_tag, stream_tag;
+    /* Streaming calls: the one SEND_MESSAGE in flight. s_busy, s_ok and
+     * s_buf are under smu; the poller clears s_busy at its completion and
+     * wakes scv, as does a cancellation. md_sent belongs to the holder. */
+    pthread_mutex_t smu;
+    pthread_cond_t scv;
+    bool s_busy, s_ok, md_sent;
+    grpc_byte_buffer *s_buf;
+};
+
+struct rpc_stream {
+    struct rpc_call *call;
+    int failed; /* the se_code of the first failed send; 0 = none */
 };
 
 struct rpc_server {
@@ -185,6 +197,13 @@ call_new(rpc_server *s, const struct rpc_route *rt)
     c->req_tag = (struct rpc_tag){TAG_REQUEST, c};
     c->close_tag = (struct rpc_tag){TAG_CLOSE, c};
     c->send_tag = (struct rpc_tag){TAG_SEND, c};
+    c->stream_tag = (struct rpc_tag){TAG_STREAM, c};
+    pthread_mutex_init(&c->smu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->scv, &ca);
+    pthread_condattr_destroy(&ca);
     c->cancel = (se_cancel){.deadline_ms = INT64_MAX, .is_cancelled = call_is_cancelled, .ud = c};
     return c;
 }
@@ -202,6 +221,10 @@ call_free(struct rpc_call *c)
         grpc_byte_buffer_destroy(c->resp);
     if (c->has_status_msg)
         grpc_slice_unref(c->status_msg);
+    if (c->s_buf)
+        grpc_byte_buffer_destroy(c->s_buf);
+    pthread_mutex_destroy(&c->smu);
+    pthread_cond_destroy(&c->scv);
     free(c);
 }
 
@@ -221,9 +244,11 @@ call_finish(struct rpc_call *c, int status, const char *msg, bool with_close)
     grpc_op ops[4];
     size_t n = 0;
     memset(ops, 0, sizeof(ops));
-    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[n].data.send_initial_metadata.count = 0;
-    n++;
+    if (!c->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = 0;
+        n++;
+    }
     if (c->resp && status == GRPC_STATUS_OK) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = c->resp;
@@ -497,8 +522,24 @@ poller_main(void *arg)
             break;
         case TAG_CLOSE:
             /* RECV_CLOSE_ON_SERVER always succeeds: `cancelled` is the news. */
-            if (t->call->cancelled)
+            if (t->call->cancelled) {
                 atomic_store_explicit(&t->call->gone, true, memory_order_release);
+                /* A handler waiting for a stream's send wakes up now. */
+                pthread_mutex_lock(&t->call->smu);
+                pthread_cond_broadcast(&t->call->scv);
+                pthread_mutex_unlock(&t->call->smu);
+            }
+            call_release(t->call);
+            break;
+        case TAG_STREAM:
+            pthread_mutex_lock(&t->call->smu);
+            if (t->call->s_buf)
+                grpc_byte_buffer_destroy(t->call->s_buf);
+            t->call->s_buf = NULL;
+            t->call->s_ok = ev.success != 0;
+            t->call->s_busy = false;
+            pthread_cond_broadcast(&t->call->scv);
+            pthread_mutex_unlock(&t->call->smu);
             call_release(t->call);
             break;
         case TAG_SEND:
@@ -566,6 +607,97 @@ call_encode(struct rpc_call *c, const ProtobufCMessage *resp, se_err *err)
     return 0;
 }
 
+/* Waits (under smu) until the send in flight completes, the client goes,
+ * its deadline passes or it stalls. 0, or the se_code that ended the wait. */
+static int
+stream_wait(struct rpc_call *c, se_err *err)
+{
+    int64_t stall_at = clock_mono_ms() + RPC_STREAM_STALL_MS;
+    while (c->s_busy) {
+        if (atomic_load_explicit(&c->gone, memory_order_acquire))
+            return se_err_set(err, SE_CANCELLED, "stream: the client went away");
+        int64_t now = clock_mono_ms();
+        if (now >= c->cancel.deadline_ms)
+            return se_err_set(err, SE_DEADLINE, "stream: deadline exceeded");
+        if (now >= stall_at)
+            return se_err_set(err, SE_EXHAUSTED,
+                              "stream: the client read nothing for %d ms; cut off",
+                              RPC_STREAM_STALL_MS);
+        int64_t until = stall_at < c->cancel.deadline_ms ? stall_at : c->cancel.deadline_ms;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000),
+                              .tv_nsec = (long)(until % 1000) * 1000000L};
+        pthread_cond_timedwait(&c->scv, &c->smu, &ts);
+    }
+    return 0;
+}
+
+int
+rpc_stream_send(rpc_stream *st, const ProtobufCMessage *msg, se_err *err)
+{
+    struct rpc_call *c = st->call;
+    if (st->failed)
+        return se_err_set(err, st->failed, "stream: an earlier message could not be sent");
+    size_t size = protobuf_c_message_get_packed_size(msg);
+    grpc_slice sl = grpc_slice_malloc(size);
+    if (protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(sl)) != size) {
+        grpc_slice_unref(sl);
+        return se_err_set(err, SE_INTERNAL, "stream: packed size mismatch");
+    }
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    grpc_op ops[2];
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    if (!c->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        n++;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = bb;
+    n++;
+    pthread_mutex_lock(&c->smu);
+    c->s_busy = true;
+    c->s_buf = bb;
+    pthread_mutex_unlock(&c->smu);
+    atomic_fetch_add(&c->refs, 1);
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->stream_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        atomic_fetch_sub(&c->refs, 1);
+        pthread_mutex_lock(&c->smu);
+        c->s_busy = false;
+        c->s_buf = NULL;
+        pthread_mutex_unlock(&c->smu);
+        grpc_byte_buffer_destroy(bb);
+        st->failed = SE_INTERNAL;
+        return se_err_set(err, SE_INTERNAL, "stream: cannot send: grpc error %d", (int)e);
+    }
+    c->md_sent = true;
+    se_err why;
+    se_err_clear(&why);
+    pthread_mutex_lock(&c->smu);
+    int r = stream_wait(c, &why);
+    bool ok = c->s_ok;
+    bool busy = c->s_busy;
+    pthread_mutex_unlock(&c->smu);
+    if (r < 0) {
+        st->failed = -r;
+        /* The message may still be in flight: cancelling the call completes
+         * it (the poller frees its buffer), and the status that follows
+         * tells a client that is still there why. */
+        if (busy)
+            grpc_call_cancel_with_status(c->call, (grpc_status_code)rpc_status_for(-r), why.msg,
+                                         NULL);
+        if (err)
+            *err = why;
+        return r;
+    }
+    if (!ok) {
+        st->failed = SE_CANCELLED;
+        return se_err_set(err, SE_CANCELLED, "stream: the client went away");
+    }
+    return 0;
+}
+
 static void
 call_run(struct rpc_call *c)
 {
@@ -578,11 +710,23 @@ call_run(struct rpc_call *c)
 
     /* A call that waited in the queue past its deadline, or whose client
      * left, is not started. */
+    const rpc_method *m = c->route->method;
     int r = se_cancel_check(&c->cancel, &err);
     if (r == 0)
         r = call_decode(c, &req, &err);
+    if (r == 0 && m->stream) {
+        rpc_stream st = {.call = c, .failed = 0};
+        r = m->stream(s->svc, req, &st, &c->cancel, &err);
+        if (req)
+            protobuf_c_message_free_unpacked(req, NULL);
+        int code = r == 0 ? SE_OK : (err.code ? err.code : -r);
+        int status = rpc_status_for(code);
+        log_call(c, status, queued_us, r < 0 ? &err : NULL);
+        call_finish(c, status, r < 0 ? err.msg : NULL, false);
+        return;
+    }
     if (r == 0)
-        r = c->route->method->handle(s->svc, req, &resp, &c->cancel, &err);
+        r = m->handle(s->svc, req, &resp, &c->cancel, &err);
     if (r == 0 && !resp)
         r = se_err_set(&err, SE_INTERNAL, "%s: handler returned no response", c->route->name);
     if (r == 0)

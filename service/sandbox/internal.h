@@ -222,6 +222,14 @@ typedef struct sandbox_run_acc {
     Safeeval__V1__ExecResult *result; /* at Done, when the agent ran it */
     char agent_error[512];            /* at Done, when it did not (printable) */
     bool done, cancelled, clean;
+    /* Streaming: output goes to sink instead of out/err. After the sink
+     * fails (sink_failed, sink_err) or is dropped (NULL) the output is
+     * counted and discarded. sink_ms: time spent inside it. */
+    sandbox_output_fn sink;
+    void *sink_ud;
+    bool sink_failed;
+    se_err sink_err;
+    int64_t sink_ms;
 } sandbox_run_acc;
 void sandbox_run_acc_init(sandbox_run_acc *a, uint64_t id, const sandbox_limits *lim);
 void sandbox_run_acc_clear(sandbox_run_acc *a);
@@ -274,7 +282,7 @@ int sandbox_worker_adopt(sandbox_manager *m, const char *cid, uint64_t memory, s
  * failure, or a run that could not be cleaned up, sets w->broken. */
 int sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
                        const sandbox_limits *lim, Safeeval__V1__ExecResult **out,
-                       const se_cancel *cancel, se_err *err);
+                       sandbox_output_fn sink, void *sink_ud, const se_cancel *cancel, se_err *err);
 /* Closes the stream and frees; removes the container when remove is set. */
 void sandbox_worker_free(sandbox_manager *m, sandbox_worker *w, bool remove);
 /* Removes a worker container; one the engine does not remove now is kept

@@ -296,7 +296,8 @@ input_bytes(const sandbox_run_input *in)
 
 static int
 run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
-           Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
+           Safeeval__V1__ExecResult **out, sandbox_output_fn sink, void *ud,
+           const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
     int rc = sandbox_validate_id(in->sandbox_id, err);
@@ -347,7 +348,7 @@ run_common(sandbox_manager *m, const sandbox_run_input *in, bool is_eval,
     pthread_mutex_lock(&m->reg.mu);
     uint64_t id = ++m->run_ids;
     pthread_mutex_unlock(&m->reg.mu);
-    rc = sandbox_worker_run(w, id, in, &lim, out, cancel, err);
+    rc = sandbox_worker_run(w, id, in, &lim, out, sink, ud, cancel, err);
     pthread_mutex_lock(&m->reg.mu);
     bool dead = e->dead;
     pthread_mutex_unlock(&m->reg.mu);
@@ -383,6 +384,14 @@ int
 sandbox_eval(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
              Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
 {
+    return sandbox_eval_stream(m, req, out, NULL, NULL, cancel, err);
+}
+
+int
+sandbox_eval_stream(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
+                    Safeeval__V1__ExecResult **out, sandbox_output_fn sink, void *ud,
+                    const se_cancel *cancel, se_err *err)
+{
     *out = NULL;
     if (req->n_env > SANDBOX_MAX_ENV)
         return se_err_set(err, SE_INVALID, "env: %zu entries, at most %d", req->n_env,
@@ -405,12 +414,20 @@ sandbox_eval(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
         .files = req->files,
         .n_files = req->n_files,
     };
-    return run_common(m, &in, true, out, cancel, err);
+    return run_common(m, &in, true, out, sink, ud, cancel, err);
 }
 
 int
 sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest *req,
                      Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
+{
+    return sandbox_execute_file_stream(m, req, out, NULL, NULL, cancel, err);
+}
+
+int
+sandbox_execute_file_stream(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest *req,
+                            Safeeval__V1__ExecResult **out, sandbox_output_fn sink, void *ud,
+                            const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
     if (req->n_env > SANDBOX_MAX_ENV)
@@ -434,7 +451,7 @@ sandbox_execute_file(sandbox_manager *m, const Safeeval__V1__ExecuteFileRequest 
         .files = req->files,
         .n_files = req->n_files,
     };
-    return run_common(m, &in, false, out, cancel, err);
+    return run_common(m, &in, false, out, sink, ud, cancel, err);
 }
 
 int

@@ -10,6 +10,7 @@
 
 #include "agent/frame.h"
 #include "sandbox/internal.h"
+#include "util/clock.h"
 
 static void
 limits_fill(Safeeval__V1__Limits *l, const sandbox_limits *lim)
@@ -221,12 +222,22 @@ sandbox_run_feed(sandbox_run_acc *a, const uint8_t *p, size_t n, se_err *err)
             rc = se_err_set(err, SE_PROTOCOL, "agent: output past max_output_bytes");
             goto out;
         }
+        *got += o->data.len;
+        if (a->sink) {
+            if (a->sink_failed || o->data.len == 0)
+                break;
+            int64_t t0 = clock_mono_ms();
+            if (a->sink(a->sink_ud, o->stream, o->data.data, o->data.len, &a->sink_err) < 0)
+                a->sink_failed = true;
+            a->sink_ms += clock_mono_ms() - t0;
+            break;
+        }
         se_buf *b = o->stream == 1 ? &a->out : &a->err;
         if (se_buf_append(b, o->data.data, o->data.len) < 0) {
+            *got -= o->data.len;
             rc = se_err_set(err, SE_INTERNAL, "out of memory");
             goto out;
         }
-        *got += o->data.len;
         break;
     }
     case SAFEEVAL__AGENT__V1__EVENT__EV_DONE: {
@@ -278,9 +289,10 @@ sandbox_run_take(sandbox_run_acc *a)
         r->stderr.data = se_buf_steal(&a->err, &len);
         r->stderr.len = r->stderr.data ? len : 0;
     }
-    /* Truncation follows from the totals, whatever the agent says. */
-    r->stdout_truncated = r->stdout_bytes > r->stdout.len;
-    r->stderr_truncated = r->stderr_bytes > r->stderr.len;
+    /* Truncation follows from the totals, whatever the agent says: kept is
+     * what the events carried (here, or to a stream's sink). */
+    r->stdout_truncated = r->stdout_bytes > a->out_got;
+    r->stderr_truncated = r->stderr_bytes > a->err_got;
     a->result = NULL;
     return r;
 }
