@@ -19,6 +19,8 @@ limits_msg(const sandbox_limits *l)
     m->max_processes = l->max_processes;
     m->max_output_bytes = l->max_output_bytes;
     m->max_file_bytes = l->max_file_bytes;
+    m->max_collect_files = l->max_collect_files;
+    m->max_collect_bytes = l->max_collect_bytes;
     return m;
 }
 

@@ -413,6 +413,8 @@ sandbox_eval_stream(sandbox_manager *m, const Safeeval__V1__EvalRequest *req,
         .limits = req->limits,
         .files = req->files,
         .n_files = req->n_files,
+        .collect = req->collect,
+        .n_collect = req->n_collect,
     };
     return run_common(m, &in, true, out, sink, ud, cancel, err);
 }
@@ -450,6 +452,8 @@ sandbox_execute_file_stream(sandbox_manager *m, const Safeeval__V1__ExecuteFileR
         .limits = req->limits,
         .files = req->files,
         .n_files = req->n_files,
+        .collect = req->collect,
+        .n_collect = req->n_collect,
     };
     return run_common(m, &in, false, out, sink, ud, cancel, err);
 }

@@ -28,6 +28,8 @@ typedef struct sandbox_limits {
     uint32_t max_processes;
     uint64_t max_output_bytes;
     uint64_t max_file_bytes;
+    uint32_t max_collect_files; /* files a run's collect brings back */
+    uint64_t max_collect_bytes; /* their bytes together */
 } sandbox_limits;
 
 typedef struct sandbox_config {

@@ -346,6 +346,8 @@ sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
     sandbox_run_acc_init(&acc, id, lim);
     acc.sink = sink;
     acc.sink_ud = sink_ud;
+    acc.collect = in->collect;
+    acc.n_collect = in->n_collect;
     /* The server's own deadline: the agent's wall timer should end the run
      * first; past this it is told to, and past the grace it is replaced. */
     int64_t deadline = t0 + (int64_t)lim->wall_time_ms + SANDBOX_RUN_GRACE_MS;

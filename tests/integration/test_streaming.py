@@ -195,6 +195,10 @@ class Streaming(unittest.TestCase):
         self.assertEqual(info.max_concurrent_runs, 4)
         self.assertEqual(info.max_limits.max_output_bytes, 16 << 20)
         self.assertEqual(info.default_limits.max_output_bytes, 1 << 20)
+        self.assertEqual((info.default_limits.max_collect_files,
+                          info.default_limits.max_collect_bytes), (64, 1 << 20))
+        self.assertEqual((info.max_limits.max_collect_files, info.max_limits.max_collect_bytes),
+                         (1024, 64 << 20))
         self.assertGreater(info.default_limits.wall_time_ms, 0)
         self.assertGreaterEqual(info.max_limits.wall_time_ms, info.default_limits.wall_time_ms)
         pys = {p.version: p for p in info.pythons}
@@ -238,7 +242,7 @@ class CreateProgress(unittest.TestCase):
         with Daemon(extra_args=BASE) as d:
             pb = d.pb
             expect_code(lambda: list(d.stub.CreateSandboxStream(pb.CreateSandboxRequest(
-                python_version="2.7"), timeout=60)), grpc.StatusCode.FAILED_PRECONDITION)
+                python_version="3.10"), timeout=60)), grpc.StatusCode.FAILED_PRECONDITION)
             expect_code(lambda: list(d.stub.CreateSandboxStream(pb.CreateSandboxRequest(
                 modules=["x; rm -rf /"]), timeout=60)), grpc.StatusCode.INVALID_ARGUMENT)
             finish(d)

@@ -23,8 +23,8 @@ test_cfg(void)
         .default_idle_timeout_s = 600,
         .max_idle_timeout_s = 3600,
         .default_python = "3.11",
-        .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20},
-        .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20},
+        .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20, 64, 1 << 20},
+        .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20, 1024, 64 << 20},
         .max_concurrent_runs = 4,
     };
     return c;
@@ -290,7 +290,7 @@ test_spec_hostile(void **state)
     assert_int_equal(sandbox_spec_from_json(&s, &cfg, NULL, &err), -SE_INVALID);
 }
 
-static const sandbox_limits LIM = {1000, 1000, 1 << 20, 4, 16, 1 << 20};
+static const sandbox_limits LIM = {1000, 1000, 1 << 20, 4, 16, 1 << 20, 4, 1 << 16};
 
 /* Unpacks the one frame in fr[0..n) as a Request (caller frees). */
 static Safeeval__Agent__V1__Request *
