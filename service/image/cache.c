@@ -551,11 +551,24 @@ tag_version(const char *template, const char *tag, char out[IMAGE_BASE_VERSION_M
     return strcmp(ref, tag) == 0;
 }
 
+/* Version order ("3.9" before "3.12"): the versions are validated digits
+ * and dots. */
 static int
 cmp_base(const void *a, const void *b)
 {
-    const image_base *x = a, *y = b;
-    return strcmp(x->version, y->version);
+    const char *x = ((const image_base *)a)->version, *y = ((const image_base *)b)->version;
+    while (*x || *y) {
+        unsigned long u = strtoul(x, (char **)&x, 10), v = strtoul(y, (char **)&y, 10);
+        if (u != v)
+            return u < v ? -1 : 1;
+        if (*x == '.')
+            x++;
+        if (*y == '.')
+            y++;
+        if (!*x != !*y)
+            return *x ? 1 : -1;
+    }
+    return 0;
 }
 
 int

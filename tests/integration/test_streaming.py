@@ -207,7 +207,45 @@ class Streaming(unittest.TestCase):
         # A 3.11 sandbox lives (the class's): its interpreter said which.
         self.assertEqual(pys["3.11"].full_version, self.sb.python_version)
         self.assertTrue(re.fullmatch(r"3\.11\.\d+", pys["3.11"].full_version))
-        self.assertEqual(list(pys), sorted(pys))
+        self.assertEqual(list(pys), sorted(pys, key=lambda v: [int(x) for x in v.split(".")]))
+
+
+class ServerInfoLabels(unittest.TestCase):
+    def test_base_images_and_their_version_label(self):
+        """Base images found by the template, their exact version from the
+        label build-base sets, "" without one; other tags are not bases."""
+        import io
+        import tarfile
+        import urllib.parse
+        from sandbox_engine import DOCKER_SOCK, _UnixConn, engine_delete
+        repo = "safeeval-test/py-" + os.urandom(4).hex()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            info = tarfile.TarInfo("marker")
+            t.addfile(info, io.BytesIO(b""))
+        made = []
+        try:
+            for tag, label in (("3.12", "3.12.7"), ("3.9", None), ("3.x", None),
+                               ("latest", None)):
+                q = [("fromSrc", "-"), ("repo", repo), ("tag", tag)]
+                if label:
+                    q.append(("changes", "LABEL safeeval.python.version=" + label))
+                c = _UnixConn(DOCKER_SOCK, timeout=60)
+                c.request("POST", "/images/create?" + urllib.parse.urlencode(q),
+                          body=buf.getvalue(), headers={"Content-Type": "application/x-tar"})
+                r = c.getresponse()
+                r.read()
+                c.close()
+                self.assertEqual(r.status, 200)
+                made.append("%s:%s" % (repo, tag))
+            with Daemon(extra_args=["--base-image", repo + ":{version}"]) as d:
+                info = d.stub.GetServerInfo(d.pb.GetServerInfoRequest(), timeout=30).info
+                self.assertEqual([(p.version, p.full_version, p.base_image) for p in info.pythons],
+                                 [("3.9", "", repo + ":3.9"), ("3.12", "3.12.7", repo + ":3.12")])
+                finish(d)
+        finally:
+            for ref in made:
+                engine_delete("/images/" + urllib.parse.quote(ref, safe=""))
 
 
 class CreateProgress(unittest.TestCase):
