@@ -110,6 +110,27 @@ class Collect(unittest.TestCase):
         self.assertEqual([(f.path, f.content) for f in r.files], [("real/ok.txt", b"ok")])
         self.assertFalse(r.files_truncated)
 
+    def test_no_escape_through_a_swapped_directory(self):
+        """A process left behind keeps swapping out/ for a symlink to /etc:
+        it is killed before the walk, and whatever state it left, nothing
+        is read through the symlink."""
+        pb = self.d.pb
+        code = ("import os\nos.makedirs('out')\nopen('out/passwd', 'w').write('mine')\n"
+                "if os.fork() == 0:\n"
+                "    os.setsid()\n"
+                "    while True:\n"
+                "        try:\n"
+                "            os.rename('out', 'o2'); os.symlink('/etc', 'out')\n"
+                "            os.unlink('out'); os.rename('o2', 'out')\n"
+                "        except OSError:\n"
+                "            pass\n"
+                "import time\ntime.sleep(0.3)\n")
+        for _ in range(3):
+            r = self.eval(code, ["out/passwd", "o2/passwd"])
+            self.assertEqual(r.reason, pb.EXIT_REASON_EXITED, describe(pb, r))
+            for f in r.files:
+                self.assertEqual(f.content, b"mine", f.path)
+
     def test_killed_run_brings_nothing_back(self):
         pb = self.d.pb
         r = self.eval("open('a.txt','w').write('a')\nimport time\ntime.sleep(30)\n", ["a.txt"],

@@ -151,11 +151,18 @@ class Streaming(unittest.TestCase):
         self.assertLess(res.wall_time_us, 6_000_000, describe(pb, res))
         self.assertEqual(res.stdout_bytes, n)
         self.assertGreater(n, 0)
-        # Output capped at 16 MiB: a daemon that kept what the client did
-        # not read would grow by up to that much.
+        # The run was held back: with nothing buffering for the client it
+        # would have written its whole 16 MiB cap in those 3 s.
+        self.assertLess(n, 12 << 20)
         print("\nslow reader: daemon RSS %d -> peak %d KiB; %d bytes streamed"
               % (before, peak, n), file=sys.stderr)
-        self.assertLess(peak - before, 8 << 10)
+        # A daemon that kept what the client did not read would grow by up
+        # to 16 MiB. (Under ASan, freed memory sits in its quarantine: RSS
+        # says nothing there.)
+        with open("/proc/%d/maps" % pid) as f:
+            sanitized = "libasan" in f.read()
+        if not sanitized:
+            self.assertLess(peak - before, 8 << 10)
         # The worker is the same and serves the next run.
         r = self.d.stub.Eval(pb.EvalRequest(sandbox_id=self.sb.id, code="print(2)"),
                              timeout=60).result
