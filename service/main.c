@@ -68,6 +68,8 @@ static struct settings {
     uint64_t default_memory_bytes, default_max_output_bytes, default_max_file_bytes;
     uint32_t max_wall_ms, max_cpu_ms, max_processes;
     uint64_t max_memory_bytes, max_output_bytes, max_file_bytes;
+    uint32_t default_max_collect_files, max_collect_files;
+    uint64_t default_max_collect_bytes, max_collect_bytes;
 } S;
 
 #define KIB 1024ull
@@ -214,6 +216,13 @@ static const config_opt settings_table[] = {
      * shared memory) is a file too, and tmpfs files count as memory anyway. */
     {"default-max-file-bytes", CONFIG_BYTES, "256M", 1 * KIB, 1024 * GIB,
      "default largest file a run may write", &S.default_max_file_bytes},
+    /* Collected files come back in the result message, held whole by the
+     * daemon until it is sent (a default that fits gRPC's usual 4 MiB
+     * receive limit with the default output). */
+    {"default-max-collect-files", CONFIG_U32, "64", 1, 4096,
+     "default files a run's collect brings back", &S.default_max_collect_files},
+    {"default-max-collect-bytes", CONFIG_BYTES, "1M", 1 * KIB, 256 * MIB,
+     "default bytes of a run's collected files, all together", &S.default_max_collect_bytes},
     {"max-wall-ms", CONFIG_U32, "300000", 1, DAY_MS, "wall time ceiling", &S.max_wall_ms},
     {"max-cpu-ms", CONFIG_U32, "300000", 1, DAY_MS, "CPU time ceiling", &S.max_cpu_ms},
     {"max-memory-bytes", CONFIG_BYTES, "4G", 16 * MIB, 1024 * GIB, "memory ceiling",
@@ -225,6 +234,10 @@ static const config_opt settings_table[] = {
      &S.max_output_bytes},
     {"max-file-bytes", CONFIG_BYTES, "1G", 1 * KIB, 1024 * GIB, "file size ceiling",
      &S.max_file_bytes},
+    {"max-collect-files", CONFIG_U32, "1024", 1, 4096, "collected files ceiling",
+     &S.max_collect_files},
+    {"max-collect-bytes", CONFIG_BYTES, "64M", 1 * KIB, 256 * MIB,
+     "collected bytes ceiling (all files of a run)", &S.max_collect_bytes},
 };
 #define N_SETTINGS (sizeof(settings_table) / sizeof(settings_table[0]))
 
@@ -250,6 +263,8 @@ settings_check(se_err *err)
     CEIL(default_max_processes, max_processes)
     CEIL(default_max_output_bytes, max_output_bytes)
     CEIL(default_max_file_bytes, max_file_bytes)
+    CEIL(default_max_collect_files, max_collect_files)
+    CEIL(default_max_collect_bytes, max_collect_bytes)
     CEIL(idle_timeout_s, max_idle_timeout_s)
 #undef CEIL
     return 0;
@@ -336,14 +351,17 @@ settings_check_files(se_err *err)
 }
 
 static sandbox_limits
-limits_of(uint32_t wall, uint32_t cpu, uint64_t mem, uint32_t procs, uint64_t out, uint64_t file)
+limits_of(uint32_t wall, uint32_t cpu, uint64_t mem, uint32_t procs, uint64_t out, uint64_t file,
+          uint32_t collect_files, uint64_t collect_bytes)
 {
     return (sandbox_limits){.wall_time_ms = wall,
                             .cpu_time_ms = cpu,
                             .memory_bytes = mem,
                             .max_processes = procs,
                             .max_output_bytes = out,
-                            .max_file_bytes = file};
+                            .max_file_bytes = file,
+                            .max_collect_files = collect_files,
+                            .max_collect_bytes = collect_bytes};
 }
 
 /* Health's probe: the engine answers GET /_ping. */
@@ -464,11 +482,13 @@ main(int argc, char **argv)
         .default_idle_timeout_s = S.idle_timeout_s,
         .max_idle_timeout_s = S.max_idle_timeout_s,
         .default_python = S.default_python,
-        .default_limits = limits_of(S.default_wall_ms, S.default_cpu_ms, S.default_memory_bytes,
-                                    S.default_max_processes, S.default_max_output_bytes,
-                                    S.default_max_file_bytes),
+        .default_limits =
+            limits_of(S.default_wall_ms, S.default_cpu_ms, S.default_memory_bytes,
+                      S.default_max_processes, S.default_max_output_bytes, S.default_max_file_bytes,
+                      S.default_max_collect_files, S.default_max_collect_bytes),
         .max_limits = limits_of(S.max_wall_ms, S.max_cpu_ms, S.max_memory_bytes, S.max_processes,
-                                S.max_output_bytes, S.max_file_bytes),
+                                S.max_output_bytes, S.max_file_bytes, S.max_collect_files,
+                                S.max_collect_bytes),
         .seccomp_profile = S.seccomp_profile,
         .max_concurrent_runs = S.max_concurrent_runs,
         .max_queued_runs = S.max_queued_runs,

@@ -36,6 +36,11 @@ enum opt_id {
     O_ENV,
     O_FILE,
     O_ARG,
+    O_COLLECT,
+    O_OUT_DIR,
+    O_MAX_COLLECT_FILES,
+    O_MAX_COLLECT_BYTES,
+    O_PROGRESS,
 };
 
 #define M(c) (1u << (c))
@@ -79,6 +84,11 @@ static const opt_def opts[] = {
     {"env", 'e', 1, O_ENV, RUN_CMDS},
     {"file", 'f', 1, O_FILE, RUN_CMDS},
     {"arg", 'a', 1, O_ARG, RUN_CMDS},
+    {"collect", 0, 1, O_COLLECT, RUN_CMDS},
+    {"out-dir", 0, 1, O_OUT_DIR, RUN_CMDS},
+    {"max-collect-files", 0, 1, O_MAX_COLLECT_FILES, LIMIT_CMDS},
+    {"max-collect-bytes", 0, 1, O_MAX_COLLECT_BYTES, LIMIT_CMDS},
+    {"progress", 0, 0, O_PROGRESS, SANDBOX_CMDS},
 };
 
 static const struct {
@@ -92,7 +102,7 @@ static const struct {
     {"rm", CLI_CMD_DESTROY, 1, 0},      {"ls", CLI_CMD_LS, 0, 0},
     {"list", CLI_CMD_LS, 0, 0},         {"get", CLI_CMD_GET, 1, 0},
     {"run", CLI_CMD_RUN, 1, 1},         {"help", CLI_CMD_HELP, 0, 0},
-    {"version", CLI_CMD_VERSION, 0, 0},
+    {"version", CLI_CMD_VERSION, 0, 0}, {"info", CLI_CMD_INFO, 0, 0},
 };
 
 const char *
@@ -306,6 +316,7 @@ cli_args_free(cli_args *a)
     free(a->env);
     free(a->files);
     free(a->args);
+    free(a->collect);
     memset(a, 0, sizeof(*a));
 }
 
@@ -388,6 +399,25 @@ apply(cli_args *a, const opt_def *o, char *v, char *errbuf, size_t errlen)
         return set_size(&a->limits.max_output_bytes, o->name, v, errbuf, errlen);
     case O_FILESIZE:
         return set_size(&a->limits.max_file_bytes, o->name, v, errbuf, errlen);
+    case O_MAX_COLLECT_FILES:
+        return set_u32(&a->limits.max_collect_files, o->name, v, errbuf, errlen);
+    case O_MAX_COLLECT_BYTES:
+        return set_size(&a->limits.max_collect_bytes, o->name, v, errbuf, errlen);
+    case O_COLLECT: {
+        const char **slot = push(&a->collect, &a->n_collect, sizeof(*slot));
+        if (!slot)
+            return fail(errbuf, errlen, "out of memory");
+        *slot = v;
+        return 0;
+    }
+    case O_OUT_DIR:
+        if (!*v)
+            return fail(errbuf, errlen, "--out-dir: empty");
+        a->out_dir = v;
+        return 0;
+    case O_PROGRESS:
+        a->progress = 1;
+        return 0;
     case O_LABEL:
     case O_ENV: {
         int label = o->id == O_LABEL;
@@ -608,6 +638,8 @@ static const char usage_main[] =
     "          create a sandbox, run FILE, destroy the sandbox (also on failure/Ctrl-C)\n"
     "  get     ID                           show a sandbox\n"
     "  ls                                   list the sandboxes\n"
+    "  info                                 what the service offers: its version, Python\n"
+    "                                       versions, default and largest limits\n"
     "  destroy ID                           destroy a sandbox (alias: rm)\n"
     "  version                              print the version and build id\n"
     "\n"
@@ -644,7 +676,9 @@ static const char limits_help[] =
     "  --memory SIZE      memory of a run (bytes; K, M, G, T suffixes = powers of 1024)\n"
     "  --max-processes N  processes and threads alive at once\n"
     "  --max-output SIZE  bytes kept of stdout and of stderr\n"
-    "  --max-file SIZE    largest file a run may write\n";
+    "  --max-file SIZE    largest file a run may write\n"
+    "  --max-collect-files N   files --collect may bring back\n"
+    "  --max-collect-bytes SIZE  bytes of those files together\n";
 
 static const char run_opts_help[] =
     "run options:\n"
@@ -654,7 +688,12 @@ static const char run_opts_help[] =
     "  -e, --env K=V      an environment variable (repeatable)\n"
     "  -f, --file L[:R]   put local file L in the run's working dir as R\n"
     "                     (default: L's base name; repeatable)\n"
-    "  -a, --arg A        an argument of the script, sys.argv[1:] (repeatable)\n";
+    "  -a, --arg A        an argument of the script, sys.argv[1:] (repeatable)\n"
+    "  --collect GLOB     bring back the run's files matching GLOB (a path under its\n"
+    "                     working dir; '*' stays within a directory; repeatable);\n"
+    "                     they are written under --out-dir, never outside it\n"
+    "  --out-dir DIR      where collected files go (default: the current directory)\n"
+    "The run's output is printed as it comes (with --json: at its end).\n";
 
 static char usage_buf[4096];
 
@@ -667,8 +706,9 @@ cli_usage(cli_cmd cmd)
                  "usage: safeeval create --python V [--module M]... [limits] [--idle-timeout S]\n"
                  "                       [--max-runs N] [--label K=V]...\n"
                  "Builds (or reuses) the image and starts a sandbox; prints its id\n"
-                 "(with --json, the whole sandbox). While an image builds, a progress line\n"
-                 "is shown on stderr if it is a terminal.\n"
+                 "(with --json, the whole sandbox). While an image builds, its steps and\n"
+                 "pip's lines are shown on stderr if it is a terminal (or with --progress).\n"
+                 "  --progress           show the build's lines on stderr even off a terminal\n"
                  "  -p, --python V       Python version: 3.11, 3.13, ... (default: the service's)\n"
                  "  -m, --module M       a pip requirement: numpy, requests==2.31.0 (repeatable)\n"
                  "  --idle-timeout S     seconds unused before the service reaps the sandbox\n"
@@ -699,7 +739,9 @@ cli_usage(cli_cmd cmd)
                  "fails or safeeval is interrupted. Limits apply to the sandbox.\n"
                  "  -p, --python V       Python version\n"
                  "  -m, --module M       a pip requirement (repeatable)\n"
-                 "  -l, --label K=V      a label (repeatable)\n%s%s",
+                 "  -l, --label K=V      a label (repeatable)\n"
+                 "  --progress           show the image build's lines on stderr even off a\n"
+                 "                       terminal\n%s%s",
                  run_opts_help, limits_help);
         return usage_buf;
     case CLI_CMD_GET:
@@ -708,6 +750,10 @@ cli_usage(cli_cmd cmd)
         return "usage: safeeval ls [--json]\nLists the sandboxes, oldest first.\n";
     case CLI_CMD_DESTROY:
         return "usage: safeeval destroy ID\nDestroys a sandbox and everything it made.\n";
+    case CLI_CMD_INFO:
+        return "usage: safeeval info [--json]\nShows the service's version, the Python versions "
+               "it can create\n(with their exact versions when known), and its default and "
+               "largest limits.\n";
     default:
         return usage_main;
     }

@@ -35,6 +35,7 @@ typedef enum cli_cmd {
     CLI_CMD_RUN,
     CLI_CMD_HELP,
     CLI_CMD_VERSION,
+    CLI_CMD_INFO,
 } cli_cmd;
 
 typedef struct cli_file_arg {
@@ -73,6 +74,10 @@ typedef struct cli_args {
     size_t n_files;
     const char **args; /* --arg values, then the script's own arguments */
     size_t n_args;
+    const char **collect; /* --collect GLOB: files to bring back */
+    size_t n_collect;
+    const char *out_dir; /* --out-dir: where collected files go (default ".") */
+    int progress;        /* --progress: create progress lines even off a terminal */
 } cli_args;
 
 /* Parses argv (argv[0] is the program). Returns 0, or -1 with a one-line

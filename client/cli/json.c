@@ -112,7 +112,17 @@ cli_result_json(const safeeval_result *r)
              cJSON_AddNumberToObject(o, "stderr_bytes", (double)r->stderr_bytes) &&
              cJSON_AddNumberToObject(o, "wall_time_us", (double)r->wall_time_us) &&
              cJSON_AddNumberToObject(o, "cpu_time_us", (double)r->cpu_time_us) &&
-             cJSON_AddNumberToObject(o, "max_rss_bytes", (double)r->max_rss_bytes);
+             cJSON_AddNumberToObject(o, "max_rss_bytes", (double)r->max_rss_bytes) &&
+             cJSON_AddBoolToObject(o, "files_truncated", r->files_truncated);
+    /* The files' bytes went to --out-dir: here only what came. */
+    cJSON *files = ok ? cJSON_AddArrayToObject(o, "files") : NULL;
+    ok = ok && files;
+    for (size_t i = 0; ok && i < r->n_files; i++) {
+        cJSON *f = cJSON_CreateObject();
+        ok = f && cJSON_AddItemToArray(files, f) &&
+             cJSON_AddStringToObject(f, "path", r->files[i].path) &&
+             cJSON_AddNumberToObject(f, "bytes", (double)r->files[i].len);
+    }
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -131,7 +141,9 @@ limits_json(const safeeval_limits *l)
              cJSON_AddNumberToObject(o, "memory_bytes", (double)l->memory_bytes) &&
              cJSON_AddNumberToObject(o, "max_processes", l->max_processes) &&
              cJSON_AddNumberToObject(o, "max_output_bytes", (double)l->max_output_bytes) &&
-             cJSON_AddNumberToObject(o, "max_file_bytes", (double)l->max_file_bytes);
+             cJSON_AddNumberToObject(o, "max_file_bytes", (double)l->max_file_bytes) &&
+             cJSON_AddNumberToObject(o, "max_collect_files", l->max_collect_files) &&
+             cJSON_AddNumberToObject(o, "max_collect_bytes", (double)l->max_collect_bytes);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -203,6 +215,42 @@ cli_error_json(const safeeval_error *err)
     if (!cJSON_AddItemToObject(o, "error", e)) {
         cJSON_Delete(o);
         cJSON_Delete(e);
+        return NULL;
+    }
+    return o;
+}
+
+cJSON *
+cli_server_info_json(const safeeval_server_info *info)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON *pys = NULL;
+    int ok = cJSON_AddStringToObject(o, "version", info->version) &&
+             cJSON_AddStringToObject(o, "build_id", info->build_id) &&
+             cJSON_AddStringToObject(o, "api_version", info->api_version) &&
+             cJSON_AddStringToObject(o, "default_python_version", info->default_python_version) &&
+             cJSON_AddNumberToObject(o, "max_concurrent_runs", info->max_concurrent_runs) &&
+             cJSON_AddNumberToObject(o, "max_sandboxes", info->max_sandboxes) &&
+             (pys = cJSON_AddArrayToObject(o, "pythons"));
+    for (size_t i = 0; ok && i < info->n_pythons; i++) {
+        cJSON *p = cJSON_CreateObject();
+        ok = p && cJSON_AddItemToArray(pys, p) &&
+             cJSON_AddStringToObject(p, "version", info->pythons[i].version) &&
+             cJSON_AddStringToObject(p, "full_version", info->pythons[i].full_version) &&
+             cJSON_AddStringToObject(p, "base_image", info->pythons[i].base_image);
+    }
+    cJSON *dl = ok ? limits_json(&info->default_limits) : NULL;
+    ok = ok && dl && cJSON_AddItemToObject(o, "default_limits", dl);
+    if (!ok && dl)
+        cJSON_Delete(dl);
+    cJSON *ml = ok ? limits_json(&info->max_limits) : NULL;
+    ok = ok && ml && cJSON_AddItemToObject(o, "max_limits", ml);
+    if (!ok && ml)
+        cJSON_Delete(ml);
+    if (!ok) {
+        cJSON_Delete(o);
         return NULL;
     }
     return o;

@@ -21,5 +21,7 @@ cJSON *cli_result_json(const safeeval_result *r);
 cJSON *cli_sandbox_json(const safeeval_sandbox *sb);
 /* {"code": 5, "status": "NOT_FOUND", "message": "..."} */
 cJSON *cli_error_json(const safeeval_error *err);
+/* GetServerInfo's answer. */
+cJSON *cli_server_info_json(const safeeval_server_info *info);
 
 #endif

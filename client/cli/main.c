@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,7 +82,10 @@ signals_setup(void)
     pthread_attr_destroy(&attr);
 }
 
-/* ---- progress line while a sandbox is created ---- */
+/* ---- progress while a sandbox is created ----
+ * On a terminal, a ticking line; with the build's own lines (create
+ * streams them to a terminal, or anywhere with --progress) printed above
+ * it. The mutex keeps the two writers of stderr apart. */
 
 typedef struct progress {
     pthread_t thread;
@@ -89,7 +93,19 @@ typedef struct progress {
     pthread_cond_t cv;
     int done;
     int running;
+    int tty;
 } progress;
+
+/* safeeval_create_opts.on_progress: one build line. */
+static void
+progress_line(const char *line, void *ud)
+{
+    progress *p = ud;
+    pthread_mutex_lock(&p->mu);
+    fprintf(stderr, "%ssafeeval: %s\n", p->tty ? "\r\033[K" : "", line);
+    fflush(stderr);
+    pthread_mutex_unlock(&p->mu);
+}
 
 static void *
 progress_main(void *arg)
@@ -124,9 +140,10 @@ static void
 progress_start(progress *p)
 {
     memset(p, 0, sizeof(*p));
-    if (!isatty(STDERR_FILENO))
-        return;
     pthread_mutex_init(&p->mu, NULL);
+    p->tty = isatty(STDERR_FILENO);
+    if (!p->tty)
+        return;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -138,14 +155,14 @@ progress_start(progress *p)
 static void
 progress_stop(progress *p)
 {
-    if (!p->running)
-        return;
-    pthread_mutex_lock(&p->mu);
-    p->done = 1;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    pthread_join(p->thread, NULL);
-    pthread_cond_destroy(&p->cv);
+    if (p->running) {
+        pthread_mutex_lock(&p->mu);
+        p->done = 1;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->thread, NULL);
+        pthread_cond_destroy(&p->cv);
+    }
     pthread_mutex_destroy(&p->mu);
 }
 
@@ -258,9 +275,39 @@ run_input_read(run_input *in, const cli_args *a)
     return 0;
 }
 
-static void
-eval_opts_fill(safeeval_eval_opts *o, const cli_args *a, const run_input *in, int with_limits)
+/* ---- a streamed run's output, printed as it comes ---- */
+
+typedef struct live {
+    uint64_t out, err; /* bytes printed */
+} live;
+
+/* safeeval_eval_opts.on_output. A stdout that cannot take the bytes (a
+ * closed pipe) stops the run. */
+static int
+live_output(int stream, const void *data, size_t len, void *ud)
 {
+    live *lv = ud;
+    FILE *f = stream == 1 ? stdout : stderr;
+    if (fwrite(data, 1, len, f) != len || fflush(f) != 0)
+        return 1;
+    if (stream == 1)
+        lv->out += len;
+    else
+        lv->err += len;
+    return 0;
+}
+
+/* With --json the output belongs in the JSON: no live printing then. */
+static void
+eval_opts_fill(safeeval_eval_opts *o, const cli_args *a, const run_input *in, int with_limits,
+               live *lv)
+{
+    o->collect = a->collect;
+    o->n_collect = a->n_collect;
+    if (!a->json) {
+        o->on_output = live_output;
+        o->output_ud = lv;
+    }
     o->stdin_data = in->stdin_data;
     o->stdin_len = in->stdin_len;
     o->args = a->args;
@@ -316,17 +363,129 @@ service_error(const cli_args *a, const safeeval_error *err)
     return CLI_EXIT_SERVICE;
 }
 
-/* Prints a run's result as the command's own output; returns the exit code. */
+/* ---- collected files, written under --out-dir ---- */
+
+/* A path the service sent: relative, no empty, "." or ".." component, no
+ * control byte. Anything else is refused, never "fixed". */
 static int
-emit_result(const cli_args *a, const safeeval_result *r)
+collected_path_ok(const char *p)
+{
+    if (!*p || *p == '/' || strlen(p) > 4096)
+        return 0;
+    for (const char *s = p; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    for (const char *c = p; c;) {
+        const char *slash = strchr(c, '/');
+        size_t n = slash ? (size_t)(slash - c) : strlen(c);
+        if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            return 0;
+        c = slash ? slash + 1 : NULL;
+    }
+    return 1;
+}
+
+/* Writes one file under dfd: every directory on the way is made or opened
+ * relative to its parent without following a symlink, and the file itself
+ * is opened O_NOFOLLOW, so nothing lands outside the directory whatever
+ * the names or what is already there. */
+static int
+collected_write(int root, const safeeval_file *f)
+{
+    char buf[4097];
+    snprintf(buf, sizeof(buf), "%s", f->path);
+    int dfd = dup(root);
+    char *p = buf;
+    for (char *slash; dfd >= 0 && (slash = strchr(p, '/')); p = slash + 1) {
+        *slash = '\0';
+        if (mkdirat(dfd, p, 0755) < 0 && errno != EEXIST) {
+            close(dfd);
+            return -1;
+        }
+        int sub = openat(dfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(dfd);
+        dfd = sub;
+    }
+    if (dfd < 0)
+        return -1;
+    int fd = openat(dfd, p, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    int e = errno;
+    close(dfd);
+    if (fd < 0) {
+        errno = e;
+        return -1;
+    }
+    const char *d = f->data;
+    size_t left = f->len;
+    while (left) {
+        ssize_t n = write(fd, d, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            e = n < 0 ? errno : EIO;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        d += n;
+        left -= (size_t)n;
+    }
+    return close(fd);
+}
+
+/* 0, or -1 after saying which file could not be written. */
+static int
+collected_save(const cli_args *a, const safeeval_result *r)
+{
+    if (!r->n_files)
+        return 0;
+    const char *dir = a->out_dir ? a->out_dir : ".";
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        say("--out-dir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) {
+        say("--out-dir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < r->n_files; i++) {
+        const safeeval_file *f = &r->files[i];
+        if (!collected_path_ok(f->path)) {
+            say("collected file: refusing the path the service sent");
+            rc = -1;
+            continue;
+        }
+        if (collected_write(root, f) < 0) {
+            say("write %s/%s: %s", dir, f->path, strerror(errno));
+            rc = -1;
+        }
+    }
+    close(root);
+    return rc;
+}
+
+/* Prints a run's result as the command's own output (lv: what a streamed
+ * run printed already; NULL for one that was not) and saves its files;
+ * returns the exit code. */
+static int
+emit_result(const cli_args *a, const safeeval_result *r, const live *lv)
 {
     int code = cli_exit_code(r);
+    int saved = collected_save(a, r);
     if (a->json) {
         print_json(cli_result_json(r));
-        return code;
+        return saved < 0 ? CLI_EXIT_LOCAL : code;
     }
-    write_all(stdout, r->stdout_data, r->stdout_len);
-    write_all(stderr, r->stderr_data, r->stderr_len);
+    uint64_t kept_out = r->stdout_len, kept_err = r->stderr_len;
+    if (lv) {
+        kept_out = lv->out;
+        kept_err = lv->err;
+    } else {
+        write_all(stdout, r->stdout_data, r->stdout_len);
+        write_all(stderr, r->stderr_data, r->stderr_len);
+    }
     /* Notes that a local run would not need: what ended the run, and what
      * was cut. */
     switch (r->reason) {
@@ -346,12 +505,16 @@ emit_result(const cli_args *a, const safeeval_result *r)
         break;
     }
     if (r->stdout_truncated)
-        say("stdout truncated: %zu of %llu bytes kept", r->stdout_len,
+        say("stdout truncated: %llu of %llu bytes kept", (unsigned long long)kept_out,
             (unsigned long long)r->stdout_bytes);
     if (r->stderr_truncated)
-        say("stderr truncated: %zu of %llu bytes kept", r->stderr_len,
+        say("stderr truncated: %llu of %llu bytes kept", (unsigned long long)kept_err,
             (unsigned long long)r->stderr_bytes);
-    return code;
+    if (r->files_truncated)
+        say("collected files truncated: %zu brought back (a cap, or the run did not end by "
+            "itself)",
+            r->n_files);
+    return saved < 0 ? CLI_EXIT_LOCAL : code;
 }
 
 static void
@@ -377,6 +540,8 @@ print_sandbox(const safeeval_sandbox *sb)
            (unsigned long long)sb->limits.memory_bytes, sb->limits.max_processes,
            (unsigned long long)sb->limits.max_output_bytes,
            (unsigned long long)sb->limits.max_file_bytes);
+    printf("collect:         %u files, %llu B\n", sb->limits.max_collect_files,
+           (unsigned long long)sb->limits.max_collect_bytes);
     for (size_t i = 0; i < sb->n_labels; i++)
         printf("label:           %s=%s\n", sb->labels[i].key, sb->labels[i].value);
 }
@@ -399,6 +564,17 @@ create_opts_fill(safeeval_create_opts *o, const cli_args *a, const safeeval_kv *
     o->cancel = &g_cancel;
 }
 
+/* Build lines go to a terminal, or anywhere with --progress. */
+static void
+create_progress(safeeval_create_opts *o, const cli_args *a, progress *p)
+{
+    progress_start(p);
+    if (p->tty || a->progress) {
+        o->on_progress = progress_line;
+        o->progress_ud = p;
+    }
+}
+
 static int
 cmd_create(safeeval_client *c, const cli_args *a)
 {
@@ -407,7 +583,7 @@ cmd_create(safeeval_client *c, const cli_args *a)
     safeeval_sandbox *sb;
     create_opts_fill(&o, a, a->labels, a->n_labels);
     progress p;
-    progress_start(&p);
+    create_progress(&o, a, &p);
     int rc = safeeval_sandbox_create(&sb, c, &o, &err);
     progress_stop(&p);
     if (rc != 0)
@@ -439,14 +615,15 @@ cmd_eval(safeeval_client *c, const cli_args *a)
     if (run_input_read(&in, a) != 0)
         goto out;
     safeeval_eval_opts o = SAFEEVAL_EVAL_OPTS_INIT;
-    eval_opts_fill(&o, a, &in, 1);
+    live lv = {0, 0};
+    eval_opts_fill(&o, a, &in, 1, &lv);
     safeeval_error err;
     safeeval_result *r;
     if (safeeval_sandbox_eval(&r, c, a->id, a->code ? a->code : code, &o, &err) != 0) {
         ret = service_error(a, &err);
         goto out;
     }
-    ret = emit_result(a, r);
+    ret = emit_result(a, r, o.on_output ? &lv : NULL);
     safeeval_result_free(r);
 out:
     run_input_free(&in);
@@ -500,13 +677,14 @@ exec_in(safeeval_client *c, const cli_args *a, const char *id, const script_inpu
         int with_limits)
 {
     safeeval_eval_opts o = SAFEEVAL_EVAL_OPTS_INIT;
-    eval_opts_fill(&o, a, &si->in, with_limits);
+    live lv = {0, 0};
+    eval_opts_fill(&o, a, &si->in, with_limits, &lv);
     safeeval_error err;
     safeeval_result *r;
     const char *name = strcmp(a->file, "-") == 0 ? "stdin.py" : base_name(a->file);
     if (safeeval_sandbox_execute_buffer(&r, c, id, name, si->script, si->script_len, &o, &err) != 0)
         return service_error(a, &err);
-    int ret = emit_result(a, r);
+    int ret = emit_result(a, r, o.on_output ? &lv : NULL);
     safeeval_result_free(r);
     return ret;
 }
@@ -584,7 +762,7 @@ cmd_run(safeeval_client *c, const cli_args *a, script_input *si_in)
     safeeval_error err;
     safeeval_sandbox *sb = NULL;
     progress p;
-    progress_start(&p);
+    create_progress(&o, a, &p);
     int rc = safeeval_sandbox_create(&sb, c, &o, &err);
     progress_stop(&p);
     free(labels);
@@ -646,6 +824,52 @@ cmd_get(safeeval_client *c, const cli_args *a)
         print_sandbox(sb);
     safeeval_sandbox_free(sb);
     return CLI_EXIT_OK;
+}
+
+static void
+print_limits_row(const char *name, uint64_t dflt, uint64_t max)
+{
+    printf("  %-18s %-14llu %llu\n", name, (unsigned long long)dflt, (unsigned long long)max);
+}
+
+static int
+cmd_info(safeeval_client *c, const cli_args *a)
+{
+    safeeval_call_opts o = SAFEEVAL_CALL_OPTS_INIT;
+    o.timeout_ms = a->timeout_ms;
+    o.cancel = &g_cancel;
+    safeeval_error err;
+    safeeval_server_info *info;
+    if (safeeval_server_info_get(&info, c, &o, &err) != 0)
+        return service_error(a, &err);
+    if (a->json) {
+        print_json(cli_server_info_json(info));
+        safeeval_server_info_free(info);
+        return CLI_EXIT_OK;
+    }
+    printf("server:              safeeval %s (build %s)\n", info->version, info->build_id);
+    printf("api:                 %s\n", info->api_version);
+    printf("client:              libsafeeval %s\n", safeeval_version());
+    printf("python versions:    %s\n", info->n_pythons ? "" : " (no base image present)");
+    for (size_t i = 0; i < info->n_pythons; i++)
+        printf("  %-8s %-10s %s\n", info->pythons[i].version,
+               *info->pythons[i].full_version ? info->pythons[i].full_version : "(unknown)",
+               info->pythons[i].base_image);
+    printf("default python:      %s\n", info->default_python_version);
+    printf("max sandboxes:       %u\n", info->max_sandboxes);
+    printf("max runs at once:    %u per sandbox\n", info->max_concurrent_runs);
+    printf("limits:              default        max\n");
+    const safeeval_limits *d = &info->default_limits, *m = &info->max_limits;
+    print_limits_row("wall_time_ms", d->wall_time_ms, m->wall_time_ms);
+    print_limits_row("cpu_time_ms", d->cpu_time_ms, m->cpu_time_ms);
+    print_limits_row("memory_bytes", d->memory_bytes, m->memory_bytes);
+    print_limits_row("max_processes", d->max_processes, m->max_processes);
+    print_limits_row("max_output_bytes", d->max_output_bytes, m->max_output_bytes);
+    print_limits_row("max_file_bytes", d->max_file_bytes, m->max_file_bytes);
+    print_limits_row("max_collect_files", d->max_collect_files, m->max_collect_files);
+    print_limits_row("max_collect_bytes", d->max_collect_bytes, m->max_collect_bytes);
+    safeeval_server_info_free(info);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_LOCAL;
 }
 
 static int
@@ -804,6 +1028,9 @@ main(int argc, char **argv)
         break;
     case CLI_CMD_LS:
         ret = cmd_ls(c, &a);
+        break;
+    case CLI_CMD_INFO:
+        ret = cmd_info(c, &a);
         break;
     default:
         ret = CLI_EXIT_USAGE;

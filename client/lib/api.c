@@ -1,5 +1,7 @@
-/* The six SandboxService calls: plain C options in, protobuf-c requests
- * out; protobuf-c replies in, plain C results out. */
+/* The SandboxService calls: plain C options in, protobuf-c requests out;
+ * protobuf-c replies in, plain C results out. Eval, ExecuteFile and
+ * CreateSandbox use their streaming forms when the options ask for
+ * output or progress callbacks. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,13 +31,15 @@ limits_to_pb(Safeeval__V1__Limits *dst, const safeeval_limits *src)
     dst->max_processes = src->max_processes;
     dst->max_output_bytes = src->max_output_bytes;
     dst->max_file_bytes = src->max_file_bytes;
+    dst->max_collect_files = src->max_collect_files;
+    dst->max_collect_bytes = src->max_collect_bytes;
 }
 
 static int
 limits_set(const safeeval_limits *l)
 {
     return l->wall_time_ms || l->cpu_time_ms || l->memory_bytes || l->max_processes ||
-           l->max_output_bytes || l->max_file_bytes;
+           l->max_output_bytes || l->max_file_bytes || l->max_collect_files || l->max_collect_bytes;
 }
 
 static void
@@ -50,6 +54,8 @@ limits_from_pb(safeeval_limits *dst, const Safeeval__V1__Limits *src)
     dst->max_processes = src->max_processes;
     dst->max_output_bytes = src->max_output_bytes;
     dst->max_file_bytes = src->max_file_bytes;
+    dst->max_collect_files = src->max_collect_files;
+    dst->max_collect_bytes = src->max_collect_bytes;
 }
 
 static void
@@ -160,6 +166,37 @@ check_id(const char *what, const char *id, safeeval_error *err)
     return 0;
 }
 
+typedef struct create_stream {
+    const safeeval_create_opts *o;
+    Safeeval__V1__Sandbox *sandbox; /* the last message */
+} create_stream;
+
+static int
+create_event(const uint8_t *data, size_t len, void *ud, safeeval_error *err)
+{
+    create_stream *cs = ud;
+    Safeeval__V1__CreateEvent *ev = safeeval__v1__create_event__unpack(NULL, len, data);
+    if (!ev)
+        return sc_fail(err, SAFEEVAL_STATUS_INTERNAL,
+                       "stream: a message that is not a CreateEvent");
+    int rc = 0;
+    if (cs->sandbox) {
+        rc = sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "stream: a message after the sandbox");
+    } else if (ev->event_case == SAFEEVAL__V1__CREATE_EVENT__EVENT_SANDBOX && ev->sandbox) {
+        cs->sandbox = ev->sandbox;
+        ev->sandbox = NULL;
+    } else if (ev->event_case == SAFEEVAL__V1__CREATE_EVENT__EVENT_PROGRESS && ev->progress) {
+        /* The service sends printable lines; a terminal gets nothing else
+         * from here whatever it sent. */
+        for (char *p = ev->progress; *p; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+                *p = '?';
+        cs->o->on_progress(ev->progress, cs->o->progress_ud);
+    }
+    safeeval__v1__create_event__free_unpacked(ev, NULL);
+    return rc;
+}
+
 int
 safeeval_sandbox_create(safeeval_sandbox **out, safeeval_client *c,
                         const safeeval_create_opts *opts_in, safeeval_error *err)
@@ -199,6 +236,18 @@ safeeval_sandbox_create(safeeval_sandbox **out, safeeval_client *c,
         }
         req.n_labels = o.n_labels;
         req.labels = entry_ptrs;
+    }
+    if (o.on_progress) {
+        create_stream cs = {.o = &o, .sandbox = NULL};
+        if (sc_server_stream(c, SC_METHOD("CreateSandboxStream"), &req.base, create_event, &cs,
+                             o.timeout_ms, o.cancel, err) == 0) {
+            rc = cs.sandbox ? sandbox_out(out, cs.sandbox, err)
+                            : sc_fail(err, SAFEEVAL_STATUS_INTERNAL,
+                                      "stream: it ended without the sandbox");
+        }
+        if (cs.sandbox)
+            safeeval__v1__sandbox__free_unpacked(cs.sandbox, NULL);
+        goto out;
     }
     if (sc_unary(c, SC_METHOD("CreateSandbox"), &req.base,
                  &safeeval__v1__create_sandbox_response__descriptor, &resp, o.timeout_ms, o.cancel,
@@ -295,6 +344,11 @@ safeeval_result_free(safeeval_result *r)
         return;
     free(r->stdout_data);
     free(r->stderr_data);
+    for (size_t i = 0; i < r->n_files; i++) {
+        free((char *)r->files[i].path);
+        free((void *)r->files[i].data);
+    }
+    free(r->files);
     free(r);
 }
 
@@ -357,8 +411,76 @@ result_out(safeeval_result **out, const Safeeval__V1__ExecResult *src, safeeval_
     r->wall_time_us = src->wall_time_us;
     r->cpu_time_us = src->cpu_time_us;
     r->max_rss_bytes = src->max_rss_bytes;
+    r->files_truncated = src->files_truncated ? 1 : 0;
+    if (src->n_files) {
+        r->files = calloc(src->n_files, sizeof(*r->files));
+        if (!r->files) {
+            safeeval_result_free(r);
+            return sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "out of memory");
+        }
+        for (size_t i = 0; i < src->n_files; i++, r->n_files++) {
+            const Safeeval__V1__File *f = src->files[i];
+            r->files[i].path = dup_str(f ? f->path : "");
+            r->files[i].data = f ? dup_bytes(&f->content) : NULL;
+            r->files[i].len = f ? f->content.len : 0;
+            if (!r->files[i].path || !r->files[i].data) {
+                r->n_files++;
+                safeeval_result_free(r);
+                return sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "out of memory");
+            }
+        }
+    }
     *out = r;
     return 0;
+}
+
+/* ---- streamed runs ---- */
+
+typedef struct run_stream {
+    const safeeval_eval_opts *o;
+    Safeeval__V1__ExecResult *result; /* the last message */
+} run_stream;
+
+static int
+run_event(const uint8_t *data, size_t len, void *ud, safeeval_error *err)
+{
+    run_stream *rs = ud;
+    Safeeval__V1__RunEvent *ev = safeeval__v1__run_event__unpack(NULL, len, data);
+    if (!ev)
+        return sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "stream: a message that is not a RunEvent");
+    int rc = 0;
+    if (rs->result) {
+        rc = sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "stream: a message after the result");
+    } else if (ev->event_case == SAFEEVAL__V1__RUN_EVENT__EVENT_RESULT && ev->result) {
+        rs->result = ev->result;
+        ev->result = NULL;
+    } else if (ev->event_case == SAFEEVAL__V1__RUN_EVENT__EVENT_STDOUT ||
+               ev->event_case == SAFEEVAL__V1__RUN_EVENT__EVENT_STDERR) {
+        int stream = ev->event_case == SAFEEVAL__V1__RUN_EVENT__EVENT_STDOUT ? 1 : 2;
+        ProtobufCBinaryData b = stream == 1 ? ev->stdout : ev->stderr;
+        if (b.len && rs->o->on_output(stream, b.data, b.len, rs->o->output_ud) != 0)
+            rc = sc_fail(err, SAFEEVAL_STATUS_CANCELLED, "stopped by the output callback");
+    }
+    /* An event this library does not know (a newer server) is skipped. */
+    safeeval__v1__run_event__free_unpacked(ev, NULL);
+    return rc;
+}
+
+/* Sends req to the streaming `method` and builds the result from the
+ * stream's last message. */
+static int
+run_streamed(safeeval_result **out, safeeval_client *c, const char *method,
+             const ProtobufCMessage *req, const safeeval_eval_opts *o, safeeval_error *err)
+{
+    run_stream rs = {.o = o, .result = NULL};
+    int rc = sc_server_stream(c, method, req, run_event, &rs, o->timeout_ms, o->cancel, err);
+    if (rc == 0 && !rs.result)
+        rc = sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "stream: it ended without a result");
+    if (rc == 0)
+        rc = result_out(out, rs.result, err);
+    if (rs.result)
+        safeeval__v1__exec_result__free_unpacked(rs.result, NULL);
+    return rc;
 }
 
 /* The parts EvalRequest and ExecuteFileRequest share, built once. The map
@@ -480,6 +602,12 @@ safeeval_sandbox_eval(safeeval_result **out, safeeval_client *c, const char *id,
     req.limits = p.has_limits ? &p.limits : NULL;
     req.n_files = o.n_files;
     req.files = p.file_ptrs;
+    req.n_collect = o.n_collect;
+    req.collect = (char **)o.collect;
+    if (o.on_output) {
+        rc = run_streamed(out, c, SC_METHOD("EvalStream"), &req.base, &o, err);
+        goto out;
+    }
     if (sc_unary(c, SC_METHOD("Eval"), &req.base, &safeeval__v1__eval_response__descriptor, &resp,
                  o.timeout_ms, o.cancel, err) != 0)
         goto out;
@@ -525,6 +653,12 @@ safeeval_sandbox_execute_buffer(safeeval_result **out, safeeval_client *c, const
     req.limits = p.has_limits ? &p.limits : NULL;
     req.n_files = o.n_files;
     req.files = p.file_ptrs;
+    req.n_collect = o.n_collect;
+    req.collect = (char **)o.collect;
+    if (o.on_output) {
+        rc = run_streamed(out, c, SC_METHOD("ExecuteFileStream"), &req.base, &o, err);
+        goto out;
+    }
     if (sc_unary(c, SC_METHOD("ExecuteFile"), &req.base,
                  &safeeval__v1__execute_file_response__descriptor, &resp, o.timeout_ms, o.cancel,
                  err) != 0)
@@ -603,4 +737,78 @@ safeeval_sandbox_execute_file(safeeval_result **out, safeeval_client *c, const c
     int rc = safeeval_sandbox_execute_buffer(out, c, id, base, data, len, opts, err);
     free(data);
     return rc;
+}
+
+/* ---- the server ---- */
+
+void
+safeeval_server_info_free(safeeval_server_info *info)
+{
+    if (!info)
+        return;
+    free(info->version);
+    free(info->build_id);
+    free(info->api_version);
+    free(info->default_python_version);
+    for (size_t i = 0; i < info->n_pythons; i++) {
+        free(info->pythons[i].version);
+        free(info->pythons[i].full_version);
+        free(info->pythons[i].base_image);
+    }
+    free(info->pythons);
+    free(info);
+}
+
+int
+safeeval_server_info_get(safeeval_server_info **out, safeeval_client *c,
+                         const safeeval_call_opts *opts_in, safeeval_error *err)
+{
+    safeeval_call_opts o;
+    SC_OPTS_COPY(o, opts_in);
+    *out = NULL;
+    Safeeval__V1__GetServerInfoRequest req = SAFEEVAL__V1__GET_SERVER_INFO_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    if (sc_unary(c, SC_METHOD("GetServerInfo"), &req.base,
+                 &safeeval__v1__get_server_info_response__descriptor, &resp, o.timeout_ms, o.cancel,
+                 err) != 0)
+        return -1;
+    const Safeeval__V1__ServerInfo *src = ((Safeeval__V1__GetServerInfoResponse *)resp)->info;
+    safeeval_server_info *info = calloc(1, sizeof(*info));
+    int oom = !info;
+    if (info && !src) {
+        free(info);
+        protobuf_c_message_free_unpacked(resp, NULL);
+        return sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "the reply holds no server info");
+    }
+    if (info) {
+        info->version = dup_str(src->version);
+        info->build_id = dup_str(src->build_id);
+        info->api_version = dup_str(src->api_version);
+        info->default_python_version = dup_str(src->default_python_version);
+        oom = !info->version || !info->build_id || !info->api_version ||
+              !info->default_python_version;
+        limits_from_pb(&info->default_limits, src->default_limits);
+        limits_from_pb(&info->max_limits, src->max_limits);
+        info->max_concurrent_runs = src->max_concurrent_runs;
+        info->max_sandboxes = src->max_sandboxes;
+        if (!oom && src->n_pythons) {
+            info->pythons = calloc(src->n_pythons, sizeof(*info->pythons));
+            oom = !info->pythons;
+        }
+        for (size_t i = 0; !oom && i < src->n_pythons; i++) {
+            const Safeeval__V1__PythonVersion *p = src->pythons[i];
+            safeeval_python *d = &info->pythons[info->n_pythons++];
+            d->version = dup_str(p ? p->version : "");
+            d->full_version = dup_str(p ? p->full_version : "");
+            d->base_image = dup_str(p ? p->base_image : "");
+            oom = !d->version || !d->full_version || !d->base_image;
+        }
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+    if (oom) {
+        safeeval_server_info_free(info);
+        return sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "out of memory");
+    }
+    *out = info;
+    return 0;
 }

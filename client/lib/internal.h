@@ -45,4 +45,15 @@ int sc_unary(safeeval_client *c, const char *method, const ProtobufCMessage *req
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out,
              uint32_t timeout_ms, const volatile int *cancel, safeeval_error *err);
 
+/* Called with each message of a server stream (the packed bytes, borrowed):
+ * 0 to go on; non-zero cancels the call (CANCELLED), with err filled by
+ * the callback when it failed itself. */
+typedef int (*sc_msg_fn)(const uint8_t *data, size_t len, void *ud, safeeval_error *err);
+
+/* One server-streaming call: `req` is sent to `method`, each reply message
+ * goes to on_msg as it arrives, then the status ends it (0 on OK). */
+int sc_server_stream(safeeval_client *c, const char *method, const ProtobufCMessage *req,
+                     sc_msg_fn on_msg, void *ud, uint32_t timeout_ms, const volatile int *cancel,
+                     safeeval_error *err);
+
 #endif

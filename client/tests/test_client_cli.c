@@ -216,6 +216,40 @@ test_parse_eval(void **state)
 }
 
 static void
+test_parse_collect_progress_info(void **state)
+{
+    (void)state;
+    cli_args a;
+    assert_int_equal(PARSE(&a, "eval", "sb", "-c", "1", "--collect", "out/*.csv", "--collect=a.bin",
+                           "--out-dir", "res", "--max-collect-files", "3", "--max-collect-bytes",
+                           "2M"),
+                     0);
+    assert_int_equal(a.n_collect, 2);
+    assert_string_equal(a.collect[0], "out/*.csv");
+    assert_string_equal(a.collect[1], "a.bin");
+    assert_string_equal(a.out_dir, "res");
+    assert_int_equal(a.limits.max_collect_files, 3);
+    assert_int_equal(a.limits.max_collect_bytes, 2u << 20);
+    cli_args_free(&a);
+    assert_int_equal(PARSE(&a, "run", "--python", "3.11", "--progress", "--collect", "x", "job.py"),
+                     0);
+    assert_true(a.progress);
+    assert_int_equal(a.n_collect, 1);
+    cli_args_free(&a);
+    assert_int_equal(PARSE(&a, "create", "--progress"), 0);
+    assert_true(a.progress);
+    cli_args_free(&a);
+    assert_int_equal(PARSE(&a, "info"), 0);
+    assert_int_equal(a.cmd, CLI_CMD_INFO);
+    cli_args_free(&a);
+    assert_int_equal(PARSE(&a, "eval", "sb", "-c", "1", "--progress"), -1);
+    assert_non_null(strstr(why, "does not apply"));
+    assert_int_equal(PARSE(&a, "create", "--collect", "x"), -1);
+    assert_int_equal(PARSE(&a, "eval", "sb", "-c", "1", "--out-dir", ""), -1);
+    assert_int_equal(PARSE(&a, "info", "extra"), -1);
+}
+
+static void
 test_parse_errors(void **state)
 {
     (void)state;
@@ -395,12 +429,19 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),           cmocka_unit_test(test_uint_duration),
-        cmocka_unit_test(test_kv_file),         cmocka_unit_test(test_parse_create),
-        cmocka_unit_test(test_parse_exec_rest), cmocka_unit_test(test_parse_eval),
-        cmocka_unit_test(test_parse_errors),    cmocka_unit_test(test_parse_help),
-        cmocka_unit_test(test_exit_codes),      cmocka_unit_test(test_utf8_base64),
-        cmocka_unit_test(test_result_json),     cmocka_unit_test(test_sandbox_json),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_uint_duration),
+        cmocka_unit_test(test_kv_file),
+        cmocka_unit_test(test_parse_create),
+        cmocka_unit_test(test_parse_exec_rest),
+        cmocka_unit_test(test_parse_eval),
+        cmocka_unit_test(test_parse_collect_progress_info),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_parse_help),
+        cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_utf8_base64),
+        cmocka_unit_test(test_result_json),
+        cmocka_unit_test(test_sandbox_json),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pool_free();

@@ -8,6 +8,7 @@
  *   jail.c        the bwrap command line and the input memfds
  *   run.c         one run: start, watch limits, end, result
  *   sweep.c       the end of a run: nothing of it left in the container
+ *   collect.c     files back: the jail's walk of /work and its records
  *   jail_child.c  the jail's pid 1 (`--jail-child`)
  *   filter.c      the jail's seccomp filter
  *   validate.c    request checks (shared with the daemon's library)
@@ -42,6 +43,16 @@ typedef Safeeval__V1__ExecResult agent_result;
 #define AGENT_MIN_MEMORY (1024u * 1024) /* bytes: less cannot start Python */
 /* Bytes of run output in one Output event. */
 #define AGENT_OUTPUT_CHUNK 65536
+/* Files back (`collect`): patterns of one run, and the most any run may
+ * ask for (the daemon's ceilings are lower or equal). */
+#define AGENT_MAX_COLLECT 64
+#define AGENT_MAX_COLLECT_FILES 4096
+#define AGENT_MAX_COLLECT_BYTES (256ull * 1024 * 1024)
+/* Bytes of a collected file per record on the jail's pipe (and per event). */
+#define AGENT_COLLECT_CHUNK 32768
+/* Directory entries the jail's walk looks at, and matches it keeps, at
+ * most (then the result says files_truncated). */
+#define AGENT_COLLECT_SCAN_MAX 100000
 /* Bytes of an error message in a Done. */
 #define AGENT_ERROR_MAX 1024
 
@@ -79,6 +90,47 @@ int agent_msg_peek_id(uint64_t *id, const uint8_t *head, size_t len);
  * ASCII letters, digits and '_' joined by single dots, at most
  * AGENT_ZYGOTE_MODULE_MAX bytes. 0 or -1. */
 int agent_module_name_validate(const char *name);
+
+/* A collect pattern: a path as above in which '*', '?' and '[...]' match
+ * (fnmatch with FNM_PATHNAME: never across a '/'). */
+int agent_collect_pattern_validate(const char *pattern, se_err *err);
+
+/* ---- collect.c ---- */
+
+/* In the jail's pid 1, once nothing else of the jail runs: writes the
+ * regular files under workdir that match a pattern to fd as records (path
+ * order, up to the first that would pass max_files or max_bytes), never
+ * following a symlink. 0, or -1 when fd broke. */
+int agent_collect_send(int fd, const char *workdir, char *const *patterns, size_t n_patterns,
+                       uint64_t max_files, uint64_t max_bytes);
+
+/* The agent's reader of those records (hostile: checked against the caps,
+ * path rules and order). Bytes go into buf[len..] by the caller. */
+typedef struct agent_collect_rd {
+    uint8_t buf[5 + AGENT_COLLECT_CHUNK];
+    size_t len;
+    uint64_t max_files, max_bytes;
+    uint64_t files, bytes, left; /* left: bytes the current file still owes */
+    char path[AGENT_MAX_PATH + 1], last[AGENT_MAX_PATH + 1];
+    bool truncated, ended, bad;
+    char why[96];
+} agent_collect_rd;
+
+/* One record: a file's start (path, size), a piece of its bytes (data,
+ * len), or a mark (neither). consumed: its bytes at the front of buf. */
+typedef struct agent_collect_piece {
+    const char *path;
+    uint64_t size;
+    const uint8_t *data;
+    size_t len;
+    size_t consumed;
+} agent_collect_piece;
+
+void agent_collect_rd_init(agent_collect_rd *rd, uint64_t max_files, uint64_t max_bytes);
+/* 1 with *out (valid until agent_collect_consume), 0 when buf holds no
+ * whole record yet, -1 when the records broke a rule (rd->why). */
+int agent_collect_next(agent_collect_rd *rd, agent_collect_piece *out);
+void agent_collect_consume(agent_collect_rd *rd, size_t n);
 
 /* ---- cgroup.c: the worker container's own cgroup (the run's meter) ---- */
 
@@ -127,11 +179,12 @@ typedef struct agent_jail {
 } agent_jail;
 
 /* Builds the bwrap command line for req (validated) with status_fd as the
- * helper's status pipe, and the memfds that carry the script, the files
+ * helper's status pipe (and collect_fd as its files-back pipe when req has
+ * collect patterns), and the memfds that carry the script, the files
  * and stdin. All fds are close-on-exec: the caller's child clears that on
- * in_fds and status_fd before it execs bwrap. */
+ * in_fds, status_fd and collect_fd before it execs bwrap. */
 int agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
-                     se_err *err);
+                     int collect_fd, se_err *err);
 void agent_jail_close_fds(agent_jail *j);
 void agent_jail_free(agent_jail *j);
 
@@ -150,6 +203,9 @@ typedef struct agent_run_env {
     /* The run wrote data (at most AGENT_OUTPUT_CHUNK bytes, within its
      * max_output_bytes) to stream 1 (stdout) or 2 (stderr). */
     void (*output)(void *ud, int stream, const uint8_t *data, size_t len);
+    /* A collected file starts (path set: its size) or goes on (data, at
+     * most AGENT_COLLECT_CHUNK bytes); only while can_output. */
+    void (*file)(void *ud, const char *path, uint64_t size, const uint8_t *data, size_t len);
     void *ud;
     /* Runs are forks of the zygote (zygote.c), not fresh jails. */
     bool zygote;
@@ -160,7 +216,7 @@ typedef struct agent_run_env {
  * Returns 0 with *out set, or a negative se_code when nothing could be
  * started (nothing is left running then). env must outlive the run. */
 int agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_err *err);
-/* The fds the run waits on now (at most 3). Returns the count. */
+/* The fds the run waits on now (at most 4). Returns the count. */
 int agent_run_pollfds(agent_run *r, struct pollfd *pf, int max);
 /* Milliseconds until the run must be looked at again, or -1. */
 int agent_run_timeout(const agent_run *r);
@@ -195,7 +251,8 @@ int agent_sweep(void);
 /* ---- jail_child.c, filter.c ---- */
 
 /* The helper bwrap runs as the jail's pid 1:
- * --jail-child STATUS_FD CPU_MS NPROC FSIZE NOFILE -- argv... */
+ * --jail-child STATUS_FD CPU_MS NPROC FSIZE NOFILE
+ *     [--collect FD MAX_FILES MAX_BYTES N PATTERN...] -- argv... */
 int agent_jail_child_main(int argc, char **argv);
 
 /* Installs the jail's seccomp filter in the calling process (fail closed:

@@ -214,7 +214,7 @@ push_file(agent_jail *j, struct argv_b *a, const ProtobufCBinaryData *data, cons
 
 int
 agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
-                 se_err *err)
+                 int collect_fd, se_err *err)
 {
     memset(j, 0, sizeof(*j));
     j->stdin_fd = -1;
@@ -317,6 +317,15 @@ agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int 
     argv_pushf(&a, "%u", l->max_processes);
     argv_pushf(&a, "%llu", (unsigned long long)l->max_file_bytes);
     argv_pushf(&a, "%d", JAIL_NOFILE);
+    if (req->n_collect) {
+        argv_push(&a, "--collect");
+        argv_pushf(&a, "%d", collect_fd);
+        argv_pushf(&a, "%u", l->max_collect_files);
+        argv_pushf(&a, "%llu", (unsigned long long)l->max_collect_bytes);
+        argv_pushf(&a, "%zu", req->n_collect);
+        for (size_t i = 0; i < req->n_collect; i++)
+            argv_push(&a, req->collect[i]);
+    }
     argv_push(&a, "--");
     argv_push(&a, AGENT_PYTHON);
     argv_pushf(&a, AGENT_WORKDIR "/%s", req->filename);

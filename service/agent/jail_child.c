@@ -14,7 +14,10 @@
  * It then forks the command, reaps every process of the namespace (orphans
  * come to it) and, when the command ends, reports its exact wait status and
  * the namespace's rusage on a pipe only it holds, and exits: its exit takes
- * the namespace and whatever is still in it down. */
+ * the namespace and whatever is still in it down. With --collect, between
+ * the command's end and that report, it kills and reaps whatever else of
+ * the namespace is left and sends the files the run asked back on a second
+ * pipe only it holds (collect.c): /work exists only in this namespace. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -67,6 +70,27 @@ status_send(int fd, uint32_t kind, int wait_status, int sys_errno, const struct 
     do
         n = write(fd, &st, sizeof(st));
     while (n < 0 && errno == EINTR);
+}
+
+/* Closes every fd from `from` up but keep and keep2 (-1: none). */
+static int
+close_from_except2(int from, int keep, int keep2)
+{
+    int lo = keep < keep2 ? keep : keep2, hi = keep < keep2 ? keep2 : keep;
+    if (lo < 0)
+        lo = hi;
+    if (lo == hi)
+        hi = -1;
+    int prev = from;
+    int ks[2] = {lo, hi};
+    for (int i = 0; i < 2; i++) {
+        if (ks[i] < prev)
+            continue;
+        if (ks[i] > prev && syscall(SYS_close_range, prev, ks[i] - 1, 0) < 0)
+            return -1;
+        prev = ks[i] + 1;
+    }
+    return (int)syscall(SYS_close_range, prev, ~0u, 0);
 }
 
 static int
@@ -155,8 +179,9 @@ set_oom_score_adj(void)
 int
 agent_jail_child_main(int argc, char **argv)
 {
-    /* argv: prog --jail-child FD CPU_MS NPROC FSIZE NOFILE -- cmd... */
-    if (argc < 9 || strcmp(argv[7], "--") != 0)
+    /* argv: prog --jail-child FD CPU_MS NPROC FSIZE NOFILE
+     *       [--collect FD MAX_FILES MAX_BYTES N PATTERN...] -- cmd... */
+    if (argc < 9)
         return 2;
     unsigned long long fd_u, lim[4];
     if (parse_u64(argv[2], &fd_u) < 0 || fd_u < 3 || fd_u > INT_MAX)
@@ -166,7 +191,30 @@ agent_jail_child_main(int argc, char **argv)
             return 2;
     unsigned long long cpu_ms = lim[0], nproc = lim[1], fsize = lim[2], nofile = lim[3];
     int sfd = (int)fd_u;
+    int at = 7;
+    int cfd = -1;
+    unsigned long long cmax[3] = {0, 0, 0}; /* files, bytes, patterns */
+    char **patterns = NULL;
+    if (strcmp(argv[at], "--collect") == 0) {
+        unsigned long long cfd_u;
+        if (argc < at + 6 || parse_u64(argv[at + 1], &cfd_u) < 0 || cfd_u < 3 || cfd_u > INT_MAX ||
+            cfd_u == fd_u)
+            return 2;
+        for (int i = 0; i < 3; i++)
+            if (parse_u64(argv[at + 2 + i], &cmax[i]) < 0 || cmax[i] == 0)
+                return 2;
+        if (cmax[2] > AGENT_MAX_COLLECT || argc < at + 5 + (int)cmax[2] + 2)
+            return 2;
+        cfd = (int)cfd_u;
+        patterns = &argv[at + 5];
+        at += 5 + (int)cmax[2];
+    }
+    if (strcmp(argv[at], "--") != 0 || at + 1 >= argc)
+        return 2;
+    char **cmd = &argv[at + 1];
     if (fcntl(sfd, F_SETFD, FD_CLOEXEC) < 0)
+        return 2;
+    if (cfd >= 0 && fcntl(cfd, F_SETFD, FD_CLOEXEC) < 0)
         return 2;
     /* Before dumpable goes: after it, this process's /proc files are no
      * longer its own to write. */
@@ -178,7 +226,7 @@ agent_jail_child_main(int argc, char **argv)
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "PR_SET_DUMPABLE");
         return 1;
     }
-    if (close_from_except(3, sfd) < 0) {
+    if (close_from_except2(3, sfd, cfd) < 0) {
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "close_range");
         return 1;
     }
@@ -208,7 +256,7 @@ agent_jail_child_main(int argc, char **argv)
     }
     if (pid == 0) {
         close(ep[0]);
-        child_exec(ep[1], cpu_ms, nproc, nofile, &argv[8]);
+        child_exec(ep[1], cpu_ms, nproc, nofile, cmd);
     }
     close(ep[1]);
     struct setup_err se;
@@ -238,6 +286,18 @@ agent_jail_child_main(int argc, char **argv)
         se.msg[sizeof(se.msg) - 1] = 0;
         status_send(sfd, AGENT_STATUS_FAILED, ws, se.sys_errno, NULL, se.msg);
         return 1;
+    }
+    if (cfd >= 0) {
+        /* Nothing of the run may change /work while it is read: the rest
+         * of the namespace goes (pid 1 is spared by kill(-1)), reaped. */
+        kill(-1, SIGKILL);
+        while (waitpid(-1, NULL, __WALL) >= 0 || errno == EINTR) {
+        }
+        /* A broken pipe (the agent gave up on it) ends the walk early; the
+         * agent reads a missing end as files left out. */
+        signal(SIGPIPE, SIG_IGN);
+        agent_collect_send(cfd, AGENT_WORKDIR, patterns, (size_t)cmax[2], cmax[0], cmax[1]);
+        close(cfd);
     }
     struct rusage ru;
     memset(&ru, 0, sizeof(ru));

@@ -70,6 +70,8 @@ struct agent_run {
     bool have_final; /* a DONE or FAILED record */
     struct agent_status final;
     struct stream out[2];
+    int col_fd;                  /* the jail's files-back pipe; -1 = none (or read to its end) */
+    agent_collect_rd *col;       /* its reader, when the run collects */
     char bw_msg[BW_MSG_MAX + 1]; /* bwrap's stderr when it failed before the helper ran */
     size_t bw_msg_len;
 
@@ -264,6 +266,50 @@ stream_read(agent_run *r, int i)
         s->wait_tick = true;
 }
 
+/* ---- files back ---- */
+
+/* Reads the jail's files-back records and forwards them while the queue
+ * has room (else they wait in the pipe, and the jail's pid 1 in write()). */
+static void
+collect_read(agent_run *r)
+{
+    agent_collect_rd *rd = r->col;
+    while (r->col_fd >= 0 || rd->len) {
+        agent_collect_piece pc;
+        int k = 0;
+        while (r->env->can_output(r->env->ud) && (k = agent_collect_next(rd, &pc)) == 1) {
+            if (pc.path || pc.data)
+                r->env->file(r->env->ud, pc.path, pc.size, pc.data, pc.len);
+            agent_collect_consume(rd, pc.consumed);
+        }
+        if (k < 0) {
+            if (!r->error[0])
+                snprintf(r->error, sizeof(r->error),
+                         "collect: the jail's records broke a rule (%s)", rd->why);
+            close_fd(&r->col_fd);
+            rd->len = 0;
+            return;
+        }
+        if (!r->env->can_output(r->env->ud) || r->col_fd < 0)
+            return;
+        if (rd->len == sizeof(rd->buf))
+            return; /* cannot happen: a whole record always fits */
+        ssize_t n;
+        do
+            n = read(r->col_fd, rd->buf + rd->len, sizeof(rd->buf) - rd->len);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            close_fd(&r->col_fd);
+            /* A record cut by the end (the jail was killed) is dropped. */
+            rd->len = 0;
+            return;
+        }
+        rd->len += (size_t)n;
+    }
+}
+
 /* ---- start ---- */
 
 static int
@@ -276,7 +322,7 @@ pipe_cloexec(int p[2], bool nonblock_read)
 
 /* In the forked child: becomes bwrap. Never returns. */
 static void __attribute__((noreturn))
-exec_bwrap(const agent_jail *j, int out_w, int err_w, int st_w, int ex_w, pid_t parent)
+exec_bwrap(const agent_jail *j, int out_w, int err_w, int st_w, int col_w, int ex_w, pid_t parent)
 {
     /* If the agent dies, so does bwrap, and with it the whole jail. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -287,7 +333,7 @@ exec_bwrap(const agent_jail *j, int out_w, int err_w, int st_w, int ex_w, pid_t 
     for (size_t i = 0; i < j->n_in; i++)
         if (fcntl(j->in_fds[i], F_SETFD, 0) < 0)
             goto fail;
-    if (fcntl(st_w, F_SETFD, 0) < 0)
+    if (fcntl(st_w, F_SETFD, 0) < 0 || (col_w >= 0 && fcntl(col_w, F_SETFD, 0) < 0))
         goto fail;
     /* The whole jail, bwrap's monitor included, goes before the agent or
      * the engine's init when the container runs out of memory. The jail's
@@ -344,6 +390,7 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
     *out = NULL;
     agent_jail j = {.stdin_fd = -1};
     int out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, st_p[2] = {-1, -1}, ex_p[2] = {-1, -1};
+    int col_p[2] = {-1, -1};
     int rc = 0;
     agent_run *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -357,7 +404,7 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
     r->cpu_ms = req->limits->cpu_time_ms;
     r->max_output = req->limits->max_output_bytes;
     r->bw = -1;
-    r->st_fd = r->out[0].fd = r->out[1].fd = -1;
+    r->st_fd = r->out[0].fd = r->out[1].fd = r->col_fd = -1;
     if (env->cg->version == AGENT_CG_NONE) {
         rc = se_err_set(err, SE_UNAVAILABLE, "the worker's cgroup counters are unreadable (%s)",
                         env->cg->why);
@@ -372,17 +419,33 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
     }
     self[sn] = 0;
     if (pipe_cloexec(out_p, true) < 0 || pipe_cloexec(err_p, true) < 0 ||
-        pipe_cloexec(st_p, true) < 0 || pipe_cloexec(ex_p, false) < 0) {
+        pipe_cloexec(st_p, true) < 0 || pipe_cloexec(ex_p, false) < 0 ||
+        (req->n_collect && pipe_cloexec(col_p, true) < 0)) {
         rc = se_err_errno(err, SE_INTERNAL, "pipe");
         goto out;
     }
     if (env->zygote) {
+        /* Files are gathered by the fresh jail's pid 1; a zygote run has no
+         * such process (the daemon refuses collect for it first). */
+        if (req->n_collect) {
+            rc = se_err_set(err, SE_INVALID, "collect: not available with the zygote runner");
+            goto out;
+        }
         rc = start_in_zygote(r, &msg, out_p, err_p, st_p, err);
         if (rc < 0)
             goto out;
         goto ready;
     }
-    rc = agent_jail_build(&j, req, self, st_p[1], err);
+    if (req->n_collect) {
+        r->col = malloc(sizeof(*r->col));
+        if (!r->col) {
+            rc = se_err_set(err, SE_INTERNAL, "out of memory");
+            goto out;
+        }
+        agent_collect_rd_init(r->col, req->limits->max_collect_files,
+                              req->limits->max_collect_bytes);
+    }
+    rc = agent_jail_build(&j, req, self, st_p[1], col_p[1], err);
     if (rc < 0)
         goto out;
     /* The request's bytes now live in the memfds: give them back. */
@@ -405,7 +468,8 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
         goto out;
     }
     if (r->bw == 0)
-        exec_bwrap(&j, out_p[1], err_p[1], st_p[1], ex_p[1], parent);
+        exec_bwrap(&j, out_p[1], err_p[1], st_p[1], col_p[1], ex_p[1], parent);
+    close_fd(&col_p[1]);
     close_fd(&out_p[1]);
     close_fd(&err_p[1]);
     close_fd(&st_p[1]);
@@ -434,7 +498,8 @@ ready:
     r->out[0].fd = out_p[0];
     r->out[1].fd = err_p[0];
     r->st_fd = st_p[0];
-    out_p[0] = err_p[0] = st_p[0] = -1;
+    r->col_fd = col_p[0];
+    out_p[0] = err_p[0] = st_p[0] = col_p[0] = -1;
     r->phase = PH_RUNNING;
     r->next_tick = r->t0 + TICK_MS * 1000;
     *out = r;
@@ -443,8 +508,8 @@ out:
     if (msg)
         safeeval__agent__v1__request__free_unpacked(msg, NULL);
     agent_jail_free(&j);
-    int *all[] = {&out_p[0], &out_p[1], &err_p[0], &err_p[1],
-                  &st_p[0],  &st_p[1],  &ex_p[0],  &ex_p[1]};
+    int *all[] = {&out_p[0], &out_p[1], &err_p[0], &err_p[1], &st_p[0],
+                  &st_p[1],  &ex_p[0],  &ex_p[1],  &col_p[0], &col_p[1]};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         close_fd(all[i]);
     if (r)
@@ -464,10 +529,13 @@ agent_run_pollfds(agent_run *r, struct pollfd *pf, int max)
         return 0;
     if (r->st_fd >= 0 && n < max)
         pf[n++] = (struct pollfd){.fd = r->st_fd, .events = POLLIN};
-    if (pipes_readable(r) && r->env->can_output(r->env->ud))
+    if (pipes_readable(r) && r->env->can_output(r->env->ud)) {
         for (int i = 0; i < 2 && n < max; i++)
             if (r->out[i].fd >= 0 && !r->out[i].wait_tick)
                 pf[n++] = (struct pollfd){.fd = r->out[i].fd, .events = POLLIN};
+        if (r->col_fd >= 0 && n < max)
+            pf[n++] = (struct pollfd){.fd = r->col_fd, .events = POLLIN};
+    }
     return n;
 }
 
@@ -522,10 +590,13 @@ agent_run_step(agent_run *r)
         r->next_tick = now + TICK_MS * 1000;
         r->out[0].wait_tick = r->out[1].wait_tick = false;
     }
-    if (pipes_readable(r))
+    if (pipes_readable(r)) {
         for (int i = 0; i < 2; i++)
             if (!r->out[i].wait_tick)
                 stream_read(r, i);
+        if (r->col)
+            collect_read(r);
+    }
     agent_reap(r->bw, &r->bw_status, &r->bw_reaped);
 
     if (r->phase == PH_RUNNING) {
@@ -566,8 +637,11 @@ agent_run_step(agent_run *r)
         close_fd(&r->out[0].fd);
         close_fd(&r->out[1].fd);
         close_fd(&r->st_fd);
+        close_fd(&r->col_fd);
+        if (r->col)
+            r->col->len = 0;
     }
-    if (r->out[0].fd >= 0 || r->out[1].fd >= 0)
+    if (r->out[0].fd >= 0 || r->out[1].fd >= 0 || r->col_fd >= 0 || (r->col && r->col->len))
         return;
     status_read(r);
     finish(r);
@@ -625,7 +699,7 @@ finish(agent_run *r)
     if (ru_us > ru0_us && ru_us - ru0_us > cpu_us)
         cpu_us = ru_us - ru0_us;
 
-    if (r->counters_lost) {
+    if (r->counters_lost || (r->col && r->col->bad)) {
         r->resp.error = r->error;
         return;
     }
@@ -704,6 +778,10 @@ finish(agent_run *r)
     res->stderr_bytes = r->out[1].total;
     res->stdout_truncated = r->out[0].total > r->out[0].sent;
     res->stderr_truncated = r->out[1].total > r->out[1].sent;
+    /* A walk that did not reach its end (the run was killed, or ended
+     * before it could collect) left matching files out, or may have. */
+    if (r->col)
+        res->files_truncated = r->col->truncated || !r->col->ended;
 }
 
 uint64_t
@@ -746,5 +824,7 @@ agent_run_free(agent_run *r)
     close_fd(&r->st_fd);
     close_fd(&r->out[0].fd);
     close_fd(&r->out[1].fd);
+    close_fd(&r->col_fd);
+    free(r->col);
     free(r);
 }

@@ -96,6 +96,25 @@ on_output(void *ud, int stream, const uint8_t *data, size_t len)
 }
 
 static void
+on_file(void *ud, const char *path, uint64_t size, const uint8_t *data, size_t len)
+{
+    server *s = ud;
+    Safeeval__Agent__V1__FileChunk f = SAFEEVAL__AGENT__V1__FILE_CHUNK__INIT;
+    if (path) {
+        f.path = (char *)path;
+        f.size = size;
+    }
+    f.data.data = (uint8_t *)data;
+    f.data.len = len;
+    Safeeval__Agent__V1__Event ev = SAFEEVAL__AGENT__V1__EVENT__INIT;
+    ev.id = agent_run_id(s->run);
+    ev.ev_case = SAFEEVAL__AGENT__V1__EVENT__EV_FILE;
+    ev.file = &f;
+    if (wire_put_event(&s->w, &ev) < 0)
+        agent_log("file event of %zu bytes does not fit the queue", len); /* a bug */
+}
+
+static void
 send_state(server *s)
 {
     Safeeval__Agent__V1__State st = SAFEEVAL__AGENT__V1__STATE__INIT;
@@ -433,6 +452,7 @@ setup(server *s, const char *build_id)
     s->env.cg = &s->cg;
     s->env.can_output = can_output;
     s->env.output = on_output;
+    s->env.file = on_file;
     s->env.ud = s;
     return 0;
 }

@@ -72,6 +72,15 @@ agent_env_name_validate(const char *name, se_err *err)
     return 0;
 }
 
+int
+agent_collect_pattern_validate(const char *pattern, se_err *err)
+{
+    /* The same rules as a file's path: a pattern names files under the
+     * work dir and nothing else ("..", "/x" and "./x" are refused, not
+     * matched against). */
+    return agent_path_validate(pattern, err);
+}
+
 /* a is a proper directory prefix of b ("x" of "x/y"). */
 static bool
 is_dir_prefix(const char *a, const char *b)
@@ -137,6 +146,19 @@ agent_request_validate(const agent_request *req, se_err *err)
                               AGENT_MAX_ARG);
         total += strlen(e->key) + n + 2;
     }
+    if (req->n_collect > AGENT_MAX_COLLECT)
+        return se_err_set(err, SE_INVALID, "more than %d collect patterns", AGENT_MAX_COLLECT);
+    for (size_t i = 0; i < req->n_collect; i++) {
+        if ((rc = agent_collect_pattern_validate(req->collect[i], err)) < 0)
+            return se_err_prefix(err, "collect[%zu]", i);
+        total += strlen(req->collect[i]) + 1;
+    }
+    if (req->n_collect && (!req->limits->max_collect_files || !req->limits->max_collect_bytes ||
+                           req->limits->max_collect_files > AGENT_MAX_COLLECT_FILES ||
+                           req->limits->max_collect_bytes > AGENT_MAX_COLLECT_BYTES))
+        return se_err_set(err, SE_INVALID,
+                          "limits: collect caps unset or over %d files, %llu bytes",
+                          AGENT_MAX_COLLECT_FILES, (unsigned long long)AGENT_MAX_COLLECT_BYTES);
     if (total > AGENT_MAX_ARGV_TOTAL)
         return se_err_set(err, SE_INVALID, "args and env over %d bytes", AGENT_MAX_ARGV_TOTAL);
 

@@ -656,3 +656,107 @@ image_prune_dangling(image_cache *ic, int64_t min_age_s, se_err *err)
     cJSON_Delete(list);
     return first_rc;
 }
+
+/* ---- bases ----
+ * The base images present now: which Python versions a sandbox can be made
+ * for (GetServerInfo). A base is an image whose tag the base template
+ * resolves to for some version; its exact Python version is the
+ * SE_LABEL_BASE_PYTHON label that docker/base/build-base sets, when there. */
+
+/* The version in tag, when the template resolves to tag for it: the
+ * version-shaped text where the template's first {version} stands. */
+static bool
+tag_version(const char *template, const char *tag, char out[IMAGE_BASE_VERSION_MAX + 1])
+{
+    const char *tok = strstr(template, "{version}");
+    if (!tok)
+        return false;
+    size_t pre = (size_t)(tok - template);
+    if (strncmp(tag, template, pre) != 0)
+        return false;
+    const char *v = tag + pre;
+    size_t n = strspn(v, "0123456789.");
+    if (n == 0 || n > IMAGE_BASE_VERSION_MAX)
+        return false;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    if (image_validate_version(out, NULL) < 0)
+        return false;
+    cleanup_free char *ref = NULL;
+    if (image_base_ref_resolve(&ref, template, out, NULL) < 0)
+        return false;
+    /* The engine names Docker Hub's official images without "docker.io/library/". */
+    return strcmp(ref, tag) == 0;
+}
+
+/* Version order ("3.9" before "3.12"): the versions are validated digits
+ * and dots. */
+static int
+cmp_base(const void *a, const void *b)
+{
+    const char *x = ((const image_base *)a)->version, *y = ((const image_base *)b)->version;
+    while (*x || *y) {
+        unsigned long u = strtoul(x, (char **)&x, 10), v = strtoul(y, (char **)&y, 10);
+        if (u != v)
+            return u < v ? -1 : 1;
+        if (*x == '.')
+            x++;
+        if (*y == '.')
+            y++;
+        if (!*x != !*y)
+            return *x ? 1 : -1;
+    }
+    return 0;
+}
+
+int
+image_base_list(image_cache *ic, image_base **out, size_t *n_out, se_err *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    cJSON *list = NULL;
+    int rc = docker_image_list(ic->dc, NULL, false, &list, err);
+    if (rc < 0)
+        return se_err_prefix(err, "list base images");
+    image_base *v = NULL;
+    size_t n = 0;
+    const cJSON *img;
+    cJSON_ArrayForEach(img, list)
+    {
+        const cJSON *tags = cJSON_GetObjectItemCaseSensitive(img, "RepoTags");
+        const cJSON *labels = cJSON_GetObjectItemCaseSensitive(img, "Labels");
+        const cJSON *py = cJSON_GetObjectItemCaseSensitive(labels, SE_LABEL_BASE_PYTHON);
+        const cJSON *tag;
+        cJSON_ArrayForEach(tag, tags)
+        {
+            char ver[IMAGE_BASE_VERSION_MAX + 1];
+            if (!cJSON_IsString(tag) || strlen(tag->valuestring) > IMAGE_BASE_REF_MAX ||
+                !tag_version(ic->base_template, tag->valuestring, ver))
+                continue;
+            if (n == IMAGE_BASES_MAX)
+                break;
+            image_base *g = realloc(v, (n + 1) * sizeof(*v));
+            if (!g) {
+                free(v);
+                cJSON_Delete(list);
+                return se_err_set(err, SE_INTERNAL, "out of memory");
+            }
+            v = g;
+            memset(&v[n], 0, sizeof(v[n]));
+            strcpy(v[n].version, ver);
+            strcpy(v[n].ref, tag->valuestring);
+            /* The label is the engine's copy of what the image says: checked
+             * like any outside text. */
+            if (cJSON_IsString(py) && strlen(py->valuestring) <= IMAGE_BASE_VERSION_MAX &&
+                image_validate_version(py->valuestring, NULL) == 0)
+                strcpy(v[n].full_version, py->valuestring);
+            n++;
+        }
+    }
+    cJSON_Delete(list);
+    if (n)
+        qsort(v, n, sizeof(*v), cmp_base);
+    *out = v;
+    *n_out = n;
+    return 0;
+}

@@ -106,6 +106,21 @@ typedef struct image_gc_stats {
  * refuses (a container appeared meanwhile) is skipped. out may be NULL. */
 int image_collect(image_cache *ic, const image_gc_opts *opts, image_gc_stats *out, se_err *err);
 
+/* A base image present in the engine: what a sandbox can be made from. */
+#define SE_LABEL_BASE_PYTHON "safeeval.python.version" /* base images: "3.11.2" */
+#define IMAGE_BASE_VERSION_MAX 32
+#define IMAGE_BASE_REF_MAX 255
+#define IMAGE_BASES_MAX 64
+typedef struct image_base {
+    char version[IMAGE_BASE_VERSION_MAX + 1];      /* as a request names it: "3.11" */
+    char full_version[IMAGE_BASE_VERSION_MAX + 1]; /* its label's "3.11.2"; "" = unknown */
+    char ref[IMAGE_BASE_REF_MAX + 1];              /* "safeeval/python:3.11" */
+} image_base;
+
+/* The base images present now whose tag the base template resolves to,
+ * sorted by version (at most IMAGE_BASES_MAX). *out malloc'd (free). */
+int image_base_list(image_cache *ic, image_base **out, size_t *n_out, se_err *err);
+
 /* Removes dangling (untagged, childless) images that carry our label and
  * are at least min_age_s old: leftovers of builds that died with a daemon.
  * Younger ones may be the steps of a build in progress. */

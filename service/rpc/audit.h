@@ -16,8 +16,8 @@ typedef struct rpc_audit {
     const char *identity; /* NULL: none established (UNAUTHENTICATED) */
     bool admin;
     const char *peer;
-    const char *method; /* "Eval" */
-    const char *path;   /* "/safeeval.v1.SandboxService/Eval" */
+    const char *method;  /* "Eval" */
+    const char *path;    /* "/safeeval.v1.SandboxService/Eval" */
     const char *sandbox; /* "" when the call names none */
     int status;          /* gRPC status code */
     double duration_ms;

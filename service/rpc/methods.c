@@ -3,10 +3,13 @@
  * the response message. Responses are malloc'd so that the server frees them
  * with protobuf_c_message_free_unpacked(msg, NULL) like everything else. */
 #include <assert.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "rpc/rpc.h"
 #include "sandbox/sandbox.h"
+#include "util/clock.h"
 
 /* Makes the response `desc` and puts `child` (may be NULL) into its first
  * field, which must be a singular message field: every response of this
@@ -133,6 +136,148 @@ method_list(void *svc, const rpc_identity *who, const ProtobufCMessage *req, Pro
     return 0;
 }
 
+/* ---- streaming ---- */
+
+/* A RunEvent with one chunk of output, sent and waited for: the sink of a
+ * streamed run (sandbox_output_fn). */
+static int
+run_chunk(void *ud, int stream, const uint8_t *data, size_t len, se_err *err)
+{
+    Safeeval__V1__RunEvent ev = SAFEEVAL__V1__RUN_EVENT__INIT;
+    ProtobufCBinaryData bytes = {.len = len, .data = (uint8_t *)data};
+    if (stream == 1) {
+        ev.event_case = SAFEEVAL__V1__RUN_EVENT__EVENT_STDOUT;
+        ev.stdout = bytes;
+    } else {
+        ev.event_case = SAFEEVAL__V1__RUN_EVENT__EVENT_STDERR;
+        ev.stderr = bytes;
+    }
+    return rpc_call_send(ud, &ev.base, err);
+}
+
+static int
+run_result(rpc_call *st, Safeeval__V1__ExecResult *res, se_err *err)
+{
+    Safeeval__V1__RunEvent ev = SAFEEVAL__V1__RUN_EVENT__INIT;
+    ev.event_case = SAFEEVAL__V1__RUN_EVENT__EVENT_RESULT;
+    ev.result = res;
+    int r = rpc_call_send(st, &ev.base, err);
+    protobuf_c_message_free_unpacked(&res->base, NULL);
+    return r;
+}
+
+static int
+method_eval_stream(void *svc, const ProtobufCMessage *req, rpc_call *st, const se_cancel *cancel,
+                   se_err *err)
+{
+    Safeeval__V1__ExecResult *res = NULL;
+    sandbox_caller me = caller_of(rpc_call_who(st));
+    int r = sandbox_eval_stream(svc, &me, (const Safeeval__V1__EvalRequest *)req, &res, run_chunk,
+                                st, cancel, err);
+    return r < 0 ? r : run_result(st, res, err);
+}
+
+static int
+method_execute_file_stream(void *svc, const ProtobufCMessage *req, rpc_call *st,
+                           const se_cancel *cancel, se_err *err)
+{
+    Safeeval__V1__ExecResult *res = NULL;
+    sandbox_caller me = caller_of(rpc_call_who(st));
+    int r = sandbox_execute_file_stream(svc, &me, (const Safeeval__V1__ExecuteFileRequest *)req,
+                                        &res, run_chunk, st, cancel, err);
+    return r < 0 ? r : run_result(st, res, err);
+}
+
+/* Build lines become CreateEvent progress lines: printable ASCII only (a
+ * proto string must be UTF-8, and a terminal shows them), at most
+ * PROGRESS_LINE_MAX bytes, at most PROGRESS_PER_S a second (the lines over
+ * the rate are counted and said in the next line that goes). A line that
+ * cannot be sent stops the progress; the build notices the cancellation
+ * itself. */
+#define PROGRESS_LINE_MAX 400
+#define PROGRESS_PER_S 50
+
+typedef struct progress_ctx {
+    rpc_call *st;
+    bool failed;
+    int64_t window_ms;
+    unsigned in_window;
+    unsigned skipped;
+} progress_ctx;
+
+static void
+create_progress(const char *line, void *ud)
+{
+    progress_ctx *p = ud;
+    if (p->failed || !line)
+        return;
+    int64_t now = clock_mono_ms();
+    if (now - p->window_ms >= 1000) {
+        p->window_ms = now;
+        p->in_window = 0;
+    }
+    if (p->in_window >= PROGRESS_PER_S) {
+        p->skipped++;
+        return;
+    }
+    p->in_window++;
+    char buf[PROGRESS_LINE_MAX + 64];
+    size_t o = 0;
+    if (p->skipped) {
+        o = (size_t)snprintf(buf, sizeof(buf), "(%u lines skipped) ", p->skipped);
+        p->skipped = 0;
+    }
+    for (const char *s = line; *s && o < sizeof(buf) - 1; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\r' || c == '\n')
+            continue;
+        buf[o++] = (c >= 0x20 && c < 0x7f) || c == '\t' ? (char)c : '?';
+    }
+    buf[o] = '\0';
+    if (o == 0)
+        return;
+    Safeeval__V1__CreateEvent ev = SAFEEVAL__V1__CREATE_EVENT__INIT;
+    ev.event_case = SAFEEVAL__V1__CREATE_EVENT__EVENT_PROGRESS;
+    ev.progress = buf;
+    if (rpc_call_send(p->st, &ev.base, NULL) < 0)
+        p->failed = true;
+}
+
+static int
+method_create_stream(void *svc, const ProtobufCMessage *req, rpc_call *st, const se_cancel *cancel,
+                     se_err *err)
+{
+    Safeeval__V1__Sandbox *sb = NULL;
+    progress_ctx p = {.st = st, .window_ms = clock_mono_ms()};
+    sandbox_caller me = caller_of(rpc_call_who(st));
+    int r = sandbox_create(svc, &me, (const Safeeval__V1__CreateSandboxRequest *)req, &sb,
+                           create_progress, &p, cancel, err);
+    if (r < 0)
+        return r;
+    Safeeval__V1__CreateEvent ev = SAFEEVAL__V1__CREATE_EVENT__INIT;
+    ev.event_case = SAFEEVAL__V1__CREATE_EVENT__EVENT_SANDBOX;
+    ev.sandbox = sb;
+    r = rpc_call_send(st, &ev.base, err);
+    protobuf_c_message_free_unpacked(&sb->base, NULL);
+    /* The sandbox exists, whether or not the client got to hear of it: its
+     * idle timeout reaps it (the unary CreateSandbox has the same window). */
+    return r;
+}
+
+static int
+method_server_info(void *svc, const rpc_identity *who, const ProtobufCMessage *req,
+                   ProtobufCMessage **out, const se_cancel *cancel, se_err *err)
+{
+    (void)who;
+    (void)req;
+    (void)cancel;
+    Safeeval__V1__ServerInfo *info = NULL;
+    int r = sandbox_server_info(svc, &info, err);
+    if (r < 0)
+        return r;
+    return respond(out, &safeeval__v1__get_server_info_response__descriptor, &info->base, err);
+}
+
 #define SVC "/safeeval.v1.SandboxService/"
 
 const rpc_method rpc_sandbox_methods[] = {
@@ -143,6 +288,13 @@ const rpc_method rpc_sandbox_methods[] = {
      NULL},
     {SVC "GetSandbox", &safeeval__v1__get_sandbox_request__descriptor, method_get, NULL},
     {SVC "ListSandboxes", &safeeval__v1__list_sandboxes_request__descriptor, method_list, NULL},
+    {SVC "EvalStream", &safeeval__v1__eval_request__descriptor, NULL, method_eval_stream},
+    {SVC "ExecuteFileStream", &safeeval__v1__execute_file_request__descriptor, NULL,
+     method_execute_file_stream},
+    {SVC "CreateSandboxStream", &safeeval__v1__create_sandbox_request__descriptor, NULL,
+     method_create_stream},
+    {SVC "GetServerInfo", &safeeval__v1__get_server_info_request__descriptor, method_server_info,
+     NULL},
 };
 const size_t rpc_sandbox_methods_count =
     sizeof(rpc_sandbox_methods) / sizeof(rpc_sandbox_methods[0]);

@@ -53,11 +53,14 @@ typedef struct rpc_method {
     rpc_stream_fn stream;  /* streaming: exactly one of the two is set */
 } rpc_method;
 
-/* Sends one message of a streaming call (the initial metadata with the
- * first) and waits until gRPC took it: one message in flight per call, so a
- * client that does not read holds the handler here (until it reads, leaves,
- * or its deadline passes). SE_CANCELLED when the client is gone,
- * SE_INTERNAL if the message cannot be packed. */
+/* Sends one message of a streaming call (borrowed; the initial metadata
+ * with the first) and waits until gRPC took it: one message in flight per
+ * call, so a client that reads slowly holds the handler here (HTTP/2 flow
+ * control) instead of making the server queue messages. SE_CANCELLED when
+ * the client is gone, SE_DEADLINE at its deadline, SE_EXHAUSTED when a
+ * SandboxService stream's client took nothing for 60 s (the call is then
+ * cancelled), SE_INTERNAL if the message cannot be packed. After a failure
+ * every later send fails the same way. */
 int rpc_call_send(rpc_call *call, const ProtobufCMessage *msg, se_err *err);
 /* Receives the next message of the client's stream, unpacked with desc and
  * checked like a unary request (*out freed by the caller with

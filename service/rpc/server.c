@@ -67,6 +67,10 @@
 /* A streaming call waiting for its batch looks at the server's state this
  * often (shutdown cancels a stream that waits for its client). */
 #define RPC_STREAM_POLL_MS 500
+/* A streamed message the client has not taken after this long cancels the
+ * call (RESOURCE_EXHAUSTED): a client that stops reading must not hold a
+ * worker thread and a sandbox's worker for ever. */
+#define RPC_STREAM_STALL_MS 60000
 
 enum tag_kind { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN, TAG_OP };
 
@@ -100,6 +104,7 @@ struct rpc_call {
     pthread_cond_t op_cv;
     bool op_done, op_ok;
     bool sent_initial_md;
+    bool stalled; /* a send gave up on the client (RPC_STREAM_STALL_MS) */
     grpc_byte_buffer *recv_buf;
     struct rpc_tag op_tag;
     grpc_metadata trailing[2];
@@ -863,8 +868,9 @@ rpc_call_who(const rpc_call *c)
  * a receive), so an idle stream never holds the shutdown's grace. Returns
  * -1 if the batch could not start, else the batch's success (0/1). */
 static int
-call_op(struct rpc_call *c, const grpc_op *ops, size_t n, bool cancel_on_drain)
+call_op(struct rpc_call *c, const grpc_op *ops, size_t n, bool cancel_on_drain, int64_t stall_ms)
 {
+    int64_t give_up = stall_ms > 0 ? clock_mono_ms() + stall_ms : INT64_MAX;
     pthread_mutex_lock(&c->op_mu);
     c->op_done = false;
     pthread_mutex_unlock(&c->op_mu);
@@ -886,6 +892,16 @@ call_op(struct rpc_call *c, const grpc_op *ops, size_t n, bool cancel_on_drain)
             pthread_mutex_lock(&c->op_mu);
             continue;
         }
+        if (!cancelled && clock_mono_ms() >= give_up) {
+            /* A client that takes nothing holds a worker and a run: cut. */
+            pthread_mutex_unlock(&c->op_mu);
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                         "the client took no message for too long", NULL);
+            cancelled = true;
+            c->stalled = true;
+            pthread_mutex_lock(&c->op_mu);
+            continue;
+        }
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += RPC_STREAM_POLL_MS * 1000000L;
@@ -900,11 +916,23 @@ call_op(struct rpc_call *c, const grpc_op *ops, size_t n, bool cancel_on_drain)
     return ok ? 1 : 0;
 }
 
+/* Why a send failed, the same for every later one. */
+static int
+send_failed(struct rpc_call *c, se_err *err)
+{
+    if (c->stalled)
+        return se_err_set(err, SE_EXHAUSTED, "send: the client took no message for %d s",
+                          RPC_STREAM_STALL_MS / 1000);
+    if (c->cancel.deadline_ms != INT64_MAX && clock_mono_ms() >= c->cancel.deadline_ms)
+        return se_err_set(err, SE_DEADLINE, "send: the client's deadline passed");
+    return se_err_set(err, SE_CANCELLED, "send: the client is gone");
+}
+
 int
 rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, se_err *err)
 {
-    if (call_is_cancelled(c))
-        return se_err_set(err, SE_CANCELLED, "the client is gone");
+    if (c->stalled || call_is_cancelled(c))
+        return send_failed(c, err);
     grpc_byte_buffer *bb = NULL;
     int r = encode(&bb, msg, err);
     if (r < 0)
@@ -919,13 +947,15 @@ rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, se_err *err)
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = bb;
     n++;
-    int ok = call_op(c, ops, n, false);
+    /* Health/Watch and reflection send rarely and wait on their own
+     * threads; a run's stream must not wait on a client forever. */
+    int ok = call_op(c, ops, n, false, c->route->max_live ? 0 : RPC_STREAM_STALL_MS);
     grpc_byte_buffer_destroy(bb);
     if (ok < 0)
         return se_err_set(err, SE_INTERNAL, "send: gRPC refused the batch");
     c->sent_initial_md = true;
     if (!ok)
-        return se_err_set(err, SE_CANCELLED, "send: the client is gone");
+        return send_failed(c, err);
     return 0;
 }
 
@@ -940,7 +970,7 @@ rpc_call_recv(rpc_call *c, const ProtobufCMessageDescriptor *desc, ProtobufCMess
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->recv_buf;
-    int ok = call_op(c, &op, 1, true);
+    int ok = call_op(c, &op, 1, true, 0);
     if (ok < 0)
         return se_err_set(err, SE_INTERNAL, "receive: gRPC refused the batch");
     if (!ok) {

@@ -22,7 +22,9 @@ limits_to_json(const sandbox_limits *l)
         !cJSON_AddNumberToObject(o, "memory_bytes", (double)l->memory_bytes) ||
         !cJSON_AddNumberToObject(o, "max_processes", (double)l->max_processes) ||
         !cJSON_AddNumberToObject(o, "max_output_bytes", (double)l->max_output_bytes) ||
-        !cJSON_AddNumberToObject(o, "max_file_bytes", (double)l->max_file_bytes)) {
+        !cJSON_AddNumberToObject(o, "max_file_bytes", (double)l->max_file_bytes) ||
+        !cJSON_AddNumberToObject(o, "max_collect_files", (double)l->max_collect_files) ||
+        !cJSON_AddNumberToObject(o, "max_collect_bytes", (double)l->max_collect_bytes)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -192,6 +194,11 @@ sandbox_spec_from_json(sandbox_spec *out, const sandbox_config *cfg, const char 
     LIM(max_processes, UINT32_MAX);
     LIM(max_output_bytes, (1ull << 52));
     LIM(max_file_bytes, (1ull << 52));
+    /* Added later: a sandbox made before them has none (0 = the default). */
+    if (cJSON_GetObjectItemCaseSensitive(jlim, "max_collect_files"))
+        LIM(max_collect_files, UINT32_MAX);
+    if (cJSON_GetObjectItemCaseSensitive(jlim, "max_collect_bytes"))
+        LIM(max_collect_bytes, (1ull << 52));
 #undef LIM
     req.limits = &lim;
     req.idle_timeout_s = (uint32_t)idle;

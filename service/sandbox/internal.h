@@ -29,6 +29,7 @@
 #define SANDBOX_MAX_ARGS AGENT_MAX_ARGS
 #define SANDBOX_ARG_MAX AGENT_MAX_ARG
 #define SANDBOX_MAX_ENV AGENT_MAX_ENV
+#define SANDBOX_MAX_COLLECT AGENT_MAX_COLLECT
 #define SANDBOX_AGENT_PATH "/usr/local/bin/safeeval-agent"
 #define SANDBOX_VERSION_FILE "/opt/safeeval/python-version"
 #define SANDBOX_LABEL_PYTHON "safeeval.python"
@@ -101,6 +102,8 @@ typedef struct sandbox_run_input {
     const Safeeval__V1__Limits *limits; /* may be NULL */
     Safeeval__V1__File *const *files;
     size_t n_files;
+    char *const *collect; /* patterns: normalised in place by sandbox_validate_run */
+    size_t n_collect;
 } sandbox_run_input;
 
 /* ---- validate.c (pure) ---- */
@@ -247,6 +250,24 @@ typedef struct sandbox_run_acc {
     Safeeval__V1__ExecResult *result; /* at Done, when the agent ran it */
     char agent_error[512];            /* at Done, when it did not (printable) */
     bool done, cancelled, clean;
+    /* Streaming: output goes to sink instead of out/err. After the sink
+     * fails (sink_failed, sink_err) or is dropped (NULL) the output is
+     * counted and discarded. sink_ms: time spent inside it. */
+    sandbox_output_fn sink;
+    void *sink_ud;
+    bool sink_failed;
+    se_err sink_err;
+    int64_t sink_ms;
+    /* Files back: the run's patterns (borrowed), what came so far (every
+     * file whole but the last, which owes file_left bytes), within the
+     * caps max_files and max_bytes. */
+    char *const *collect;
+    size_t n_collect;
+    uint32_t max_files;
+    uint64_t max_bytes;
+    Safeeval__V1__File **files;
+    size_t n_files;
+    uint64_t files_bytes, file_left;
 } sandbox_run_acc;
 void sandbox_run_acc_init(sandbox_run_acc *a, uint64_t id, const sandbox_limits *lim);
 void sandbox_run_acc_clear(sandbox_run_acc *a);
@@ -254,7 +275,8 @@ void sandbox_run_acc_clear(sandbox_run_acc *a);
  * run goes on, 1 at its Done, negative (SE_PROTOCOL) when the agent broke the
  * protocol: then the worker must not be trusted again. */
 int sandbox_run_feed(sandbox_run_acc *a, const uint8_t *p, size_t n, se_err *err);
-/* The run's ExecResult with the output kept; a->result is handed over. */
+/* The run's ExecResult with the output and the files kept; a->result and
+ * the files are handed over. */
 Safeeval__V1__ExecResult *sandbox_run_take(sandbox_run_acc *a);
 /* An Event payload that answers a sync: *out = the State (caller frees
  * with safeeval__agent__v1__state__free_unpacked), *done_id = the id of a
@@ -366,7 +388,7 @@ int sandbox_worker_adopt(sandbox_manager *m, const char *cid, uint64_t memory, s
  * failure, or a run that could not be cleaned up, sets w->broken. */
 int sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
                        const sandbox_limits *lim, Safeeval__V1__ExecResult **out,
-                       const se_cancel *cancel, se_err *err);
+                       sandbox_output_fn sink, void *sink_ud, const se_cancel *cancel, se_err *err);
 /* Closes the stream and frees; removes the container when remove is set. */
 void sandbox_worker_free(sandbox_manager *m, sandbox_worker *w, bool remove);
 /* Removes a worker container; one the engine does not remove now is kept

@@ -443,7 +443,8 @@ find_for(sandbox_manager *m, const sandbox_caller *who, const char *id, sandbox_
 
 static int
 run_common(sandbox_manager *m, const sandbox_caller *who, const sandbox_run_input *in, bool is_eval,
-           Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
+           Safeeval__V1__ExecResult **out, sandbox_output_fn sink, void *ud,
+           const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
     sandbox_entry *e = NULL;
@@ -455,6 +456,11 @@ run_common(sandbox_manager *m, const sandbox_caller *who, const sandbox_run_inpu
     rc = sandbox_validate_run(in, is_eval, err);
     if (rc < 0)
         goto out;
+    if (in->n_collect && e->spec.runner == SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE) {
+        /* The fresh jail's pid 1 gathers the files; a zygote run has none. */
+        rc = se_err_set(err, SE_INVALID, "collect: not available in a RUNNER_ZYGOTE sandbox");
+        goto out;
+    }
     sandbox_limits lim;
     rc = sandbox_limits_for_run(&lim, &e->spec.limits, in->limits, err);
     if (rc < 0)
@@ -496,7 +502,7 @@ run_common(sandbox_manager *m, const sandbox_caller *who, const sandbox_run_inpu
     pthread_mutex_lock(&m->reg.mu);
     uint64_t id = ++m->run_ids;
     pthread_mutex_unlock(&m->reg.mu);
-    rc = sandbox_worker_run(w, id, in, &lim, out, cancel, err);
+    rc = sandbox_worker_run(w, id, in, &lim, out, sink, ud, cancel, err);
     metrics_observe_us(METRICS_RUN_SECONDS, clock_mono_us() - t_got);
     metrics_run_done(rc == 0 ? (int)(*out)->reason : METRICS_RUN_ERROR);
     pthread_mutex_lock(&m->reg.mu);
@@ -534,6 +540,14 @@ int
 sandbox_eval(sandbox_manager *m, const sandbox_caller *who, const Safeeval__V1__EvalRequest *req,
              Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err)
 {
+    return sandbox_eval_stream(m, who, req, out, NULL, NULL, cancel, err);
+}
+
+int
+sandbox_eval_stream(sandbox_manager *m, const sandbox_caller *who,
+                    const Safeeval__V1__EvalRequest *req, Safeeval__V1__ExecResult **out,
+                    sandbox_output_fn sink, void *ud, const se_cancel *cancel, se_err *err)
+{
     *out = NULL;
     if (req->n_env > SANDBOX_MAX_ENV)
         return se_err_set(err, SE_INVALID, "env: %zu entries, at most %d", req->n_env,
@@ -555,14 +569,25 @@ sandbox_eval(sandbox_manager *m, const sandbox_caller *who, const Safeeval__V1__
         .limits = req->limits,
         .files = req->files,
         .n_files = req->n_files,
+        .collect = req->collect,
+        .n_collect = req->n_collect,
     };
-    return run_common(m, who, &in, true, out, cancel, err);
+    return run_common(m, who, &in, true, out, sink, ud, cancel, err);
 }
 
 int
 sandbox_execute_file(sandbox_manager *m, const sandbox_caller *who,
                      const Safeeval__V1__ExecuteFileRequest *req, Safeeval__V1__ExecResult **out,
                      const se_cancel *cancel, se_err *err)
+{
+    return sandbox_execute_file_stream(m, who, req, out, NULL, NULL, cancel, err);
+}
+
+int
+sandbox_execute_file_stream(sandbox_manager *m, const sandbox_caller *who,
+                            const Safeeval__V1__ExecuteFileRequest *req,
+                            Safeeval__V1__ExecResult **out, sandbox_output_fn sink, void *ud,
+                            const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
     if (req->n_env > SANDBOX_MAX_ENV)
@@ -585,8 +610,10 @@ sandbox_execute_file(sandbox_manager *m, const sandbox_caller *who,
         .limits = req->limits,
         .files = req->files,
         .n_files = req->n_files,
+        .collect = req->collect,
+        .n_collect = req->n_collect,
     };
-    return run_common(m, who, &in, false, out, cancel, err);
+    return run_common(m, who, &in, false, out, sink, ud, cancel, err);
 }
 
 int

@@ -283,6 +283,8 @@ sandbox_entry_to_msg(sandbox_registry *r, const sandbox_entry *e)
     s->limits->max_processes = sp->limits.max_processes;
     s->limits->max_output_bytes = sp->limits.max_output_bytes;
     s->limits->max_file_bytes = sp->limits.max_file_bytes;
+    s->limits->max_collect_files = sp->limits.max_collect_files;
+    s->limits->max_collect_bytes = sp->limits.max_collect_bytes;
     if (sp->n_modules) {
         s->modules = calloc(sp->n_modules, sizeof(char *));
         if (!s->modules)

@@ -4,12 +4,14 @@
  * hostile: ids, streams, lengths and enums are checked, output is kept under
  * the run's cap, and a violation condemns the worker. */
 #include <assert.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "agent/frame.h"
 #include "sandbox/internal.h"
+#include "util/clock.h"
 
 static void
 limits_fill(Safeeval__V1__Limits *l, const sandbox_limits *lim)
@@ -21,6 +23,8 @@ limits_fill(Safeeval__V1__Limits *l, const sandbox_limits *lim)
     l->max_processes = lim->max_processes;
     l->max_output_bytes = lim->max_output_bytes;
     l->max_file_bytes = lim->max_file_bytes;
+    l->max_collect_files = lim->max_collect_files;
+    l->max_collect_bytes = lim->max_collect_bytes;
 }
 
 /* Packs req behind a frame header into a malloc'd buffer. */
@@ -61,6 +65,8 @@ sandbox_run_frame(uint8_t **out, size_t *out_len, uint64_t id, const sandbox_run
     rr.n_args = in->n_args;
     rr.args = (char **)in->args;
     rr.limits = &l;
+    rr.n_collect = in->n_collect;
+    rr.collect = (char **)in->collect;
     /* Fresh File messages: what the client sent beyond path and content
      * (unknown fields protobuf-c keeps and would pack again) stays here. */
     Safeeval__V1__File *files = NULL, **filesp = NULL;
@@ -144,6 +150,8 @@ sandbox_run_acc_init(sandbox_run_acc *a, uint64_t id, const sandbox_limits *lim)
     memset(a, 0, sizeof(*a));
     a->id = id;
     a->cap = lim->max_output_bytes;
+    a->max_files = lim->max_collect_files;
+    a->max_bytes = lim->max_collect_bytes;
     se_buf_init(&a->out, (size_t)lim->max_output_bytes);
     se_buf_init(&a->err, (size_t)lim->max_output_bytes);
 }
@@ -153,6 +161,9 @@ sandbox_run_acc_clear(sandbox_run_acc *a)
 {
     se_buf_free(&a->out);
     se_buf_free(&a->err);
+    for (size_t i = 0; i < a->n_files; i++)
+        safeeval__v1__file__free_unpacked(a->files[i], NULL);
+    free(a->files);
     if (a->result)
         safeeval__v1__exec_result__free_unpacked(a->result, NULL);
     memset(a, 0, sizeof(*a));
@@ -168,6 +179,64 @@ sanitize(char *dst, size_t cap, const char *src)
         dst[o++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
     }
     dst[o] = '\0';
+}
+
+static bool
+collect_matches(const sandbox_run_acc *a, const char *path)
+{
+    for (size_t i = 0; i < a->n_collect; i++)
+        if (fnmatch(a->collect[i], path, FNM_PATHNAME) == 0)
+            return true;
+    return false;
+}
+
+/* A FileChunk: a file's start, or more of its bytes. Everything is checked
+ * against what the run asked for: a path one of its patterns names, in
+ * strictly increasing order, within its caps; the bytes a file announced
+ * and no more. */
+static int
+file_feed(sandbox_run_acc *a, const Safeeval__Agent__V1__FileChunk *f, se_err *err)
+{
+    if (f->path && *f->path) {
+        if (a->file_left)
+            return se_err_set(err, SE_PROTOCOL, "agent: a file before the last one's bytes");
+        if (agent_path_validate(f->path, NULL) < 0 || !collect_matches(a, f->path))
+            return se_err_set(err, SE_PROTOCOL, "agent: a file collect did not ask for");
+        if (a->n_files && strcmp(f->path, a->files[a->n_files - 1]->path) <= 0)
+            return se_err_set(err, SE_PROTOCOL, "agent: files out of path order");
+        if (a->n_files + 1 > a->max_files || f->size > a->max_bytes - a->files_bytes)
+            return se_err_set(err, SE_PROTOCOL, "agent: files over the collect caps");
+        Safeeval__V1__File **g = realloc(a->files, (a->n_files + 1) * sizeof(*g));
+        if (!g)
+            return se_err_set(err, SE_INTERNAL, "out of memory");
+        a->files = g;
+        Safeeval__V1__File *nf = malloc(sizeof(*nf));
+        if (!nf)
+            return se_err_set(err, SE_INTERNAL, "out of memory");
+        safeeval__v1__file__init(nf);
+        nf->path = strdup(f->path);
+        /* The whole file at once: its size is within the run's cap. */
+        nf->content.data = f->size ? malloc((size_t)f->size) : NULL;
+        if (!nf->path || (f->size && !nf->content.data)) {
+            free(nf->path);
+            free(nf->content.data);
+            free(nf);
+            return se_err_set(err, SE_INTERNAL, "out of memory");
+        }
+        a->files[a->n_files++] = nf;
+        a->files_bytes += f->size;
+        a->file_left = f->size;
+    } else if (!a->n_files) {
+        return se_err_set(err, SE_PROTOCOL, "agent: file bytes before a file");
+    }
+    if (f->data.len > a->file_left)
+        return se_err_set(err, SE_PROTOCOL, "agent: more bytes than the file announced");
+    Safeeval__V1__File *cur = a->files[a->n_files - 1];
+    if (f->data.len)
+        memcpy(cur->content.data + cur->content.len, f->data.data, f->data.len);
+    cur->content.len += f->data.len;
+    a->file_left -= f->data.len;
+    return 0;
 }
 
 /* The Done's result, checked against what the run's events carried. */
@@ -190,6 +259,8 @@ result_check(const sandbox_run_acc *a, const Safeeval__V1__ExecResult *r, se_err
                           "agent: output sent (%" PRIu64 "/%" PRIu64
                           " bytes) does not match the totals (%" PRIu64 "/%" PRIu64 ")",
                           a->out_got, a->err_got, r->stdout_bytes, r->stderr_bytes);
+    if (r->n_files)
+        return se_err_set(err, SE_PROTOCOL, "agent: files inside the result");
     if (r->signal < 0 || r->signal > 64)
         return se_err_set(err, SE_PROTOCOL, "agent: signal %d out of range", r->signal);
     return 0;
@@ -221,14 +292,29 @@ sandbox_run_feed(sandbox_run_acc *a, const uint8_t *p, size_t n, se_err *err)
             rc = se_err_set(err, SE_PROTOCOL, "agent: output past max_output_bytes");
             goto out;
         }
+        *got += o->data.len;
+        if (a->sink) {
+            if (a->sink_failed || o->data.len == 0)
+                break;
+            int64_t t0 = clock_mono_ms();
+            if (a->sink(a->sink_ud, o->stream, o->data.data, o->data.len, &a->sink_err) < 0)
+                a->sink_failed = true;
+            a->sink_ms += clock_mono_ms() - t0;
+            break;
+        }
         se_buf *b = o->stream == 1 ? &a->out : &a->err;
         if (se_buf_append(b, o->data.data, o->data.len) < 0) {
+            *got -= o->data.len;
             rc = se_err_set(err, SE_INTERNAL, "out of memory");
             goto out;
         }
-        *got += o->data.len;
         break;
     }
+    case SAFEEVAL__AGENT__V1__EVENT__EV_FILE:
+        rc = file_feed(a, ev->file, err);
+        if (rc < 0)
+            goto out;
+        break;
     case SAFEEVAL__AGENT__V1__EVENT__EV_DONE: {
         Safeeval__Agent__V1__RunResponse *d = ev->done;
         a->done = true;
@@ -252,6 +338,13 @@ sandbox_run_feed(sandbox_run_acc *a, const uint8_t *p, size_t n, se_err *err)
          * allocator, so the result can be handed over whole. */
         a->result = d->result;
         d->result = NULL;
+        if (a->file_left) {
+            /* The last file was cut (the run was killed while its files
+             * were sent): it is left out, and the result says so. */
+            safeeval__v1__file__free_unpacked(a->files[--a->n_files], NULL);
+            a->file_left = 0;
+            a->result->files_truncated = true;
+        }
         break;
     }
     default:
@@ -278,9 +371,14 @@ sandbox_run_take(sandbox_run_acc *a)
         r->stderr.data = se_buf_steal(&a->err, &len);
         r->stderr.len = r->stderr.data ? len : 0;
     }
-    /* Truncation follows from the totals, whatever the agent says. */
-    r->stdout_truncated = r->stdout_bytes > r->stdout.len;
-    r->stderr_truncated = r->stderr_bytes > r->stderr.len;
+    r->files = a->files;
+    r->n_files = a->n_files;
+    a->files = NULL;
+    a->n_files = 0;
+    /* Truncation follows from the totals, whatever the agent says: kept is
+     * what the events carried (here, or to a stream's sink). */
+    r->stdout_truncated = r->stdout_bytes > a->out_got;
+    r->stderr_truncated = r->stderr_bytes > a->err_got;
     a->result = NULL;
     return r;
 }

@@ -29,6 +29,8 @@ typedef struct sandbox_limits {
     uint32_t max_processes;
     uint64_t max_output_bytes;
     uint64_t max_file_bytes;
+    uint32_t max_collect_files; /* files a run's collect brings back */
+    uint64_t max_collect_bytes; /* their bytes together */
 } sandbox_limits;
 
 /* A tenant name is at most this long (the rpc layer's identities too). */
@@ -90,12 +92,33 @@ void sandbox_manager_free(sandbox_manager *m);
 int sandbox_create(sandbox_manager *m, const sandbox_caller *who,
                    const Safeeval__V1__CreateSandboxRequest *req, Safeeval__V1__Sandbox **out,
                    docker_progress_fn progress, void *ud, const se_cancel *cancel, se_err *err);
+/* Where a streamed run's output goes: each chunk (at most 64 KiB, within
+ * max_output_bytes) as the run writes it, in order, on the thread that runs
+ * it. The sink may block (a slow client): the daemon then reads nothing
+ * more from the worker, so the agent's bounded queue fills and it stops
+ * reading the run's pipes; the run's own limits still end it. A negative
+ * return (err filled) cancels the run, and the call fails with that error. */
+typedef int (*sandbox_output_fn)(void *ud, int stream, const uint8_t *data, size_t len,
+                                 se_err *err);
+
 int sandbox_eval(sandbox_manager *m, const sandbox_caller *who,
                  const Safeeval__V1__EvalRequest *req, Safeeval__V1__ExecResult **out,
                  const se_cancel *cancel, se_err *err);
 int sandbox_execute_file(sandbox_manager *m, const sandbox_caller *who,
                          const Safeeval__V1__ExecuteFileRequest *req,
                          Safeeval__V1__ExecResult **out, const se_cancel *cancel, se_err *err);
+/* sandbox_eval / sandbox_execute_file with the output sent to sink as it
+ * comes: *out's stdout and stderr are empty, its totals and truncated
+ * flags are the run's. */
+int sandbox_eval_stream(sandbox_manager *m, const sandbox_caller *who,
+                        const Safeeval__V1__EvalRequest *req, Safeeval__V1__ExecResult **out,
+                        sandbox_output_fn sink, void *ud, const se_cancel *cancel, se_err *err);
+int sandbox_execute_file_stream(sandbox_manager *m, const sandbox_caller *who,
+                                const Safeeval__V1__ExecuteFileRequest *req,
+                                Safeeval__V1__ExecResult **out, sandbox_output_fn sink, void *ud,
+                                const se_cancel *cancel, se_err *err);
+/* What this server offers (GetServerInfo): *out malloc'd like the rest. */
+int sandbox_server_info(sandbox_manager *m, Safeeval__V1__ServerInfo **out, se_err *err);
 int sandbox_destroy(sandbox_manager *m, const sandbox_caller *who, const char *id,
                     const se_cancel *cancel, se_err *err);
 int sandbox_get(sandbox_manager *m, const sandbox_caller *who, const char *id,

@@ -147,6 +147,8 @@ limits_merge(sandbox_limits *out, const sandbox_limits *dflt, const sandbox_limi
     PICK(max_processes);
     PICK(max_output_bytes);
     PICK(max_file_bytes);
+    PICK(max_collect_files);
+    PICK(max_collect_bytes);
 #undef PICK
     return 0;
 }
@@ -168,9 +170,12 @@ sandbox_limits_for_sandbox(sandbox_limits *out, const sandbox_config *cfg,
     CLAMP(max_processes);
     CLAMP(max_output_bytes);
     CLAMP(max_file_bytes);
+    CLAMP(max_collect_files);
+    CLAMP(max_collect_bytes);
 #undef CLAMP
     if (!out->wall_time_ms || !out->cpu_time_ms || !out->memory_bytes || !out->max_processes ||
-        !out->max_output_bytes || !out->max_file_bytes)
+        !out->max_output_bytes || !out->max_file_bytes || !out->max_collect_files ||
+        !out->max_collect_bytes)
         return se_err_set(err, SE_INTERNAL, "limits: a default limit is 0 (configuration)");
     return 0;
 }
@@ -503,6 +508,18 @@ sandbox_validate_run(const sandbox_run_input *in, bool is_eval, se_err *err)
     if (in->n_env > SANDBOX_MAX_ENV)
         return se_err_set(err, SE_INVALID, "env: %zu entries, at most %d", in->n_env,
                           SANDBOX_MAX_ENV);
+    if (in->n_collect > SANDBOX_MAX_COLLECT)
+        return se_err_set(err, SE_INVALID, "collect: %zu entries, at most %d", in->n_collect,
+                          SANDBOX_MAX_COLLECT);
+    for (size_t i = 0; i < in->n_collect; i++) {
+        /* Like a file's path, normalised in place (the daemon's own copy):
+         * relative, no "..", under the working dir. */
+        if (!in->collect[i])
+            return se_err_set(err, SE_INVALID, "collect[%zu]: missing", i);
+        rc = sandbox_normalise_path(in->collect[i], err);
+        if (rc < 0)
+            return se_err_prefix(err, "collect[%zu]", i);
+    }
 
     /* Sizes next: a huge request is EXHAUSTED, whatever else is wrong in it. */
     uint64_t total = (uint64_t)in->script_len + in->stdin_len;

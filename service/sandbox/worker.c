@@ -343,7 +343,7 @@ overdue_result(sandbox_run_acc *a, int64_t elapsed_us)
 int
 sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
                    const sandbox_limits *lim, Safeeval__V1__ExecResult **out,
-                   const se_cancel *cancel, se_err *err)
+                   sandbox_output_fn sink, void *sink_ud, const se_cancel *cancel, se_err *err)
 {
     *out = NULL;
     uint8_t *frame = NULL;
@@ -360,6 +360,10 @@ sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
     }
     sandbox_run_acc acc;
     sandbox_run_acc_init(&acc, id, lim);
+    acc.sink = sink;
+    acc.sink_ud = sink_ud;
+    acc.collect = in->collect;
+    acc.n_collect = in->n_collect;
     /* The server's own deadline: the agent's wall timer should end the run
      * first; past this it is told to, and past the grace it is replaced. */
     int64_t deadline = t0 + (int64_t)lim->wall_time_ms + SANDBOX_RUN_GRACE_MS;
@@ -391,10 +395,19 @@ sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
         int64_t now = clock_mono_ms();
         if (!cancel_sent) {
             int c = se_cancel_check(cancel, &gone_err);
-            if (c < 0)
+            if (c < 0) {
                 gone = -c;
-            else if (now >= deadline)
+            } else if (acc.sink_failed) {
+                /* The stream's client went away, ran out of time or stalled. */
+                gone_err = acc.sink_err;
+                gone = gone_err.code ? gone_err.code : SE_CANCELLED;
+            } else if (now >= deadline + acc.sink_ms) {
+                /* Time the sink held this thread is not the agent's: it
+                 * could not send while nobody read. */
                 overdue = true;
+            }
+            if (gone)
+                acc.sink_failed = true; /* the rest of the output is dropped */
             if (gone || overdue) {
                 cancel_sent = now;
                 if (worker_ctl(w, id, SANDBOX_CTL_CANCEL, err) < 0) {
@@ -416,6 +429,12 @@ sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
             }
             goto out;
         }
+    }
+    if (!gone && acc.sink_failed) {
+        /* The sink failed on the run's last output: the run is over, the
+         * call still fails. */
+        gone_err = acc.sink_err;
+        gone = gone_err.code ? gone_err.code : SE_CANCELLED;
     }
     if (worker_ctl(w, id, SANDBOX_CTL_ACK, err) < 0)
         w->broken = true; /* the result is had; the next run finds out */

@@ -184,7 +184,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!buf)
         abort();
     size--;
-    sandbox_limits lim = {1000, 1000, 64u << 20, 16, caps[mode & 3], 1u << 20};
+    sandbox_limits lim = {1000, 1000, 64u << 20, 16, caps[mode & 3], 1u << 20, 4, 1u << 16};
     sandbox_run_acc a;
     sandbox_run_acc_init(&a, RUN_ID, &lim);
     FUZZ_CHECK(a.id == RUN_ID && a.cap == lim.max_output_bytes && !a.done);

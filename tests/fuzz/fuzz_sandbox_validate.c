@@ -33,8 +33,8 @@ fuzz_cfg(void)
         .default_idle_timeout_s = 600,
         .max_idle_timeout_s = 3600,
         .default_python = "3.11",
-        .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20},
-        .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20},
+        .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20, 64, 1 << 20},
+        .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20, 1024, 64 << 20},
         .max_concurrent_runs = 2,
         .reap_interval_s = 0,
     };

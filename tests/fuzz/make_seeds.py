@@ -442,7 +442,32 @@ def config_seeds():
         write(t, "value-%02d" % i, b"\x02" + v.encode())
 
 
+def collect_seeds():
+    """The jail's files-back records (agent/collect.c): caps, piece size,
+    then records."""
+    t = "collect"
+
+    def f(path, size):
+        p = path.encode()
+        return b"F" + struct.pack("<H", len(p)) + p + struct.pack("<Q", size)
+
+    def d(data):
+        return b"D" + struct.pack("<I", len(data)) + data
+
+    head = bytes([7, 255, 0])
+    write(t, "two-files", head + f("a.csv", 3) + d(b"abc") + f("out/b.bin", 0) + b"E")
+    write(t, "pieces", bytes([7, 255, 4]) + f("x", 5) + d(b"12") + d(b"345") + b"TE")
+    write(t, "truncated", head + f("a", 1) + d(b"z") + b"T" + b"E")
+    write(t, "out-of-order", head + f("b", 0) + f("a", 0) + b"E")
+    write(t, "over-count", bytes([0, 255, 0]) + f("a", 0) + f("b", 0))
+    write(t, "over-bytes", bytes([7, 0, 0]) + f("a", 1))
+    write(t, "dotdot", head + f("../etc/passwd", 0))
+    write(t, "too-much-data", head + f("a", 1) + d(b"xy"))
+    write(t, "cut", head + f("a", 10) + d(b"12345"))
+
+
 def main():
+    collect_seeds()
     demux_seeds()
     docker_parse_seeds()
     agent_seeds()

@@ -23,8 +23,8 @@ test_cfg(void)
         .default_idle_timeout_s = 600,
         .max_idle_timeout_s = 3600,
         .default_python = "3.11",
-        .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20},
-        .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20},
+        .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20, 64, 1 << 20},
+        .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20, 1024, 64 << 20},
         .max_concurrent_runs = 4,
     };
     return c;
@@ -399,7 +399,7 @@ test_spec_hostile(void **state)
     assert_int_equal(sandbox_spec_from_json(&s, &cfg, NULL, &err), -SE_INVALID);
 }
 
-static const sandbox_limits LIM = {1000, 1000, 1 << 20, 4, 16, 1 << 20};
+static const sandbox_limits LIM = {1000, 1000, 1 << 20, 4, 16, 1 << 20, 4, 1 << 16};
 
 /* Unpacks the one frame in fr[0..n) as a Request (caller frees). */
 static Safeeval__Agent__V1__Request *
@@ -627,6 +627,203 @@ assert_printable(const char *s)
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
             fail_msg("control byte 0x%02x", (unsigned char)*s);
+}
+
+static int
+feed_file(sandbox_run_acc *a, const char *path, uint64_t size, const char *data, size_t len,
+          se_err *err)
+{
+    Safeeval__Agent__V1__FileChunk f = SAFEEVAL__AGENT__V1__FILE_CHUNK__INIT;
+    f.path = (char *)(path ? path : "");
+    f.size = size;
+    f.data.data = (uint8_t *)data;
+    f.data.len = len;
+    Safeeval__Agent__V1__Event ev = SAFEEVAL__AGENT__V1__EVENT__INIT;
+    ev.id = RUN_ID;
+    ev.ev_case = SAFEEVAL__AGENT__V1__EVENT__EV_FILE;
+    ev.file = &f;
+    size_t n;
+    uint8_t *p = event_pack(&ev, &n);
+    se_err_clear(err);
+    int rc = sandbox_run_feed(a, p, n, err);
+    free(p);
+    return rc;
+}
+
+static char *const COLLECT[] = {(char *)"out/*.csv", (char *)"a.bin"};
+
+static void
+collect_acc(sandbox_run_acc *a)
+{
+    sandbox_run_acc_init(a, RUN_ID, &LIM); /* 4 files, 64 KiB */
+    a->collect = COLLECT;
+    a->n_collect = 2;
+}
+
+/* Files back: what the run asked for, in order, within its caps, with the
+ * bytes each file announced; the result carries them. */
+static void
+test_run_feed_files(void **state)
+{
+    (void)state;
+    sandbox_run_acc a;
+    se_err err;
+    collect_acc(&a);
+    assert_int_equal(feed_file(&a, "a.bin", 5, "ab", 2, &err), 0);
+    assert_int_equal(feed_file(&a, NULL, 0, "cde", 3, &err), 0);
+    assert_int_equal(feed_file(&a, "out/x.csv", 0, NULL, 0, &err), 0);
+    Safeeval__V1__ExecResult r = exited(0, 0);
+    assert_int_equal(feed_done(&a, RUN_ID, &r, NULL, false, true, &err), 1);
+    Safeeval__V1__ExecResult *res = sandbox_run_take(&a);
+    assert_non_null(res);
+    assert_int_equal(res->n_files, 2);
+    assert_string_equal(res->files[0]->path, "a.bin");
+    assert_int_equal(res->files[0]->content.len, 5);
+    assert_memory_equal(res->files[0]->content.data, "abcde", 5);
+    assert_string_equal(res->files[1]->path, "out/x.csv");
+    assert_int_equal(res->files[1]->content.len, 0);
+    assert_false(res->files_truncated);
+    safeeval__v1__exec_result__free_unpacked(res, NULL);
+    sandbox_run_acc_clear(&a);
+
+    /* A file cut short (the run was killed while its files came) is left
+     * out, and the result says files were. */
+    collect_acc(&a);
+    assert_int_equal(feed_file(&a, "a.bin", 1, "z", 1, &err), 0);
+    assert_int_equal(feed_file(&a, "out/y.csv", 10, "12", 2, &err), 0);
+    r = exited(0, 0);
+    assert_int_equal(feed_done(&a, RUN_ID, &r, NULL, false, true, &err), 1);
+    res = sandbox_run_take(&a);
+    assert_int_equal(res->n_files, 1);
+    assert_string_equal(res->files[0]->path, "a.bin");
+    assert_true(res->files_truncated);
+    safeeval__v1__exec_result__free_unpacked(res, NULL);
+    sandbox_run_acc_clear(&a);
+}
+
+static void
+test_run_feed_bad_files(void **state)
+{
+    (void)state;
+    sandbox_run_acc a;
+    se_err err;
+    /* Nothing asked: any file is a violation. */
+    sandbox_run_acc_init(&a, RUN_ID, &LIM);
+    assert_protocol(feed_file(&a, "a.bin", 0, NULL, 0, &err), &err);
+    sandbox_run_acc_clear(&a);
+    static const struct {
+        const char *path;
+    } not_asked[] = {{"b.bin"}, {"out/sub/x.csv"}, {"../a.bin"}, {"/a.bin"}, {"out//x.csv"}};
+    for (size_t i = 0; i < sizeof(not_asked) / sizeof(not_asked[0]); i++) {
+        collect_acc(&a);
+        assert_protocol(feed_file(&a, not_asked[i].path, 0, NULL, 0, &err), &err);
+        sandbox_run_acc_clear(&a);
+    }
+    /* Bytes before any file; more bytes than announced. */
+    collect_acc(&a);
+    assert_protocol(feed_file(&a, NULL, 0, "x", 1, &err), &err);
+    sandbox_run_acc_clear(&a);
+    collect_acc(&a);
+    assert_int_equal(feed_file(&a, "a.bin", 2, "xy", 2, &err), 0);
+    assert_protocol(feed_file(&a, NULL, 0, "z", 1, &err), &err);
+    sandbox_run_acc_clear(&a);
+    /* A new file before the last one's bytes; out of order; repeated. */
+    collect_acc(&a);
+    assert_int_equal(feed_file(&a, "a.bin", 2, "x", 1, &err), 0);
+    assert_protocol(feed_file(&a, "out/a.csv", 0, NULL, 0, &err), &err);
+    sandbox_run_acc_clear(&a);
+    collect_acc(&a);
+    assert_int_equal(feed_file(&a, "out/b.csv", 0, NULL, 0, &err), 0);
+    assert_protocol(feed_file(&a, "out/a.csv", 0, NULL, 0, &err), &err);
+    sandbox_run_acc_clear(&a);
+    collect_acc(&a);
+    assert_int_equal(feed_file(&a, "a.bin", 0, NULL, 0, &err), 0);
+    assert_protocol(feed_file(&a, "a.bin", 0, NULL, 0, &err), &err);
+    sandbox_run_acc_clear(&a);
+    /* The caps: 4 files, 64 KiB together (announced sizes count). */
+    collect_acc(&a);
+    assert_int_equal(feed_file(&a, "out/1.csv", 0, NULL, 0, &err), 0);
+    assert_int_equal(feed_file(&a, "out/2.csv", 0, NULL, 0, &err), 0);
+    assert_int_equal(feed_file(&a, "out/3.csv", 0, NULL, 0, &err), 0);
+    assert_int_equal(feed_file(&a, "out/4.csv", 0, NULL, 0, &err), 0);
+    assert_protocol(feed_file(&a, "out/5.csv", 0, NULL, 0, &err), &err);
+    sandbox_run_acc_clear(&a);
+    collect_acc(&a);
+    assert_int_equal(feed_file(&a, "a.bin", 60000, NULL, 0, &err), 0);
+    assert_int_equal(a.file_left, 60000);
+    a.file_left = 0; /* as if its bytes had come */
+    assert_protocol(feed_file(&a, "out/x.csv", 5537, NULL, 0, &err), &err);
+    sandbox_run_acc_clear(&a);
+    /* Files inside the Done's result are refused. */
+    collect_acc(&a);
+    Safeeval__V1__ExecResult r = exited(0, 0);
+    Safeeval__V1__File f = SAFEEVAL__V1__FILE__INIT, *fp = &f;
+    f.path = (char *)"a.bin";
+    r.n_files = 1;
+    r.files = &fp;
+    assert_protocol(feed_done(&a, RUN_ID, &r, NULL, false, true, &err), &err);
+    sandbox_run_acc_clear(&a);
+}
+
+typedef struct sunk {
+    char buf[64];
+    size_t len;
+    int calls, fail_at;
+} sunk;
+
+static int
+sink_fn(void *ud, int stream, const uint8_t *data, size_t len, se_err *err)
+{
+    sunk *s = ud;
+    s->calls++;
+    if (s->fail_at && s->calls == s->fail_at)
+        return se_err_set(err, SE_CANCELLED, "client gone");
+    s->buf[s->len++] = stream == 1 ? 'o' : 'e';
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    return 0;
+}
+
+/* A streamed run: output goes to the sink, in order, not into the
+ * accumulator; the result's truncation follows the totals against what
+ * was sent; after the sink fails, output is counted and dropped. */
+static void
+test_run_feed_sink(void **state)
+{
+    (void)state;
+    sandbox_run_acc a;
+    se_err err;
+    sunk s = {.len = 0};
+    sandbox_run_acc_init(&a, RUN_ID, &LIM);
+    a.sink = sink_fn;
+    a.sink_ud = &s;
+    assert_int_equal(feed_output(&a, RUN_ID, 1, "ab", 2, &err), 0);
+    assert_int_equal(feed_output(&a, RUN_ID, 2, "c", 1, &err), 0);
+    assert_int_equal(feed_output(&a, RUN_ID, 1, "0123456789abcd", 14, &err), 0);
+    assert_int_equal(a.out.len + a.err.len, 0);
+    assert_int_equal(s.len, 3 + 2 + 15);
+    assert_memory_equal(s.buf, "oabec", 5);
+    Safeeval__V1__ExecResult r = exited(40, 1);
+    assert_int_equal(feed_done(&a, RUN_ID, &r, NULL, false, true, &err), 1);
+    Safeeval__V1__ExecResult *res = sandbox_run_take(&a);
+    assert_int_equal(res->stdout.len + res->stderr.len, 0);
+    assert_true(res->stdout_truncated); /* 40 written, 16 sent */
+    assert_false(res->stderr_truncated);
+    safeeval__v1__exec_result__free_unpacked(res, NULL);
+    sandbox_run_acc_clear(&a);
+
+    sunk t = {.fail_at = 2};
+    sandbox_run_acc_init(&a, RUN_ID, &LIM);
+    a.sink = sink_fn;
+    a.sink_ud = &t;
+    assert_int_equal(feed_output(&a, RUN_ID, 1, "a", 1, &err), 0);
+    assert_int_equal(feed_output(&a, RUN_ID, 1, "b", 1, &err), 0);
+    assert_true(a.sink_failed);
+    assert_int_equal(a.sink_err.code, SE_CANCELLED);
+    assert_int_equal(feed_output(&a, RUN_ID, 1, "c", 1, &err), 0);
+    assert_int_equal(t.calls, 2);
+    assert_int_equal(a.out_got, 3);
+    sandbox_run_acc_clear(&a);
 }
 
 static void
@@ -1233,6 +1430,9 @@ main(void)
         cmocka_unit_test(test_ctl_frame),
         cmocka_unit_test(test_run_feed_output),
         cmocka_unit_test(test_run_feed_bad_output),
+        cmocka_unit_test(test_run_feed_files),
+        cmocka_unit_test(test_run_feed_bad_files),
+        cmocka_unit_test(test_run_feed_sink),
         cmocka_unit_test(test_run_feed_done),
         cmocka_unit_test(test_run_feed_agent_error),
         cmocka_unit_test(test_run_feed_garbage),

@@ -22,8 +22,8 @@ test_cfg(void)
         .max_idle_timeout_s = 3600,
         .instance = "unit",
         .default_python = "3.11",
-        .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20},
-        .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20},
+        .default_limits = {5000, 5000, 256u << 20, 32, 1 << 20, 16 << 20, 64, 1 << 20},
+        .max_limits = {60000, 60000, 1024u << 20, 128, 16 << 20, 256 << 20, 1024, 64 << 20},
         .max_concurrent_runs = 2,
         .reap_interval_s = 0,
     };
@@ -207,7 +207,7 @@ static void
 test_run_limits(void **state)
 {
     (void)state;
-    sandbox_limits sb = {2000, 1000, 64u << 20, 8, 4096, 1 << 20}, out;
+    sandbox_limits sb = {2000, 1000, 64u << 20, 8, 4096, 1 << 20, 16, 1 << 20}, out;
     memset(&out, 0, sizeof(out));
     se_err err;
     assert_int_equal(sandbox_limits_for_run(&out, &sb, NULL, &err), 0);

@@ -135,8 +135,23 @@ typedef struct safeeval_limits {
     uint32_t max_processes;
     uint64_t max_output_bytes; /* per stream */
     uint64_t max_file_bytes;
-    uint64_t reserved_[4]; /* room to grow; keep zero */
+    /* Files back (collect): at most this many files and bytes together.
+     * Taken from the first of the four reserved words the struct was
+     * released with, so its size and the offsets of the other fields are
+     * unchanged (a program that kept them zero asks for the defaults). */
+    uint32_t max_collect_files;
+    uint32_t reserved32_; /* keep zero */
+    uint64_t max_collect_bytes;
+    uint64_t reserved_[2]; /* room to grow; keep zero */
 } safeeval_limits;
+
+#define SAFEEVAL_LIMITS_INIT_                                                                      \
+    {                                                                                              \
+        0, 0, 0, 0, 0, 0, 0, 0, 0,                                                                 \
+        {                                                                                          \
+            0, 0                                                                                   \
+        }                                                                                          \
+    }
 
 /* A key/value pair (labels, environment). */
 typedef struct safeeval_kv {
@@ -191,6 +206,10 @@ typedef struct safeeval_sandbox_list {
     size_t count;
 } safeeval_sandbox_list;
 
+/* A line of a sandbox's creation: an image build step, a line of pip's
+ * output (printable ASCII, no newline). Called on the creating thread. */
+typedef void (*safeeval_progress_fn)(const char *line, void *ud);
+
 typedef struct safeeval_create_opts {
     size_t struct_size;
     const char *python_version; /* "3.11"; NULL or "" = the service's default */
@@ -207,12 +226,17 @@ typedef struct safeeval_create_opts {
      * maximum = INVALID_ARGUMENT. Added after `cancel`: a program built
      * against an older header passes a smaller struct_size and gets 0. */
     uint32_t max_concurrent_runs;
+    /* Set = the create streams its progress (CreateSandboxStream): each
+     * line goes to on_progress(line, progress_ud) while the image builds.
+     * NULL = no progress (the plain CreateSandbox). */
+    safeeval_progress_fn on_progress;
+    void *progress_ud;
 } safeeval_create_opts;
 
 #define SAFEEVAL_CREATE_OPTS_INIT                                                                  \
     {                                                                                              \
-        sizeof(safeeval_create_opts), NULL, NULL, 0, {0, 0, 0, 0, 0, 0, {0, 0, 0, 0}}, 0, NULL, 0, \
-            0, NULL, 0                                                                             \
+        sizeof(safeeval_create_opts), NULL, NULL, 0, SAFEEVAL_LIMITS_INIT_, 0, NULL, 0, 0, NULL,   \
+            0, NULL, NULL                                                                          \
     }
 
 /* Builds (or reuses) the image and starts a sandbox. *out: free with
@@ -244,6 +268,15 @@ typedef enum safeeval_exit_reason {
 /* "EXITED", "WALL_TIMEOUT", ...; "UNSPECIFIED" for unknown values. */
 SAFEEVAL_API const char *safeeval_exit_reason_name(int reason);
 
+/* Output of a streamed run: `len` bytes (at most 64 KiB, any bytes) the run
+ * wrote to `stream` (1 stdout, 2 stderr), in the order it wrote them per
+ * stream. Called on the calling thread while the run goes on; the bytes
+ * are borrowed for the call. Return 0 to go on; non-zero cancels the call
+ * (and the run), which then fails with SAFEEVAL_STATUS_CANCELLED. A
+ * callback that takes its time holds the run's output back (the service
+ * buffers one chunk), never more than the run's own limits allow. */
+typedef int (*safeeval_output_fn)(int stream, const void *data, size_t len, void *ud);
+
 typedef struct safeeval_eval_opts {
     size_t struct_size;
     const void *stdin_data; /* the run's standard input; NULL = immediate EOF */
@@ -257,12 +290,25 @@ typedef struct safeeval_eval_opts {
     safeeval_limits limits;     /* may lower the sandbox's limits; 0 = the sandbox's */
     uint32_t timeout_ms;        /* 0 = the client's default */
     const volatile int *cancel; /* as in safeeval_call_opts */
+    /* Added after `cancel` (older programs pass a smaller struct_size):
+     * paths or fnmatch(3) globs under the run's working dir ("out.png", or
+     * '*' for any name within one directory) whose regular files come
+     * back in the result's `files` (symlinks never followed; at most
+     * limits.max_collect_files files and max_collect_bytes bytes, then
+     * files_truncated). */
+    const char *const *collect;
+    size_t n_collect;
+    /* Set = the run is streamed (EvalStream / ExecuteFileStream): output
+     * goes to on_output as the run writes it, and the result's stdout and
+     * stderr are empty (their totals and truncated flags are the run's). */
+    safeeval_output_fn on_output;
+    void *output_ud;
 } safeeval_eval_opts;
 
 #define SAFEEVAL_EVAL_OPTS_INIT                                                                    \
     {                                                                                              \
-        sizeof(safeeval_eval_opts), NULL, 0, NULL, 0, NULL, 0, NULL, 0,                            \
-            {0, 0, 0, 0, 0, 0, {0, 0, 0, 0}}, 0, NULL                                              \
+        sizeof(safeeval_eval_opts), NULL, 0, NULL, 0, NULL, 0, NULL, 0, SAFEEVAL_LIMITS_INIT_, 0,  \
+            NULL, NULL, 0, NULL, NULL                                                              \
     }
 
 /* What one run did. stdout_data/stderr_data hold stdout_len/stderr_len
@@ -283,6 +329,14 @@ typedef struct safeeval_result {
     uint64_t wall_time_us;
     uint64_t cpu_time_us;
     uint64_t max_rss_bytes;
+    /* Fields are only ever added here, at the end (the library allocates
+     * the struct). The files `collect` named, in path order, owned by the
+     * result: path is a relative path ("out/a.csv"; never absolute, never
+     * ".."; still check it before you write it anywhere), data holds len
+     * bytes. */
+    safeeval_file *files;
+    size_t n_files;
+    int files_truncated; /* 1 if a matching file was left out (a cap, or the run was killed) */
 } safeeval_result;
 
 /* Runs `code` as the script __main__ in a fresh jail in sandbox `id`. */
@@ -301,6 +355,35 @@ SAFEEVAL_API int safeeval_sandbox_execute_buffer(safeeval_result **out, safeeval
                                                  safeeval_error *err);
 /* NULL is a no-op. */
 SAFEEVAL_API void safeeval_result_free(safeeval_result *r);
+
+/* ---- the server ---- */
+
+/* A Python version the server can create sandboxes for. */
+typedef struct safeeval_python {
+    char *version;      /* what python_version may say: "3.11" */
+    char *full_version; /* "3.11.2"; "" when the server does not know it yet */
+    char *base_image;   /* the base image it is built on */
+} safeeval_python;
+
+typedef struct safeeval_server_info {
+    char *version;     /* the server's version: "0.1.0" */
+    char *build_id;    /* the build it runs */
+    char *api_version; /* "safeeval.v1" */
+    safeeval_python *pythons;
+    size_t n_pythons;
+    char *default_python_version;
+    safeeval_limits default_limits; /* a sandbox's limits when it names none */
+    safeeval_limits max_limits;     /* the most a sandbox or run may ask */
+    uint32_t max_concurrent_runs;   /* the most a sandbox may ask */
+    uint32_t max_sandboxes;         /* live sandboxes at once */
+} safeeval_server_info;
+
+/* What the server offers (GetServerInfo). *out: free with
+ * safeeval_server_info_free. */
+SAFEEVAL_API int safeeval_server_info_get(safeeval_server_info **out, safeeval_client *c,
+                                          const safeeval_call_opts *opts, safeeval_error *err);
+/* NULL is a no-op. */
+SAFEEVAL_API void safeeval_server_info_free(safeeval_server_info *info);
 
 /* Largest local file execute_file reads (the service's own request cap is
  * usually far lower). */
