@@ -147,9 +147,15 @@ def main():
                 r = subprocess.run(cmd, cwd=work, env=env, timeout=SNIPPET_TIMEOUT_S,
                                    capture_output=True, text=True)
                 sys.stdout.write(r.stdout + r.stderr)
+                # Every snippet cleans up after itself (a reader copies it).
+                left = sandbox_engine.wait_until(
+                    lambda: not sandbox_engine.containers_of(common.harness.INSTANCE), 10)
                 if r.returncode != 0:
                     failures.append(what)
                     print("FAIL %s: exit %d" % (what, r.returncode), flush=True)
+                elif not left:
+                    failures.append(what)
+                    print("FAIL %s: left a sandbox behind" % what, flush=True)
                 else:
                     print("ok   %s (%.1f s)" % (what, time.monotonic() - t0), flush=True)
             if failures:
