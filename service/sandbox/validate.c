@@ -304,9 +304,11 @@ sandbox_validate_create(sandbox_spec *out, const sandbox_config *cfg,
         out->runner = req->runner;
         break;
     case SAFEEVAL__V1__RUNNER__RUNNER_DEFAULT:
-        /* FRESH, preload or not, until every hostile test of the jail has
-         * passed against the zygote too (issue 8): the zygote is opt-in. */
-        out->runner = SAFEEVAL__V1__RUNNER__RUNNER_FRESH;
+        /* The zygote when there is something to preload (every hostile test
+         * of the jail runs against it too: tests/hostile), else the fresh
+         * jail, which gains nothing from a warm interpreter. */
+        out->runner = req->n_preload ? SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE
+                                     : SAFEEVAL__V1__RUNNER__RUNNER_FRESH;
         break;
     default:
         return se_err_set(err, SE_INVALID, "runner: %d is not a Runner", (int)req->runner);

@@ -24,7 +24,7 @@ import harness  # noqa: E402
 import make_wheel  # noqa: E402
 from harness import Daemon  # noqa: E402
 from sandbox_engine import (daemon_args, describe, finish, make_wheelhouse,  # noqa: E402
-                            processes_of_sandbox, remove_containers_of)
+                            processes_of_sandbox, remove_containers_of, wait_until)
 
 C = grpc.StatusCode
 MiB = 1 << 20
@@ -381,9 +381,16 @@ class Contract(unittest.TestCase):
             self.assertTrue(any("zygote.py" in c for c in cmds), cmds)
         finally:
             self.d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
-        # Until every hostile test has passed against the zygote too, the
-        # service's choice stays FRESH, preload or not.
+        # The service's choice: the zygote with something to preload, the
+        # fresh jail without (no zygote process then).
         sb = self.create(preload=["json"])
+        try:
+            self.assertEqual(sb.runner, pb.RUNNER_ZYGOTE)
+            self.assertTrue(wait_until(lambda: any(
+                "zygote.py" in c for _, _, _, c in processes_of_sandbox(sb.id)), 30))
+        finally:
+            self.d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
+        sb = self.create()
         try:
             self.assertEqual(sb.runner, pb.RUNNER_FRESH)
             cmds = [c for _, _, _, c in processes_of_sandbox(sb.id)]

@@ -259,10 +259,17 @@ test_zygote_spec(void **state)
     sandbox_spec_clear(&back);
     cJSON_Delete(b);
 
-    /* RUNNER_DEFAULT is FRESH for now, preload or not; FRESH runs no zygote. */
+    /* RUNNER_DEFAULT is ZYGOTE with preload, FRESH without; FRESH runs no
+     * zygote. */
     sandbox_spec_clear(&s);
     req.runner = SAFEEVAL__V1__RUNNER__RUNNER_DEFAULT;
     assert_int_equal(sandbox_validate_create(&s, &cfg, &req, &err), 0);
+    assert_int_equal(s.runner, SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE);
+    sandbox_spec_clear(&s);
+    size_t n_preload = req.n_preload;
+    req.n_preload = 0;
+    assert_int_equal(sandbox_validate_create(&s, &cfg, &req, &err), 0);
+    req.n_preload = n_preload;
     assert_int_equal(s.runner, SAFEEVAL__V1__RUNNER__RUNNER_FRESH);
     assert_int_equal(
         sandbox_container_body(&b, &cfg, "{}", &s, "0123abcd", "img", 100u << 20, &err), 0);
