@@ -93,6 +93,9 @@ int docker_container_create(docker_client *c, const char *name, const cJSON *bod
                             se_err *err);
 int docker_container_start(docker_client *c, const char *id, se_err *err);
 int docker_container_inspect(docker_client *c, const char *id, cJSON **out, se_err *err);
+/* 1 if an inspect (of docker_container_inspect) says the container is not
+ * running and the engine saw an OOM kill in it (State.OOMKilled); else 0. */
+bool docker_inspect_oom_ended(const cJSON *inspect);
 int docker_container_stop(docker_client *c, const char *id, int timeout_s, se_err *err);
 int docker_container_kill(docker_client *c, const char *id, const char *signal, se_err *err);
 /* force + remove anonymous volumes. SE_NOT_FOUND if already gone. */

@@ -194,6 +194,15 @@ docker_inspect_running(const cJSON *inspect)
            !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "Restarting"));
 }
 
+bool
+docker_inspect_oom_ended(const cJSON *inspect)
+{
+    const cJSON *st =
+        cJSON_IsObject(inspect) ? cJSON_GetObjectItemCaseSensitive(inspect, "State") : NULL;
+    return cJSON_IsObject(st) && !docker_inspect_running(inspect) &&
+           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "OOMKilled"));
+}
+
 int
 docker_exec_inspect_parse(const char *body, size_t len, bool *running, int *exit_code, se_err *err)
 {

@@ -386,9 +386,10 @@ int sandbox_worker_adopt(sandbox_manager *m, const char *cid, uint64_t memory, s
                          se_err *err);
 /* Runs one run on a worker this thread holds. A transport or protocol
  * failure, or a run that could not be cleaned up, sets w->broken. */
-int sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
-                       const sandbox_limits *lim, Safeeval__V1__ExecResult **out,
-                       sandbox_output_fn sink, void *sink_ud, const se_cancel *cancel, se_err *err);
+int sandbox_worker_run(sandbox_worker *w, docker_client *dc, uint64_t id,
+                       const sandbox_run_input *in, const sandbox_limits *lim,
+                       Safeeval__V1__ExecResult **out, sandbox_output_fn sink, void *sink_ud,
+                       const se_cancel *cancel, se_err *err);
 /* Closes the stream and frees; removes the container when remove is set. */
 void sandbox_worker_free(sandbox_manager *m, sandbox_worker *w, bool remove);
 /* Removes a worker container; one the engine does not remove now is kept

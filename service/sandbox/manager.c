@@ -502,7 +502,7 @@ run_common(sandbox_manager *m, const sandbox_caller *who, const sandbox_run_inpu
     pthread_mutex_lock(&m->reg.mu);
     uint64_t id = ++m->run_ids;
     pthread_mutex_unlock(&m->reg.mu);
-    rc = sandbox_worker_run(w, id, in, &lim, out, sink, ud, cancel, err);
+    rc = sandbox_worker_run(w, m->dc, id, in, &lim, out, sink, ud, cancel, err);
     metrics_observe_us(METRICS_RUN_SECONDS, clock_mono_us() - t_got);
     metrics_run_done(rc == 0 ? (int)(*out)->reason : METRICS_RUN_ERROR);
     pthread_mutex_lock(&m->reg.mu);

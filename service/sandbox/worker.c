@@ -5,6 +5,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "agent/frame.h"
 #include "sandbox/internal.h"
@@ -17,6 +20,10 @@
 /* How long one read of the stream waits before cancel and deadlines are
  * looked at again: a client's cancel reaches the agent within this. */
 #define WORKER_TICK_MS 20
+/* A worker whose stream ended mid-run: its exit is looked for this often,
+ * this many times, before the engine is taken to have nothing to say. */
+#define WORKER_DEATH_POLLS 20
+#define WORKER_DEATH_POLL_MS 100
 /* How long sending a run's request may take (up to FRAME_MAX bytes). */
 #define WORKER_SEND_MS 30000
 #define EVENTS_CAP (FRAME_HDR + SANDBOX_EVENT_MAX + 65536)
@@ -340,8 +347,54 @@ overdue_result(sandbox_run_acc *a, int64_t elapsed_us)
     return sandbox_run_take(a);
 }
 
+/* The worker's stream ended in the middle of a run. The worker's cgroup is
+ * the run's fence: once the run's tmpfs files hold its last pages, the
+ * kernel's OOM killer may take the agent itself (nothing of the run is left
+ * to kill, the files stay charged until the jail's mounts are gone). If the
+ * engine saw an OOM kill in the container, which has ended, the run did
+ * reach its memory limit: MEMORY_LIMIT with the output had so far, its peak
+ * the worker's limit. NULL otherwise (the agent died of something else:
+ * the caller answers UNAVAILABLE). */
+static Safeeval__V1__ExecResult *
+died_of_memory(docker_client *dc, sandbox_worker *w, sandbox_run_acc *a, int64_t t0)
+{
+    /* The stream can end a moment before the engine records the exit. */
+    bool oom = false;
+    for (int i = 0; i < WORKER_DEATH_POLLS && !oom; i++) {
+        if (i) {
+            struct timespec ts = {0, WORKER_DEATH_POLL_MS * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        cJSON *ins = NULL;
+        se_err e;
+        se_err_clear(&e);
+        if (docker_container_inspect(dc, w->container_id, &ins, &e) < 0)
+            return NULL;
+        oom = docker_inspect_oom_ended(ins);
+        cJSON_Delete(ins);
+    }
+    if (!oom)
+        return NULL;
+    Safeeval__V1__ExecResult *r = malloc(sizeof(*r));
+    if (!r)
+        return NULL;
+    safeeval__v1__exec_result__init(r);
+    r->reason = SAFEEVAL__V1__EXIT_REASON__EXIT_REASON_MEMORY_LIMIT;
+    r->signal = 9;
+    r->exit_code = -9;
+    r->wall_time_us = (uint64_t)(clock_mono_ms() - t0) * 1000;
+    r->max_rss_bytes = w->memory_limit;
+    r->stdout_bytes = a->out_got;
+    r->stderr_bytes = a->err_got;
+    a->result = r;
+    log_warn("worker %.12s: its agent was killed by the OOM killer during a run: MEMORY_LIMIT, "
+             "replacing the worker",
+             w->container_id);
+    return sandbox_run_take(a);
+}
+
 int
-sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
+sandbox_worker_run(sandbox_worker *w, docker_client *dc, uint64_t id, const sandbox_run_input *in,
                    const sandbox_limits *lim, Safeeval__V1__ExecResult **out,
                    sandbox_output_fn sink, void *sink_ud, const se_cancel *cancel, se_err *err)
 {
@@ -378,6 +431,11 @@ sandbox_worker_run(sandbox_worker *w, uint64_t id, const sandbox_run_input *in,
         int r = worker_event(w, &p, &len, WORKER_TICK_MS, err);
         if (r < 0) {
             w->broken = true;
+            if (err->code == SE_UNAVAILABLE && !gone &&
+                (*out = died_of_memory(dc, w, &acc, t0)) != NULL) {
+                rc = 0;
+                goto out;
+            }
             rc = se_err_prefix(err, "worker %.12s", w->container_id);
             goto out;
         }

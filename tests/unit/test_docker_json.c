@@ -655,6 +655,30 @@ test_inspect_running(void **state)
     assert_false(docker_inspect_running(NULL));
 }
 
+static void
+test_inspect_oom_ended(void **state)
+{
+    (void)state;
+    const struct {
+        const char *json;
+        bool oom_ended;
+    } cases[] = {
+        {"{\"State\":{\"Running\":false,\"OOMKilled\":true}}", true},
+        {"{\"State\":{\"Running\":true,\"OOMKilled\":true}}", false}, /* not ended yet */
+        {"{\"State\":{\"Running\":false,\"OOMKilled\":false}}", false},
+        {"{\"State\":{\"Running\":false}}", false},
+        {"{\"State\":{\"Running\":false,\"OOMKilled\":\"true\"}}", false},
+        {"{\"OOMKilled\":true}", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *j = cJSON_Parse(cases[i].json);
+        assert_non_null(j);
+        assert_int_equal(docker_inspect_oom_ended(j), cases[i].oom_ended);
+        cJSON_Delete(j);
+    }
+    assert_false(docker_inspect_oom_ended(NULL));
+}
+
 int
 main(void)
 {
@@ -676,6 +700,7 @@ main(void)
         cmocka_unit_test(test_hijack_head),
         cmocka_unit_test(test_update_fail_code),
         cmocka_unit_test(test_inspect_running),
+        cmocka_unit_test(test_inspect_oom_ended),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
