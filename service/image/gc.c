@@ -27,13 +27,15 @@ void
 image_gc_plan(image_gc_item *items, size_t n, uint64_t cache_bytes, int64_t max_age_s,
               int64_t now_ms)
 {
+    if (n == 0)
+        return; /* (qsort must not see a NULL array, even empty) */
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         items[i].remove = false;
         total += items[i].bytes;
     }
-    image_gc_item **order = n ? malloc(n * sizeof(*order)) : NULL;
-    if (n && !order)
+    image_gc_item **order = malloc(n * sizeof(*order));
+    if (!order)
         return; /* nothing removed is always safe */
     for (size_t i = 0; i < n; i++)
         order[i] = &items[i];
