@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon, expect_code  # noqa: E402
 from sandbox_engine import (assert_nothing_left, daemon_args, make_wheelhouse,  # noqa: E402
-                            remove_containers_of, wait_until)
+                            processes_of_sandbox, remove_containers_of, wait_until)
 
 C = grpc.StatusCode
 CREATE_S = 600
@@ -304,20 +304,17 @@ class Tokens(unittest.TestCase):
         out = {}
 
         def long_run():
-            out["r"] = carol.ev(sb.id, "import time; time.sleep(6)")
+            # The argument marks its python's command line, so the test can
+            # see the run going before it asks for a second one.
+            out["r"] = carol.ev(sb.id, "import time; time.sleep(6)", args=["carol-long-run"])
 
         th = threading.Thread(target=long_run)
         th.start()
         try:
-            denied = None
-            while th.is_alive() and denied is None:
-                try:
-                    carol.ev(sb.id, "pass")
-                    time.sleep(0.05)  # the long run had not begun yet
-                except grpc.RpcError as err:
-                    denied = err
-            self.assertIsNotNone(denied, "a second run of carol's was never refused")
-            self.assertEqual(denied.code(), C.RESOURCE_EXHAUSTED, denied.details())
+            self.assertTrue(wait_until(
+                lambda: processes_of_sandbox(sb.id, "carol-long-run") or not th.is_alive(), 30))
+            self.assertTrue(th.is_alive(), "the long run ended early: %r" % out)
+            denied = expect_code(lambda: carol.ev(sb.id, "pass"), C.RESOURCE_EXHAUSTED)
             self.assertIn("tenant-max-runs", denied.details())
         finally:
             th.join()
