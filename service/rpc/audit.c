@@ -10,31 +10,7 @@
 #include <sys/random.h>
 
 #include "util/log.h"
-
-static const char *
-status_name(int code)
-{
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-    if (code >= 0 && code < (int)(sizeof(names) / sizeof(names[0])))
-        return names[code];
-    return "?";
-}
+#include "util/metrics.h"
 
 static bool
 id_char(char c)
@@ -130,12 +106,12 @@ rpc_audit_log(int level, const rpc_audit *a)
         snprintf(msg, sizeof(msg), "rpc %s", a->method);
     else
         snprintf(msg, sizeof(msg), "rpc %s status=%s duration_ms=%.3f", a->method,
-                 status_name(a->status), a->duration_ms);
+                 metrics_code_name(a->status), a->duration_ms);
     log_field f[12];
     size_t n = 0;
     if (json) {
         f[n++] = (log_field){.key = "method", .str = a->path ? a->path : a->method};
-        f[n++] = (log_field){.key = "code", .str = status_name(a->status)};
+        f[n++] = (log_field){.key = "code", .str = metrics_code_name(a->status)};
         f[n++] = (log_field){.key = "duration_ms",
                              .num = (double)(int64_t)(a->duration_ms * 1000) / 1000.0};
     }

@@ -26,6 +26,12 @@ static const char *const code_names[RPC_CODES] = {
     "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
     "DATA_LOSS", "UNAUTHENTICATED"};
 
+const char *
+metrics_code_name(int code)
+{
+    return code >= 0 && code < RPC_CODES ? code_names[code] : "?";
+}
+
 struct hist_def {
     const char *name;
     const char *help;

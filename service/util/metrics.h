@@ -48,6 +48,9 @@ void metrics_set_engine_error_hook(void (*fn)(void *ud), void *ud);
 int metrics_rpc_method(const char *service, const char *method);
 /* code: a gRPC status code 0..16. */
 void metrics_rpc_done(int method_id, int code);
+/* The name of gRPC status code 0..16 ("RESOURCE_EXHAUSTED"), "?" otherwise:
+ * the one table of them, for the metrics' labels and the call lines. */
+const char *metrics_code_name(int code);
 
 /* Appends the Prometheus text exposition format (version 0.0.4) of every
  * metric, plus process_resident_memory_bytes and safeeval_build_info with
