@@ -15,7 +15,7 @@ prepare_machine test bookworm trixie
 
 build_tree "$SAFEEVAL_ROOT/build"
 say "ctest: all labels"
-(cd "$SAFEEVAL_ROOT/build" && ctest --output-on-failure --timeout 900)
+(cd "$SAFEEVAL_ROOT/build" && ctest -j2 --output-on-failure --timeout 900)
 
 if [ "${SAFEEVAL_SKIP_ASAN:-0}" != 1 ]; then
     build_tree "$SAFEEVAL_ROOT/build-asan" -DSAFEEVAL_SANITIZE=ON
@@ -23,6 +23,6 @@ if [ "${SAFEEVAL_SKIP_ASAN:-0}" != 1 ]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$SAFEEVAL_ROOT/tests/lsan.supp}
-    (cd "$SAFEEVAL_ROOT/build-asan" && ctest --output-on-failure --timeout 900)
+    (cd "$SAFEEVAL_ROOT/build-asan" && ctest -j2 --output-on-failure --timeout 900)
 fi
 say "all tests passed in $(($(date +%s) - start)) s"
