@@ -326,116 +326,40 @@ out:
     return rc;
 }
 
+/* A unary call is a server stream that must bring exactly one message. */
+typedef struct unary_reply {
+    const char *method;
+    const ProtobufCMessageDescriptor *desc;
+    ProtobufCMessage *msg;
+} unary_reply;
+
+static int
+unary_msg(const uint8_t *data, size_t len, void *ud, safeeval_error *err)
+{
+    unary_reply *u = ud;
+    if (u->msg)
+        return sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "%s: more than one reply", u->method);
+    u->msg = protobuf_c_message_unpack(u->desc, NULL, len, data);
+    if (!u->msg)
+        return sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "%s: the reply is not a valid %s", u->method,
+                       u->desc->name);
+    return 0;
+}
+
 int
 sc_unary(safeeval_client *c, const char *method, const ProtobufCMessage *req,
          const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out, uint32_t timeout_ms,
          const volatile int *cancel, safeeval_error *err)
 {
+    unary_reply u = {method, resp_desc, NULL};
     *out = NULL;
-    int rc = -1;
-    size_t len = protobuf_c_message_get_packed_size(req);
-    grpc_slice body = grpc_slice_malloc(len);
-    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(body));
-    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&body, 1);
-    grpc_slice_unref(body);
-
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-    gpr_timespec deadline = deadline_after_ms(timeout_ms ? timeout_ms : c->default_timeout_ms);
-    grpc_call *call =
-        grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                 grpc_slice_from_static_string(method), NULL, deadline, NULL);
-
-    grpc_metadata md[1];
-    size_t n_md = 0;
-    if (c->auth_header) {
-        md[0].key = grpc_slice_from_static_string("authorization");
-        md[0].value = grpc_slice_from_copied_string(c->auth_header);
-        n_md = 1;
+    if (sc_server_stream(c, method, req, unary_msg, &u, timeout_ms, cancel, err) != 0) {
+        if (u.msg)
+            protobuf_c_message_free_unpacked(u.msg, NULL);
+        return -1;
     }
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_metadata_array_init(&initial_md);
-    grpc_metadata_array_init(&trailing_md);
-    grpc_byte_buffer *recv = NULL;
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-
-    grpc_op ops[6];
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = n_md;
-    ops[0].data.send_initial_metadata.metadata = n_md ? md : NULL;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trailing_md;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &details;
-
-    grpc_call_error ce = grpc_call_start_batch(call, ops, 6, (void *)ops, NULL);
-    if (ce != GRPC_CALL_OK) {
-        sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "%s: grpc_call_start_batch failed (%d)", method,
-                (int)ce);
-        goto out;
-    }
-    int cancelled = 0;
-    for (;;) {
-        gpr_timespec wait = gpr_inf_future(GPR_CLOCK_MONOTONIC);
-        if (cancel && !cancelled)
-            wait = deadline_after_ms(SC_CANCEL_POLL_MS);
-        grpc_event ev = grpc_completion_queue_next(cq, wait, NULL);
-        if (ev.type == GRPC_OP_COMPLETE)
-            break;
-        if (ev.type == GRPC_QUEUE_TIMEOUT) {
-            if (cancel && *cancel && !cancelled) {
-                grpc_call_cancel_with_status(call, GRPC_STATUS_CANCELLED, "cancelled by the caller",
-                                             NULL);
-                cancelled = 1;
-            }
-            continue;
-        }
-        /* GRPC_QUEUE_SHUTDOWN cannot happen before we shut it down. */
-        sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "%s: completion queue shut down", method);
-        goto out;
-    }
-    if (status != GRPC_STATUS_OK) {
-        status_fail(err, status, details);
-        goto out;
-    }
-    if (!recv) {
-        sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "%s: the service sent no reply", method);
-        goto out;
-    }
-    grpc_byte_buffer_reader reader;
-    if (!grpc_byte_buffer_reader_init(&reader, recv)) {
-        sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "%s: cannot read the reply", method);
-        goto out;
-    }
-    grpc_slice whole = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    *out = protobuf_c_message_unpack(resp_desc, NULL, GRPC_SLICE_LENGTH(whole),
-                                     GRPC_SLICE_START_PTR(whole));
-    grpc_slice_unref(whole);
-    if (!*out) {
-        sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "%s: the reply is not a valid %s", method,
-                resp_desc->name);
-        goto out;
-    }
-    rc = 0;
-out:
-    if (recv)
-        grpc_byte_buffer_destroy(recv);
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&initial_md);
-    grpc_metadata_array_destroy(&trailing_md);
-    if (n_md)
-        grpc_slice_unref(md[0].value);
-    grpc_call_unref(call);
-    grpc_byte_buffer_destroy(send);
-    cq_drain_destroy(cq);
-    return rc;
+    if (!u.msg)
+        return sc_fail(err, SAFEEVAL_STATUS_INTERNAL, "%s: the service sent no reply", method);
+    *out = u.msg;
+    return 0;
 }

@@ -37,10 +37,11 @@ struct safeeval_client {
 int sc_fail(safeeval_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* One unary call on its own completion queue. `req` is packed and sent to
- * `method`; on status OK the reply is unpacked with `resp_desc` into *out
- * (free with protobuf_c_message_free_unpacked). timeout_ms 0 = the client's
- * default. cancel: optional flag polled while waiting. */
+/* One unary call: a server stream (below) that must bring exactly one
+ * message. `req` is packed and sent to `method`; on status OK the reply is
+ * unpacked with `resp_desc` into *out (free with
+ * protobuf_c_message_free_unpacked). timeout_ms 0 = the client's default.
+ * cancel: optional flag polled while waiting. */
 int sc_unary(safeeval_client *c, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out,
              uint32_t timeout_ms, const volatile int *cancel, safeeval_error *err);

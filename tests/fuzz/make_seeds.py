@@ -466,7 +466,25 @@ def collect_seeds():
     write(t, "cut", head + f("a", 10) + d(b"12345"))
 
 
+def identity_seeds():
+    """First byte: even = --tokens, odd = --unix-identities; then the file."""
+    t = "identity"
+    h = "0123456789abcdef" * 4
+    write(t, "tokens", b"\x00# operators\nalice %s admin\nbob %s user max-runs=2 "
+          b"max-sandboxes=3 max-memory=1G\ncarol -\n" % (h.encode(), h.encode()))
+    write(t, "tokens-rotation", b"\x00alice %s\nalice %s\n" % (h.encode(), h.upper().encode()))
+    write(t, "tokens-bad-hex", b"\x00alice 0123\n")
+    write(t, "tokens-order", b"\x00alice - max-runs=1 admin\n")
+    write(t, "tokens-fields", b"\x00a - b c d e f g h i j\n")
+    write(t, "tokens-crlf-nul", b"\x00alice -\r\nbo\x00b -\n")
+    write(t, "unix", b"\x01root admin-team admin\n1000 dev user max-runs=1\n* -\n")
+    write(t, "unix-dup", b"\x011000 -\n1000 bob\n")
+    write(t, "unix-uid", b"\x0199999999999 bob\n")
+    write(t, "name", b"\x00CN with spaces")
+
+
 def main():
+    identity_seeds()
     collect_seeds()
     demux_seeds()
     docker_parse_seeds()
