@@ -420,6 +420,10 @@ void sandbox_pool_remove_all(sandbox_manager *m, sandbox_entry *e);
 void sandbox_pool_trim(sandbox_manager *m, sandbox_entry *e, int64_t idle_ms);
 /* The worker memory limit for a run of memory bytes. */
 uint64_t sandbox_worker_memory(uint64_t run_memory);
+/* What one worker of spec holds of --max-memory-total: its memory limit for
+ * the sandbox's own limit, plus, for the zygote runner, the room its zygote
+ * starts with (SANDBOX_ZYGOTE_START_MEMORY: the cgroup may hold that much). */
+uint64_t sandbox_worker_charge(const sandbox_spec *spec);
 
 /* ---- warm.c ---- */
 /* Parses the pools of cfg and makes the state dir when pools are on. */

@@ -307,10 +307,11 @@ sandbox_create(sandbox_manager *m, const sandbox_caller *who,
     if (!w) {
         /* The first worker's memory, before any build: a full host answers
          * at once. */
-        rc = sandbox_charge_evict(m, wmem, err);
+        uint64_t charge = sandbox_worker_charge(&e->spec);
+        rc = sandbox_charge_evict(m, charge, err);
         if (rc < 0)
             goto out;
-        charged = wmem;
+        charged = charge;
         /* The image module logs every build line at debug. */
         rc = image_ensure(m->ic, e->spec.python, (const char *const *)e->spec.modules,
                           e->spec.n_modules, &ref, progress, ud, cancel, err);

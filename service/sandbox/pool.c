@@ -46,7 +46,7 @@ sandbox_pool_uncharge(sandbox_manager *m, uint64_t bytes)
 static uint64_t
 worker_charge(const sandbox_entry *e)
 {
-    return sandbox_worker_memory(e->spec.limits.memory_bytes);
+    return sandbox_worker_charge(&e->spec);
 }
 
 static void

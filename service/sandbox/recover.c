@@ -108,13 +108,14 @@ static int
 adopt(sandbox_manager *m, sandbox_entry *e, const char *cid, se_err *err)
 {
     uint64_t wmem = sandbox_worker_memory(e->spec.limits.memory_bytes);
-    int rc = sandbox_charge_evict(m, wmem, err);
+    uint64_t charge = sandbox_worker_charge(&e->spec);
+    int rc = sandbox_charge_evict(m, charge, err);
     if (rc < 0)
         return rc;
     sandbox_worker *w = NULL;
     rc = sandbox_worker_adopt(m, cid, wmem, &w, err);
     if (rc < 0) {
-        sandbox_pool_uncharge(m, wmem);
+        sandbox_pool_uncharge(m, charge);
         return rc;
     }
     /* Sized for the sandbox's own limit: a run asking less resizes it. */
@@ -126,7 +127,7 @@ adopt(sandbox_manager *m, sandbox_entry *e, const char *cid, se_err *err)
         e->workers = w->next;
         e->n_workers--;
         sandbox_worker_free(m, w, false);
-        sandbox_pool_uncharge(m, wmem);
+        sandbox_pool_uncharge(m, charge);
         return -err->code;
     }
     return 0;
@@ -220,8 +221,9 @@ recover_all(sandbox_manager *m, se_err *err)
             /* Every worker died while we were away: the sandbox lives on
              * in a fresh one from the same image. */
             uint64_t wmem = sandbox_worker_memory(e->spec.limits.memory_bytes);
+            uint64_t charge = sandbox_worker_charge(&e->spec);
             sandbox_worker *w = NULL;
-            if (sandbox_charge_evict(m, wmem, &e2) == 0) {
+            if (sandbox_charge_evict(m, charge, &e2) == 0) {
                 if (sandbox_worker_new(m, e, wmem, &w, NULL, &e2) == 0 &&
                     sandbox_read_python_version(m, w->container_id, e->python_version, &e2) == 0) {
                     w->idle_since_ms = clock_mono_ms();
@@ -230,7 +232,7 @@ recover_all(sandbox_manager *m, se_err *err)
                     workers++;
                 } else {
                     sandbox_worker_free(m, w, true);
-                    sandbox_pool_uncharge(m, wmem);
+                    sandbox_pool_uncharge(m, charge);
                 }
             }
             if (e->n_workers == 0) {
@@ -244,7 +246,7 @@ recover_all(sandbox_manager *m, se_err *err)
         if (sandbox_registry_add(&m->reg, e, false, &e2) < 0) {
             log_warn("recover: sandbox %s: %s", e->id, e2.msg);
             for (sandbox_worker *w = e->workers; w; w = w->next)
-                sandbox_pool_uncharge(m, w->memory_limit);
+                sandbox_pool_uncharge(m, sandbox_worker_charge(&e->spec));
             while (e->workers) {
                 sandbox_worker *w = e->workers;
                 e->workers = w->next;

@@ -34,6 +34,15 @@ sandbox_worker_memory(uint64_t run_memory)
     return run_memory + SANDBOX_WORKER_MEMORY_RESERVE;
 }
 
+uint64_t
+sandbox_worker_charge(const sandbox_spec *spec)
+{
+    uint64_t mem = sandbox_worker_memory(spec->limits.memory_bytes);
+    if (spec->runner == SAFEEVAL__V1__RUNNER__RUNNER_ZYGOTE)
+        mem += SANDBOX_ZYGOTE_START_MEMORY;
+    return mem;
+}
+
 static sandbox_worker *
 worker_alloc(const char *cid, uint64_t memory)
 {

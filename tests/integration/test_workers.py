@@ -386,6 +386,36 @@ class Budget(Base):
         self.assert_ok(self.ev(c.id, "print('fits')"), b"fits\n")
 
 
+class ZygoteBudget(Base):
+    # A zygote worker holds its run's memory + the reserve + the room its
+    # zygote starts with (256 MiB, service/sandbox/internal.h
+    # SANDBOX_ZYGOTE_START_MEMORY): 64 + 4 + 256 = 324 MiB of these 400.
+    EXTRA = ("--max-memory-total", str(400 * MiB))
+
+    def test_zygote_counts_in_the_budget(self):
+        # Catches: a zygote sandbox charged like a fresh one (its zygote's
+        # memory outside --max-memory-total), and that charge not given back
+        # when it is destroyed.
+        pb = self.pb
+        z = self.sandbox(modules=[], preload=["random"], max_concurrent_runs=1,
+                         limits=pb.Limits(memory_bytes=64 * MiB))
+        self.assertEqual(z.runner, pb.RUNNER_ZYGOTE)
+        self.assert_ok(self.ev(z.id, "import random\nprint('z')"), b"z\n")
+        lim = pb.Limits(memory_bytes=128 * MiB)
+        try:
+            c = self.d.stub.CreateSandbox(pb.CreateSandboxRequest(
+                python_version="3.11", limits=lim), timeout=60).sandbox
+            self.addCleanup(self._destroy, c.id)
+            self.fail("324 MiB (zygote) + 132 MiB fit in a 400 MiB budget")
+        except grpc.RpcError as e:
+            self.assertEqual(e.code(), C.RESOURCE_EXHAUSTED, e.details())
+            self.assertIn("max-memory-total", e.details())
+            print("over the budget:", e.details())
+        self.d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=z.id), timeout=60)
+        c = self.sandbox(modules=[], max_concurrent_runs=1, limits=lim)
+        self.assert_ok(self.ev(c.id, "print('fits')"), b"fits\n")
+
+
 if __name__ == "__main__":
     print("instance", harness.INSTANCE)
     unittest.main(verbosity=2)
