@@ -125,7 +125,9 @@ docker_client_api_version(const docker_client *c)
 int
 docker_ping(docker_client *c, se_err *err)
 {
-    docker_req req = {.method = "GET", .path = "/_ping", .cap = 4096};
+    /* An engine that accepts but does not answer must not hold health's
+     * verdict for the whole --docker-timeout-ms. */
+    docker_req req = {.method = "GET", .path = "/_ping", .cap = 4096, .max_ms = DOCKER_PING_MS};
     return docker_json_call(c, &req, NULL, err, "ping docker engine");
 }
 

@@ -62,6 +62,9 @@ int docker_client_new(docker_client **out, const docker_opts *opts, se_err *err)
 void docker_client_free(docker_client *c);
 /* "1.41": the negotiated version (borrowed). */
 const char *docker_client_api_version(const docker_client *c);
+/* GET /_ping, given at most DOCKER_PING_MS (or the client's timeout when
+ * shorter). */
+#define DOCKER_PING_MS 3000
 int docker_ping(docker_client *c, se_err *err);
 /* *out = GET /info (caller cJSON_Delete): DockerRootDir and the rest. */
 int docker_info(docker_client *c, cJSON **out, se_err *err);

@@ -148,8 +148,14 @@ docker_http(docker_client *c, const docker_req *req, docker_resp *resp, se_err *
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
     }
-    if (req->extra_timeout_ms >= 0)
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms + req->extra_timeout_ms);
+    long total = req->extra_timeout_ms >= 0 ? c->timeout_ms + req->extra_timeout_ms : 0;
+    if (req->max_ms > 0 && (total == 0 || req->max_ms < total))
+        total = req->max_ms;
+    if (total > 0) {
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, total);
+        if (total < c->timeout_ms)
+            curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, total);
+    }
 
     /* No 100-continue round trip for big bodies: the engine does not need it. */
     hdrs = curl_slist_append(hdrs, "Expect:");

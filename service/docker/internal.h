@@ -46,6 +46,7 @@ typedef struct docker_req {
     const char *content_type; /* default application/json when body != NULL */
     size_t cap;               /* response body cap; 0 = DOCKER_JSON_CAP */
     long extra_timeout_ms;    /* added to the client timeout; -1 = no total timeout */
+    long max_ms;              /* > 0: the whole request's limit, when shorter */
     const se_cancel *cancel;  /* checked during the transfer, may be NULL */
     docker_sink_fn sink;      /* if set, 2xx bodies stream here instead of resp->body */
     void *sink_ud;

@@ -319,13 +319,15 @@ class Deadline(Base):
 class EngineProxy:
     """A unix socket forwarding every connection to the Docker socket, byte
     for byte both ways (threads). stop() closes the listener and every open
-    connection; start() listens again on the same path."""
+    connection; start() listens again on the same path. With `hang` set, new
+    connections are accepted and held without an answer (a hung engine)."""
 
     def __init__(self, path):
         self.path = path
         self.lock = threading.Lock()
         self.conns = []
         self.srv = None
+        self.hang = False
 
     def start(self):
         if os.path.exists(self.path):
@@ -341,6 +343,10 @@ class EngineProxy:
                 c, _ = srv.accept()
             except OSError:
                 return
+            if self.hang:
+                with self.lock:
+                    self.conns.append(c)
+                continue
             try:
                 u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 u.connect("/var/run/docker.sock")

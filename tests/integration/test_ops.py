@@ -243,6 +243,40 @@ class HealthFollowsEngine(unittest.TestCase):
         self.assertEqual(unknown.end, C.UNAVAILABLE, unknown.details)
 
 
+class HealthHungEngine(unittest.TestCase):
+    def test_an_engine_that_does_not_answer_turns_health(self):
+        # Catches: the probe waiting the whole --docker-timeout-ms (30 s
+        # here) on an engine that accepts connections and never answers,
+        # health SERVING all that time; health not back once it answers.
+        tmp = tempfile.mkdtemp(prefix="safeeval-ops-hung-")
+        proxy = EngineProxy(os.path.join(tmp, "docker.sock"))
+        proxy.start()
+        try:
+            d = Daemon(extra_args=daemon_args(
+                make_wheelhouse(), "--docker-host", "unix://" + proxy.path,
+                "--docker-timeout-ms", "30000", "--health-interval-ms", "200"), timeout=60)
+        except BaseException:
+            proxy.stop()
+            raise
+        try:
+            self.assertEqual(check(d.channel), "SERVING")
+            proxy.hang = True
+            t0 = time.monotonic()
+            self.assertTrue(wait_until(lambda: check(d.channel) == "NOT_SERVING", 15, 0.1),
+                            "health still SERVING 15 s into a hung engine")
+            took = time.monotonic() - t0
+            proxy.hang = False
+            self.assertTrue(wait_until(lambda: check(d.channel) == "SERVING", 60, 0.2),
+                            "health not SERVING once the engine answers again")
+            sys.stderr.write("\n[HealthHungEngine] NOT_SERVING %.2f s into a hung engine "
+                             "(--docker-timeout-ms 30000)\n" % took)
+            self.assertEqual(d.stop(), 0, d.log()[-3000:])
+        finally:
+            proxy.stop()
+            remove_containers_of()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class HealthKick(unittest.TestCase):
     def test_a_failed_engine_call_turns_health_at_once(self):
         # Catches: health that looks at the engine only on its timer (with a
