@@ -225,6 +225,52 @@ def processes_of_sandbox(sandbox_id, marker=None):
     return out
 
 
+def prepared_jail_pids(procs):
+    """The pids of a worker's prepared jail in procs ([(pid, ppid, cmd)] of one
+    container): while no run goes on, the agent holds the next run's jail
+    ready, a bwrap it started for the helper in `--prepared` mode, that helper
+    (bwrap's only child) and python3 on /work/NAME (the helper's only child,
+    with no children), or the first part of that chain while it starts. Any
+    other process beside the engine's init and the agent is left of a run."""
+    kids = {}
+    for pid, ppid, cmd in procs:
+        kids.setdefault(ppid, []).append((pid, cmd))
+    agents = [pid for pid, _, cmd in procs
+              if cmd.endswith("safeeval-agent --serve") and "docker-init" not in cmd]
+    found = set()
+    for agent in agents:
+        for bw, cmd in kids.get(agent, []):
+            if not cmd.startswith("/usr/bin/bwrap ") or " --prepared " not in cmd:
+                continue
+            chain, node = [bw], bw
+            for want in (("--jail-child", "/usr/bin/bwrap "), ("/work/",)):
+                below = kids.get(node, [])
+                if not below:
+                    break
+                if len(below) != 1 or not any(w in below[0][1] for w in want):
+                    chain = None
+                    break
+                node = below[0][0]
+                chain.append(node)
+            if chain and not (len(chain) == 3 and kids.get(chain[2])):
+                found.update(chain)
+    return found
+
+
+def run_processes_of_sandbox(sandbox_id):
+    """[(cid, pid, ppid, cmdline)] in the sandbox's workers that are neither the
+    engine's init, the agent nor a prepared jail: what is left of runs."""
+    out = []
+    for c in workers_of(sandbox_id):
+        procs = processes_in(c["Id"])
+        prep = prepared_jail_pids(procs)
+        for pid, ppid, cmd in procs:
+            if pid in prep or "safeeval-agent --serve" in cmd:
+                continue
+            out.append((c["Id"], pid, ppid, cmd))
+    return out
+
+
 def dangling_ours():
     st, js = engine_get("/images/json", {
         "filters": json.dumps({"dangling": ["true"], "label": [LABEL_MANAGED]})})
