@@ -50,6 +50,7 @@ typedef struct server {
     agent_run *prep;     /* the prepared jail for the next run, or NULL */
     agent_prep_key next; /* what the last run looked like */
     bool next_usable;    /* next describes a run a jail can be prepared for */
+    bool prep_due;       /* prepare once the last Done is out */
     agent_run_env env;
     uint64_t mem_baseline, pids_baseline;
     uint64_t kept_id; /* the Done not yet acked; 0 = none */
@@ -204,6 +205,7 @@ start_run(server *s, agent_msg *msg)
     s->kept_id = 0;
     s->kept_len = 0;
     /* The next prepared jail is made for a run like this one. */
+    s->prep_due = false;
     s->next_usable = agent_prep_usable(msg->run) && agent_prep_key_set(&s->next, msg->run) == 0;
     if (s->prep) {
         if (agent_run_deliver(s->prep, msg) == 1) {
@@ -393,9 +395,10 @@ finish_run(server *s)
     agent_run_free(s->run);
     s->run = NULL;
     malloc_trim(0);
-    /* A worker that is not clean is replaced: nothing is prepared in it. */
-    if (clean)
-        prep_start(s);
+    /* A worker that is not clean is replaced: nothing is prepared in it.
+     * The preparation waits for the Done to be written: the run's answer
+     * never waits for the next run's jail. */
+    s->prep_due = clean;
 }
 
 static int
@@ -478,6 +481,10 @@ agent_serve(const char *build_id)
             agent_log("write stdout: %s", strerror(errno));
             code = 1;
             break;
+        }
+        if (s->prep_due && !s->run && wire_queued(&s->w) == 0) {
+            s->prep_due = false;
+            prep_start(s);
         }
         if (s->w.eof)
             break;
