@@ -132,9 +132,10 @@ typedef struct agent_prep_key {
     char *filename; /* owned */
 } agent_prep_key;
 
-/* Capacity of the delivery pipe and of the script FIFO: a delivery (files
- * and script) and a script must fit, so neither writer ever blocks. */
-#define AGENT_PREP_PIPE (1024 * 1024)
+/* A delivery (files and script) is one write into an empty pipe of the
+ * default size (64 KiB; less when the uid is over its pipe pages), so the
+ * agent never waits for the jail; the helper takes no more than this. */
+#define AGENT_DELIVERY_MAX (1024 * 1024)
 /* /work's tmpfs is the run's memory plus the larger of its inputs (+4 KiB
  * a file) and this, prepared or not: the same size either way for every
  * input a prepared jail takes. */

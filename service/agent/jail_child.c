@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,8 +185,10 @@ make_parents(int wfd, const char *path)
 }
 
 /* Before the command starts: its script path (wfd/name) becomes a FIFO this
- * process holds open for reading and writing, big enough for any script a
- * delivery carries. Returns the fd, or -1 with msg set. */
+ * process holds open for reading and writing (so python's open returns at
+ * once), at the default size: a bigger pipe would count against the uid's
+ * pipe pages, which every worker on the host shares. Returns the fd, or -1
+ * with msg set. */
 static int
 fifo_make(int wfd, const char *name, const char **msg)
 {
@@ -196,14 +199,39 @@ fifo_make(int wfd, const char *name, const char **msg)
     int fd = openat(wfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return -1;
-    *msg = "fifo size";
-    if (fcntl(fd, F_SETPIPE_SZ, AGENT_PREP_PIPE) < AGENT_PREP_PIPE) {
+    *msg = "fifo flags";
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
     }
     return fd;
+}
+
+/* Feeds the script into the FIFO as python reads it; stops early when the
+ * command ended without reading it all (it stays waitable: WNOWAIT). */
+static int
+fifo_feed(int fifo, const uint8_t *p, size_t len, pid_t cmd)
+{
+    while (len) {
+        ssize_t n = write(fifo, p, len);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        struct pollfd pf = {.fd = fifo, .events = POLLOUT};
+        if (poll(&pf, 1, 10) < 0 && errno != EINTR)
+            return -1;
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_PID, (id_t)cmd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == cmd)
+            return 0;
+    }
+    return 0;
 }
 
 /* Waits for the delivery on dfd and puts it in place (see the top). 0 when
@@ -220,7 +248,7 @@ deliver(int dfd, int wfd, int fifo, const char *name, pid_t cmd, const char **ms
     if (clock_getcpuclockid(cmd, &cid) == 0 && clock_gettime(cid, &ts) == 0)
         cpu_before_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     *msg = "delivery header";
-    if (h.magic != AGENT_DELIVERY_MAGIC || h.body_len > AGENT_PREP_PIPE ||
+    if (h.magic != AGENT_DELIVERY_MAGIC || h.body_len > AGENT_DELIVERY_MAX ||
         h.n_files > AGENT_MAX_FILES) {
         errno = EINVAL;
         return -1;
@@ -277,7 +305,7 @@ deliver(int dfd, int wfd, int fifo, const char *name, pid_t cmd, const char **ms
     if (renameat(wfd, tmp, wfd, name) < 0)
         goto out;
     *msg = "feed the script";
-    if (write_full(fifo, script, slen) < 0)
+    if (fifo_feed(fifo, script, slen, cmd) < 0)
         goto out;
     rc = 0;
 out:;

@@ -514,13 +514,13 @@ agent_run_prepare(agent_run **out, const agent_prep_key *k, const agent_run_env 
     char self[512];
     if ((rc = self_path(self, sizeof(self), err)) < 0)
         goto out;
-    /* The delivery pipe holds a whole delivery, so its one write never
-     * waits for the jail. */
+    /* A delivery is one write that fits the delivery pipe (agent.h): the
+     * agent never waits for the jail. */
     if (pipe_cloexec(st_p, true) < 0 || pipe_cloexec(dl_p, false) < 0) {
         rc = se_err_errno(err, SE_INTERNAL, "pipe");
         goto out;
     }
-    int cap = fcntl(dl_p[1], F_SETPIPE_SZ, AGENT_PREP_PIPE);
+    int cap = fcntl(dl_p[1], F_GETPIPE_SZ);
     if (cap < 0 || fcntl(dl_p[1], F_SETFL, O_NONBLOCK) < 0) {
         rc = se_err_errno(err, SE_UNAVAILABLE, "delivery pipe");
         goto out;
@@ -594,7 +594,7 @@ deliverable(const agent_run *r, const agent_request *req, size_t *out)
         return false;
     /* The helper writes the files under its RLIMIT_FSIZE (bwrap does not). */
     uint64_t input = req->script.len + 4096, body = req->script.len;
-    if (req->script.len > l->max_file_bytes || req->script.len > AGENT_PREP_PIPE)
+    if (req->script.len > l->max_file_bytes)
         return false;
     for (size_t i = 0; i < req->n_files; i++) {
         const Safeeval__V1__File *f = req->files[i];
@@ -603,7 +603,8 @@ deliverable(const agent_run *r, const agent_request *req, size_t *out)
         input += f->content.len + 4096;
         body += sizeof(uint32_t) + sizeof(uint64_t) + strlen(f->path) + f->content.len;
     }
-    if (input > AGENT_WORK_SPARE || sizeof(struct agent_delivery_hdr) + body > r->dl_cap)
+    if (input > AGENT_WORK_SPARE || sizeof(struct agent_delivery_hdr) + body > r->dl_cap ||
+        body > AGENT_DELIVERY_MAX)
         return false;
     *out = (size_t)body;
     return true;

@@ -260,6 +260,7 @@ class Prepared(unittest.TestCase):
              "# -*- coding: latin-1 -*-\nprint('\xe9')\n", "\xe9\n".encode()),
             ("big file", dict(files=[("big.bin", b"z" * (2 * MiB))]),
              "import os\nprint(os.path.getsize('big.bin'))\n", b"2097152\n"),
+            ("big script", {}, "x = %r\nprint(len(x))\n" % ("y" * 100000), b"100000\n"),
             ("other name", dict(filename="job.py"), "print(__file__)\n", b"/work/job.py\n"),
             ("other limits", dict(memory_bytes=128 * MiB),
              "import os\ns = os.statvfs('/tmp')\nprint(s.f_blocks * s.f_frsize)\n",
