@@ -155,11 +155,13 @@ struct agent_delivery_hdr {
 /* Sets *k from req (copies); frees what *k held. 0, or -1 out of memory. */
 int agent_prep_key_set(agent_prep_key *k, const agent_request *req);
 void agent_prep_key_free(agent_prep_key *k);
-/* True when a prepared jail can be made for a run like req: one without
- * arguments (they would be on a waiting process's command line before any
- * run exists; a prepared jail carries nothing of the run it was made after
- * but its limits and file name), whose name is not a .pyc (Python seeks in
- * a compiled file). */
+/* True when a prepared jail can take a run like req, and so is made after
+ * one: no arguments (they would be on a waiting process's command line
+ * before any run exists; a prepared jail carries nothing of the run it was
+ * made after but its limits and file name), no environment (Python and libc
+ * read it as they start; and a client that sends one every time would pay
+ * for a jail thrown away every time), not a .pyc (Python seeks in a
+ * compiled file). */
 bool agent_prep_usable(const agent_request *req);
 
 /* ---- jail.c: what the jail is made of ---- */

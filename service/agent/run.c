@@ -488,7 +488,8 @@ bool
 agent_prep_usable(const agent_request *req)
 {
     size_t n = strlen(req->filename);
-    return req->n_args == 0 && !(n >= 4 && strcmp(req->filename + n - 4, ".pyc") == 0);
+    return req->n_args == 0 && req->n_env == 0 &&
+           !(n >= 4 && strcmp(req->filename + n - 4, ".pyc") == 0);
 }
 
 int
@@ -586,9 +587,6 @@ deliverable(const agent_run *r, const agent_request *req, size_t *out)
     if (l->memory_bytes != k->memory_bytes || l->max_file_bytes != k->max_file_bytes ||
         l->cpu_time_ms != k->cpu_time_ms || l->max_processes != k->max_processes ||
         strcmp(req->filename, k->filename) != 0 || !agent_prep_usable(req))
-        return false;
-    /* The environment is read by Python (and libc) as it starts. */
-    if (req->n_env)
         return false;
     if (maybe_coding_line(&req->script))
         return false;

@@ -253,9 +253,6 @@ class Prepared(unittest.TestCase):
         pb = self.pb
         self.run_code("print(1)\n")
         cases = [
-            ("env", dict(env={"PYTHONHASHSEED": "0", "X": "y"}),
-             "import os, sys\nprint(sys.flags.hash_randomization, os.environ['X'])\n",
-             b"0 y\n"),
             ("coding", dict(filename="main.py"),
              "# -*- coding: latin-1 -*-\nprint('\xe9')\n", "\xe9\n".encode()),
             ("big file", dict(files=[("big.bin", b"z" * (2 * MiB))]),
@@ -272,12 +269,19 @@ class Prepared(unittest.TestCase):
             self.assert_on_demand(sent, started, r)
             self.assertEqual((r.reason, r.exit_code, self.body(r)),
                              (pb.EXIT_REASON_EXITED, 0, want), name + ": " + describe(pb, r))
-        # Arguments (no jail is prepared after such a run: they would be on
-        # the waiting python3's command line).
-        self.wait_prepared()
-        r, sent, started = self.run_code("import sys\nprint(sys.argv)\n", args=["a", "b"])
-        self.assert_on_demand(sent, started, r)
-        self.assertEqual(self.body(r), b"['/work/main.py', 'a', 'b']\n", describe(pb, r))
+        # An environment and arguments (and no jail is prepared after such a
+        # run: it could not have taken it).
+        for kw, text, want in (
+                (dict(env={"PYTHONHASHSEED": "0", "X": "y"}),
+                 "import os, sys\nprint(sys.flags.hash_randomization, os.environ['X'])\n",
+                 b"0 y\n"),
+                (dict(args=["a", "b"]), "import sys\nprint(sys.argv)\n",
+                 b"['/work/main.py', 'a', 'b']\n")):
+            self.run_code("print(1)\n")
+            self.wait_prepared()
+            r, sent, started = self.run_code(text, **kw)
+            self.assert_on_demand(sent, started, r)
+            self.assertEqual(self.body(r), want, describe(pb, r))
         r, _, _ = self.run_code("print(2)\n", memory_bytes=128 * MiB)
         self.assertEqual(self.body(r), b"2\n", describe(pb, r))
         # The next run like the last gets a prepared jail again, made for it.
