@@ -197,6 +197,77 @@ push_tmpfs(struct argv_b *a, const char *dest, uint64_t bytes)
     argv_push(a, dest);
 }
 
+/* The fences every jail has, a run's or the zygote's: new user, pid, net,
+ * ipc, uts and cgroup namespaces, bwrap gone with the agent, a new session
+ * (no TIOCSTI into the agent's terminal), the helper as pid 1 (no bwrap
+ * inside), the image's system read-only, the agent's binary as the helper,
+ * a /proc of the new pid namespace and a minimal /dev. */
+static void
+push_outer(struct argv_b *a, const char *self)
+{
+    static const char *const flags[] = {
+        "--unshare-user",    "--unshare-pid", "--unshare-net",
+        "--unshare-ipc",     "--unshare-uts", "--unshare-cgroup-try",
+        "--die-with-parent", "--new-session", "--as-pid-1",
+    };
+    argv_push(a, AGENT_BWRAP);
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        argv_push(a, flags[i]);
+    argv_push(a, "--ro-bind");
+    argv_push(a, "/usr");
+    argv_push(a, "/usr");
+    push_root_links(a);
+    static const char *const etc[] = {
+        "/etc/alternatives", "/etc/ld.so.cache", "/etc/ssl",           "/etc/localtime",
+        "/etc/passwd",       "/etc/group",       "/etc/nsswitch.conf", "/etc/mime.types",
+    };
+    for (size_t i = 0; i < sizeof(etc) / sizeof(etc[0]); i++)
+        push_ro_try(a, etc[i]);
+    push_etc_python(a);
+    argv_push(a, "--ro-bind");
+    argv_push(a, AGENT_VENV_ROOT);
+    argv_push(a, AGENT_VENV_ROOT);
+    argv_push(a, "--ro-bind");
+    argv_push(a, self);
+    argv_push(a, AGENT_JAIL_SELF);
+    argv_push(a, "--proc");
+    argv_push(a, "/proc");
+    argv_push(a, "--dev");
+    argv_push(a, "/dev");
+}
+
+/* After the jail's own mounts: / and /dev read-only again (what was mounted
+ * writable before stays so), cwd, and the environment of a run and nothing
+ * else: unbuffered, strict UTF-8 output (what the run printed before a kill
+ * is in the pipe, and its text is what a local python3 in a UTF-8 terminal
+ * would write). */
+static void
+push_seal(struct argv_b *a, const char *cwd)
+{
+    argv_push(a, "--remount-ro");
+    argv_push(a, "/dev");
+    argv_push(a, "--remount-ro");
+    argv_push(a, "/");
+    argv_push(a, "--chdir");
+    argv_push(a, cwd);
+    argv_push(a, "--clearenv");
+    static const char *const base_env[][2] = {
+        {"PATH", "/opt/safeeval/venv/bin:/usr/local/bin:/usr/bin:/bin"},
+        {"HOME", AGENT_WORKDIR},
+        {"TMPDIR", "/tmp"},
+        {"LANG", "C.UTF-8"},
+        {"PYTHONDONTWRITEBYTECODE", "1"},
+        {"PYTHONUNBUFFERED", "1"},
+        {"PYTHONIOENCODING", "utf-8:strict"},
+        {"OPENBLAS_NUM_THREADS", "1"},
+    };
+    for (size_t i = 0; i < sizeof(base_env) / sizeof(base_env[0]); i++) {
+        argv_push(a, "--setenv");
+        argv_push(a, base_env[i][0]);
+        argv_push(a, base_env[i][1]);
+    }
+}
+
 /* --file from a new sealed memfd holding data, to path under the work dir. */
 static int
 push_file(agent_jail *j, struct argv_b *a, const ProtobufCBinaryData *data, const char *path,
@@ -233,39 +304,7 @@ jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int statu
     struct argv_b a = {0};
     int rc = 0;
 
-    argv_push(&a, AGENT_BWRAP);
-    argv_push(&a, "--unshare-user");
-    argv_push(&a, "--unshare-pid");
-    argv_push(&a, "--unshare-net");
-    argv_push(&a, "--unshare-ipc");
-    argv_push(&a, "--unshare-uts");
-    argv_push(&a, "--unshare-cgroup-try");
-    argv_push(&a, "--die-with-parent");
-    argv_push(&a, "--new-session");
-    argv_push(&a, "--as-pid-1");
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, "/usr");
-    argv_push(&a, "/usr");
-    push_root_links(&a);
-    push_ro_try(&a, "/etc/alternatives");
-    push_ro_try(&a, "/etc/ld.so.cache");
-    push_ro_try(&a, "/etc/ssl");
-    push_ro_try(&a, "/etc/localtime");
-    push_ro_try(&a, "/etc/passwd");
-    push_ro_try(&a, "/etc/group");
-    push_ro_try(&a, "/etc/nsswitch.conf");
-    push_ro_try(&a, "/etc/mime.types");
-    push_etc_python(&a);
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, AGENT_VENV_ROOT);
-    argv_push(&a, AGENT_VENV_ROOT);
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, self);
-    argv_push(&a, AGENT_JAIL_SELF);
-    argv_push(&a, "--proc");
-    argv_push(&a, "/proc");
-    argv_push(&a, "--dev");
-    argv_push(&a, "/dev");
+    push_outer(&a, self);
     push_tmpfs(&a, "/dev/shm", sp->memory_bytes);
     push_tmpfs(&a, "/tmp", sp->memory_bytes);
     /* A prepared jail's inputs come later, within AGENT_WORK_SPARE. */
@@ -296,31 +335,7 @@ jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int statu
         }
     }
     /* Nothing outside /work, /tmp and /dev/shm is writable. */
-    argv_push(&a, "--remount-ro");
-    argv_push(&a, "/dev");
-    argv_push(&a, "--remount-ro");
-    argv_push(&a, "/");
-    argv_push(&a, "--chdir");
-    argv_push(&a, AGENT_WORKDIR);
-    argv_push(&a, "--clearenv");
-    /* Unbuffered, strict UTF-8 output: what the run printed before a kill
-     * is in the pipe, and its text is what a local python3 in a UTF-8
-     * terminal would write. */
-    static const char *const base_env[][2] = {
-        {"PATH", "/opt/safeeval/venv/bin:/usr/local/bin:/usr/bin:/bin"},
-        {"HOME", AGENT_WORKDIR},
-        {"TMPDIR", "/tmp"},
-        {"LANG", "C.UTF-8"},
-        {"PYTHONDONTWRITEBYTECODE", "1"},
-        {"PYTHONUNBUFFERED", "1"},
-        {"PYTHONIOENCODING", "utf-8:strict"},
-        {"OPENBLAS_NUM_THREADS", "1"},
-    };
-    for (size_t i = 0; i < sizeof(base_env) / sizeof(base_env[0]); i++) {
-        argv_push(&a, "--setenv");
-        argv_push(&a, base_env[i][0]);
-        argv_push(&a, base_env[i][1]);
-    }
+    push_seal(&a, AGENT_WORKDIR);
     for (size_t i = 0; req && i < req->n_env; i++) {
         argv_push(&a, "--setenv");
         argv_push(&a, req->env[i]->key);
@@ -437,75 +452,26 @@ agent_jail_build_zygote(char ***out, const char *self, int sock_fd, int bpf_fd,
 {
     struct argv_b a = {0};
     *out = NULL;
-    argv_push(&a, AGENT_BWRAP);
-    argv_push(&a, "--unshare-user");
-    argv_push(&a, "--unshare-pid");
-    argv_push(&a, "--unshare-net");
-    argv_push(&a, "--unshare-ipc");
-    argv_push(&a, "--unshare-uts");
-    argv_push(&a, "--unshare-cgroup-try");
-    argv_push(&a, "--die-with-parent");
-    argv_push(&a, "--new-session");
-    argv_push(&a, "--as-pid-1");
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, "/usr");
-    argv_push(&a, "/usr");
-    push_root_links(&a);
-    push_ro_try(&a, "/etc/alternatives");
-    push_ro_try(&a, "/etc/ld.so.cache");
-    push_ro_try(&a, "/etc/ssl");
-    push_ro_try(&a, "/etc/localtime");
-    push_ro_try(&a, "/etc/passwd");
-    push_ro_try(&a, "/etc/group");
-    push_ro_try(&a, "/etc/nsswitch.conf");
-    push_ro_try(&a, "/etc/mime.types");
-    push_etc_python(&a);
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, AGENT_VENV_ROOT);
-    argv_push(&a, AGENT_VENV_ROOT);
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, self);
-    argv_push(&a, AGENT_JAIL_SELF);
-    argv_push(&a, "--proc");
-    argv_push(&a, "/proc");
-    argv_push(&a, "--dev");
-    argv_push(&a, "/dev");
+    push_outer(&a, self);
     argv_push(&a, "--dir");
     argv_push(&a, "/dev/shm");
     argv_push(&a, "--dir");
     argv_push(&a, "/tmp");
     argv_push(&a, "--dir");
     argv_push(&a, AGENT_WORKDIR);
-    argv_push(&a, "--remount-ro");
-    argv_push(&a, "/dev");
-    argv_push(&a, "--remount-ro");
-    argv_push(&a, "/");
-    argv_push(&a, "--chdir");
-    argv_push(&a, "/");
-    argv_push(&a, "--clearenv");
-    /* The run's environment as the fresh jail sets it, plus every thread
-     * pool size a numeric library reads at import: the zygote must still be
-     * single-threaded when it forks. */
-    static const char *const env[][2] = {
-        {"PATH", "/opt/safeeval/venv/bin:/usr/local/bin:/usr/bin:/bin"},
-        {"HOME", AGENT_WORKDIR},
-        {"TMPDIR", "/tmp"},
-        {"LANG", "C.UTF-8"},
-        {"PYTHONDONTWRITEBYTECODE", "1"},
-        {"PYTHONUNBUFFERED", "1"},
-        {"PYTHONIOENCODING", "utf-8:strict"},
-        {"OPENBLAS_NUM_THREADS", "1"},
-        {"OMP_NUM_THREADS", "1"},
-        {"MKL_NUM_THREADS", "1"},
-        {"BLIS_NUM_THREADS", "1"},
-        {"NUMEXPR_NUM_THREADS", "1"},
-        {"VECLIB_MAXIMUM_THREADS", "1"},
-        {"GOTO_NUM_THREADS", "1"},
+    /* Nothing at all is writable. */
+    push_seal(&a, "/");
+    /* Beside the run's environment, every thread pool size a numeric
+     * library reads at import: the zygote must still be single-threaded
+     * when it forks. */
+    static const char *const threads[] = {
+        "OMP_NUM_THREADS",     "MKL_NUM_THREADS",        "BLIS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "GOTO_NUM_THREADS",
     };
-    for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
+    for (size_t i = 0; i < sizeof(threads) / sizeof(threads[0]); i++) {
         argv_push(&a, "--setenv");
-        argv_push(&a, env[i][0]);
-        argv_push(&a, env[i][1]);
+        argv_push(&a, threads[i]);
+        argv_push(&a, "1");
     }
     argv_push(&a, "--");
     argv_push(&a, AGENT_JAIL_SELF);
