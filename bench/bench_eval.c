@@ -4,7 +4,11 @@
  *   1. CreateSandbox with the image cold: create once, destroy, remove the
  *      sandbox image through the Engine API, create again (a full build).
  *   2. CreateSandbox with the image cached (--creates times, then destroyed).
- *   3. Eval of print(1) through the service, --runs times: min/p50/p90/p99/max.
+ *   3. Eval of print(1) through the service, --runs times: min/p50/p90/p99/max;
+ *      back to back, with a pause before each one (--gap-ms: a client with
+ *      think time, the worker idle between runs), and with an environment
+ *      variable (each run in a jail made on demand, never a prepared one), in
+ *      alternating blocks on the same sandbox.
  *   4. The floor: python3 -c 'print(1)' started --runs times by a process
  *      already inside the worker container (one exec of a small driver that
  *      times each start with its own clock).
@@ -107,6 +111,7 @@ typedef struct bench_opts {
     long tput_seconds;
     long tput_rounds;
     bool no_zygote;
+    long gap_ms;
 } bench_opts;
 
 typedef struct bench_stats {
@@ -268,13 +273,14 @@ bench_create_cached(safeeval_client *c, const bench_opts *o, double *samples)
 /* One Eval of code that must end EXITED with status 0 (and, if want_stdout
  * is not NULL, print exactly that). msg gets what went wrong. */
 static int
-eval_checked(safeeval_client *c, const char *id, const char *code, const char *want_stdout,
-             double *out_ms, char *msg, size_t msg_size)
+eval_checked_opts(safeeval_client *c, const char *id, const char *code,
+                  const safeeval_eval_opts *opts, const char *want_stdout, double *out_ms,
+                  char *msg, size_t msg_size)
 {
     safeeval_result *r = NULL;
     safeeval_error err;
     int64_t t0 = clock_mono_us();
-    if (safeeval_sandbox_eval(&r, c, id, code, NULL, &err) != 0) {
+    if (safeeval_sandbox_eval(&r, c, id, code, opts, &err) != 0) {
         snprintf(msg, msg_size, "Eval: %s: %s", safeeval_status_name(err.code), err.message);
         return -1;
     }
@@ -292,12 +298,68 @@ eval_checked(safeeval_client *c, const char *id, const char *code, const char *w
 }
 
 static int
+eval_checked(safeeval_client *c, const char *id, const char *code, const char *want_stdout,
+             double *out_ms, char *msg, size_t msg_size)
+{
+    return eval_checked_opts(c, id, code, NULL, want_stdout, out_ms, msg, msg_size);
+}
+
+static int
 bench_eval(safeeval_client *c, const char *id, long runs, double *samples)
 {
     char msg[1024];
     for (long i = 0; i < runs; i++) {
         if (eval_checked(c, id, "print(1)", "1\n", &samples[i], msg, sizeof(msg)) != 0) {
             fprintf(stderr, "safeeval-bench: Eval run %ld: %s\n", i, msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void sleep_ms(long ms);
+
+/* --runs Evals of print(1) back to back into b2b; when gap_ms > 0, --runs
+ * more into gap, each after a pause of gap_ms (not timed), and --runs more
+ * into od with an environment variable set, back to back: a run the agent
+ * cannot give a prepared jail, so each gets one made on demand (and none is
+ * prepared after it: one untimed run follows that block). In alternating
+ * blocks of BENCH_GAP_BLOCK on the same sandbox, so a machine whose load
+ * drifts weighs on all three alike. */
+#define BENCH_GAP_BLOCK 10
+static int
+bench_eval_gap(safeeval_client *c, const char *id, long runs, long gap_ms, double *b2b, double *gap,
+               double *od)
+{
+    char msg[1024];
+    static const safeeval_kv env = {"BENCH_ON_DEMAND", "1"};
+    safeeval_eval_opts eo = SAFEEVAL_EVAL_OPTS_INIT;
+    eo.env = &env;
+    eo.n_env = 1;
+    long nb = 0, ng = 0, no = 0;
+    double ignored;
+    while (nb < runs || (gap_ms > 0 && (ng < runs || no < runs))) {
+        for (long k = 0; k < BENCH_GAP_BLOCK && nb < runs; k++, nb++)
+            if (eval_checked(c, id, "print(1)", "1\n", &b2b[nb], msg, sizeof(msg)) != 0) {
+                fprintf(stderr, "safeeval-bench: Eval run %ld: %s\n", nb, msg);
+                return -1;
+            }
+        if (gap_ms <= 0)
+            continue;
+        for (long k = 0; k < BENCH_GAP_BLOCK && ng < runs; k++, ng++) {
+            sleep_ms(gap_ms);
+            if (eval_checked(c, id, "print(1)", "1\n", &gap[ng], msg, sizeof(msg)) != 0) {
+                fprintf(stderr, "safeeval-bench: Eval run %ld after a gap: %s\n", ng, msg);
+                return -1;
+            }
+        }
+        for (long k = 0; k < BENCH_GAP_BLOCK && no < runs; k++, no++)
+            if (eval_checked_opts(c, id, "print(1)", &eo, "1\n", &od[no], msg, sizeof(msg)) != 0) {
+                fprintf(stderr, "safeeval-bench: Eval run %ld with env: %s\n", no, msg);
+                return -1;
+            }
+        if (eval_checked(c, id, "print(1)", "1\n", &ignored, msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "safeeval-bench: Eval: %s\n", msg);
             return -1;
         }
     }
@@ -1368,6 +1430,9 @@ usage(FILE *f)
             "  --pool-pause-ms MS    pause before each of them, for the refill (default 1500)\n"
             "  --numpy-runs N        numpy Evals per runner (default 50)\n"
             "  --no-zygote           do not try a zygote sandbox\n"
+            "  --gap-ms MS           pause before each Eval of the second print(1) row, a\n"
+            "                        client with think time; a third row sets an env var\n"
+            "                        (a jail made on demand) (default 100; 0 skips both)\n"
             "  --tput-seconds S      each throughput measurement (default 5; 0 skips)\n"
             "  --tput-rounds N       service/bare pairs per client count (default 3)\n"
             "The cold case removes the sandbox image of this spec (force): do not run it\n"
@@ -1410,6 +1475,7 @@ parse_args(int argc, char **argv, bench_opts *o)
         {"pool-spec", required_argument, NULL, 'X'},
         {"numpy-runs", required_argument, NULL, 'N'},
         {"no-zygote", no_argument, NULL, 'Z'},
+        {"gap-ms", required_argument, NULL, 'G'},
         {"tput-seconds", required_argument, NULL, 'T'},
         {"tput-rounds", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
@@ -1512,6 +1578,12 @@ parse_args(int argc, char **argv, bench_opts *o)
         case 'Z':
             o->no_zygote = true;
             break;
+        case 'G':
+            if (parse_long(optarg, 0, 60000, &o->gap_ms) != 0) {
+                fprintf(stderr, "safeeval-bench: --gap-ms wants 0..60000\n");
+                return -1;
+            }
+            break;
         case 'X': {
             /* VERSION[:MODULE,MODULE...], split in place */
             char *colon = strchr(optarg, ':');
@@ -1580,11 +1652,12 @@ main(int argc, char **argv)
         .numpy_runs = 50,
         .tput_seconds = 5,
         .tput_rounds = 3,
+        .gap_ms = 100,
     };
     safeeval_client *c = NULL;
     docker_client *dc = NULL;
     safeeval_sandbox *sb = NULL;
-    double *samples = NULL;
+    double *samples = NULL, *gap_samples = NULL, *od_samples = NULL;
     double cold_ms = 0;
     int rc = 1;
 
@@ -1608,7 +1681,9 @@ main(int argc, char **argv)
     if ((size_t)o.numpy_runs > n)
         n = (size_t)o.numpy_runs;
     samples = calloc(n ? n : 1, sizeof(*samples));
-    if (!samples) {
+    gap_samples = calloc((size_t)o.runs, sizeof(*gap_samples));
+    od_samples = calloc((size_t)o.runs, sizeof(*od_samples));
+    if (!samples || !gap_samples || !od_samples) {
         fprintf(stderr, "safeeval-bench: out of memory\n");
         goto out;
     }
@@ -1656,12 +1731,23 @@ main(int argc, char **argv)
     /* One warm-up run each, not counted: the first run pays page-cache misses. */
     if (bench_eval(c, sb->id, 1, samples) != 0)
         goto out;
-    if (bench_eval(c, sb->id, o.runs, samples) != 0)
+    if (bench_eval_gap(c, sb->id, o.runs, o.gap_ms, samples, gap_samples, od_samples) != 0)
         goto out;
     bench_stats ev = stats_of(samples, (size_t)o.runs);
+    bench_stats eg = {0}, eo = {0};
+    if (o.gap_ms > 0) {
+        eg = stats_of(gap_samples, (size_t)o.runs);
+        eo = stats_of(od_samples, (size_t)o.runs);
+    }
     if (bench_worker_memory(dc, sb->id, "worker memory, idle after the runs") != 0)
         goto out;
     print_stats("Eval print(1) via safeevald", &ev, (size_t)o.runs);
+    char gap_what[64];
+    snprintf(gap_what, sizeof(gap_what), "Eval print(1), %ld ms apart", o.gap_ms);
+    if (o.gap_ms > 0) {
+        print_stats(gap_what, &eg, (size_t)o.runs);
+        print_stats("Eval print(1), jail on demand", &eo, (size_t)o.runs);
+    }
     fflush(stdout);
     /* 3b. the numpy eval on the fresh jail */
     if (bench_eval_code(c, sb->id, BENCH_NUMPY_CODE, NULL, 1, samples) != 0 ||
@@ -1692,6 +1778,9 @@ main(int argc, char **argv)
     /* 6. ratios */
     printf("%-34s p50 %.2fx  p99 %.2fx  (+%.2f ms at p50)\n", "ratio Eval / floor", ev.p50 / fl.p50,
            ev.p99 / fl.p99, ev.p50 - fl.p50);
+    if (o.gap_ms > 0)
+        printf("%-34s p50 %.2fx  p99 %.2fx  (%+.2f ms at p50)\n", "ratio Eval apart / floor",
+               eg.p50 / fl.p50, eg.p99 / fl.p99, eg.p50 - fl.p50);
     printf("%-34s p50 %.2fx  p99 %.2fx  (%+.2f ms at p50)\n", "ratio docker exec / Eval",
            ex.p50 / ev.p50, ex.p99 / ev.p99, ex.p50 - ev.p50);
     fflush(stdout);
@@ -1731,6 +1820,12 @@ main(int argc, char **argv)
     print_vs("floor", &fl, &fl, &ex);
     print_vs("docker exec python3 -c", &ex, &fl, &ex);
     print_vs("Eval print(1), fresh jail", &ev, &fl, &ex);
+    if (o.gap_ms > 0) {
+        char what[64];
+        snprintf(what, sizeof(what), "  same, %ld ms apart", o.gap_ms);
+        print_vs(what, &eg, &fl, &ex);
+        print_vs("  same, jail on demand (env)", &eo, &fl, &ex);
+    }
     if (zr == 0)
         print_vs("Eval print(1), zygote", &zp, &fl, &ex);
     else
@@ -1768,6 +1863,8 @@ out:
     }
     fflush(stdout);
     free(samples);
+    free(gap_samples);
+    free(od_samples);
     docker_client_free(dc);
     safeeval_client_free(c);
     return rc;

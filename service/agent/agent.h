@@ -169,6 +169,61 @@ uint64_t agent_cgroup_room(const agent_cgroup *cg);
  * cpu.stat, memory.events, memory.oom_control). 0, or -1 when absent. */
 int agent_cgroup_stat_value(uint64_t *out, const char *text, size_t len, const char *key);
 
+/* ---- prepared jails ----
+ * While a worker is idle, the agent prepares the next run's jail: bwrap's
+ * namespaces and mounts, the jail's pid 1, and python3 already started on
+ * /work/<filename> (a FIFO then), blocked reading its source. A Run then
+ * only delivers the inputs: stdin into the jail's (still unsealed) stdin
+ * memfd, sealed before anything reads it; the files and the script over a
+ * pipe to the jail's pid 1, which writes them into /work, puts the script
+ * file in place of the FIFO and feeds the same bytes to python. Each
+ * prepared jail serves exactly one run or is killed; it is made only once
+ * the previous run's processes are gone. What the interpreter or bwrap fixed
+ * at start is the key: a run whose limits or filename differ, or
+ * that cannot be delivered exactly (see agent_run_deliver), gets a jail made
+ * on demand instead. */
+
+typedef struct agent_prep_key {
+    uint64_t memory_bytes, max_file_bytes;
+    uint32_t cpu_time_ms, max_processes;
+    char *filename; /* owned */
+} agent_prep_key;
+
+/* A delivery (files and script) is one write into an empty pipe of the
+ * default size (64 KiB; less when the uid is over its pipe pages), so the
+ * agent never waits for the jail; the helper takes no more than this. */
+#define AGENT_DELIVERY_MAX (1024 * 1024)
+/* /work's tmpfs is the run's memory plus the larger of its inputs (+4 KiB
+ * a file) and this, prepared or not: the same size either way for every
+ * input a prepared jail takes. */
+#define AGENT_WORK_SPARE (4ull * 1024 * 1024)
+
+/* The delivery, agent -> the prepared jail's pid 1, on one pipe: this
+ * header, then body_len bytes: for each file a u32 path length, a u64
+ * content length, the path (relative, validated), the content; the rest is
+ * the script. */
+#define AGENT_DELIVERY_MAGIC 0x53454456u
+struct agent_delivery_hdr {
+    uint32_t magic;
+    uint32_t n_files;
+    uint64_t body_len;
+};
+
+/* Sets *k from req (copies); frees what *k held. 0, or -1 out of memory. */
+int agent_prep_key_set(agent_prep_key *k, const agent_request *req);
+void agent_prep_key_free(agent_prep_key *k);
+/* True when a prepared jail can take a run like req, and so is made after
+ * one: no arguments (they would be on a waiting process's command line
+ * before any run exists; a prepared jail carries nothing of the run it was
+ * made after but its limits and file name), no environment (Python and libc
+ * read it as they start; and a client that sends one every time would pay
+ * for a jail thrown away every time), not a .pyc (Python seeks in a
+ * compiled file), no collect patterns (the jail's pid 1 gathers the files
+ * with patterns it is started with; a run that collects gets a jail made on
+ * demand, which does that, and none is prepared after it). Runs of a zygote
+ * worker never use a prepared jail. */
+bool agent_prep_usable(const agent_request *req);
+
 /* ---- jail.c: what the jail is made of ---- */
 
 typedef struct agent_jail {
@@ -185,6 +240,11 @@ typedef struct agent_jail {
  * in_fds, status_fd and collect_fd before it execs bwrap. */
 int agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
                      int collect_fd, se_err *err);
+/* The bwrap command line of a prepared jail for k: no input files, stdin
+ * left to the caller, the helper in prepared mode reading its delivery from
+ * delivery_fd. */
+int agent_jail_build_prepared(agent_jail *j, const agent_prep_key *k, const char *self,
+                              int status_fd, int delivery_fd, se_err *err);
 void agent_jail_close_fds(agent_jail *j);
 void agent_jail_free(agent_jail *j);
 
@@ -225,6 +285,19 @@ int agent_run_timeout(const agent_run *r);
  * kills what is left of the jail and checks the worker is back at its
  * baseline. Call after every poll (any fd, any timeout). */
 void agent_run_step(agent_run *r);
+/* Prepares a jail for the next run with key k (copied). Returns 0 with *out
+ * set (not a run until agent_run_deliver), or a negative se_code. */
+int agent_run_prepare(agent_run **out, const agent_prep_key *k, const agent_run_env *env,
+                      se_err *err);
+/* Hands run msg->id (validated, op run) to the prepared jail r: 1 when it
+ * is now that run (msg freed; its wall time and CPU count from now), 0 when
+ * r cannot take it exactly as a jail made on demand would (msg untouched;
+ * the caller frees r, which kills it, and starts the run on demand). */
+int agent_run_deliver(agent_run *r, agent_msg *msg);
+/* True while r is a prepared jail that no run has been delivered to. */
+bool agent_run_is_prepared(const agent_run *r);
+/* True when a prepared jail died or failed before any delivery. */
+bool agent_run_prep_failed(const agent_run *r);
 /* Kills the run now (a cancel request); its Done says cancelled. */
 void agent_run_cancel(agent_run *r);
 uint64_t agent_run_id(const agent_run *r);
@@ -252,7 +325,9 @@ int agent_sweep(void);
 
 /* The helper bwrap runs as the jail's pid 1:
  * --jail-child STATUS_FD CPU_MS NPROC FSIZE NOFILE
- *     [--collect FD MAX_FILES MAX_BYTES N PATTERN...] -- argv... */
+ *     [--collect FD MAX_FILES MAX_BYTES N PATTERN... | --prepared DELIVERY_FD] -- argv...
+ * (prepared: argv[1] is the script path, made a FIFO until the delivery; a
+ * prepared jail never collects). */
 int agent_jail_child_main(int argc, char **argv);
 
 /* Installs the jail's seccomp filter in the calling process (fail closed:

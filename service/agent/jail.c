@@ -197,6 +197,77 @@ push_tmpfs(struct argv_b *a, const char *dest, uint64_t bytes)
     argv_push(a, dest);
 }
 
+/* The fences every jail has, a run's or the zygote's: new user, pid, net,
+ * ipc, uts and cgroup namespaces, bwrap gone with the agent, a new session
+ * (no TIOCSTI into the agent's terminal), the helper as pid 1 (no bwrap
+ * inside), the image's system read-only, the agent's binary as the helper,
+ * a /proc of the new pid namespace and a minimal /dev. */
+static void
+push_outer(struct argv_b *a, const char *self)
+{
+    static const char *const flags[] = {
+        "--unshare-user",    "--unshare-pid", "--unshare-net",
+        "--unshare-ipc",     "--unshare-uts", "--unshare-cgroup-try",
+        "--die-with-parent", "--new-session", "--as-pid-1",
+    };
+    argv_push(a, AGENT_BWRAP);
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        argv_push(a, flags[i]);
+    argv_push(a, "--ro-bind");
+    argv_push(a, "/usr");
+    argv_push(a, "/usr");
+    push_root_links(a);
+    static const char *const etc[] = {
+        "/etc/alternatives", "/etc/ld.so.cache", "/etc/ssl",           "/etc/localtime",
+        "/etc/passwd",       "/etc/group",       "/etc/nsswitch.conf", "/etc/mime.types",
+    };
+    for (size_t i = 0; i < sizeof(etc) / sizeof(etc[0]); i++)
+        push_ro_try(a, etc[i]);
+    push_etc_python(a);
+    argv_push(a, "--ro-bind");
+    argv_push(a, AGENT_VENV_ROOT);
+    argv_push(a, AGENT_VENV_ROOT);
+    argv_push(a, "--ro-bind");
+    argv_push(a, self);
+    argv_push(a, AGENT_JAIL_SELF);
+    argv_push(a, "--proc");
+    argv_push(a, "/proc");
+    argv_push(a, "--dev");
+    argv_push(a, "/dev");
+}
+
+/* After the jail's own mounts: / and /dev read-only again (what was mounted
+ * writable before stays so), cwd, and the environment of a run and nothing
+ * else: unbuffered, strict UTF-8 output (what the run printed before a kill
+ * is in the pipe, and its text is what a local python3 in a UTF-8 terminal
+ * would write). */
+static void
+push_seal(struct argv_b *a, const char *cwd)
+{
+    argv_push(a, "--remount-ro");
+    argv_push(a, "/dev");
+    argv_push(a, "--remount-ro");
+    argv_push(a, "/");
+    argv_push(a, "--chdir");
+    argv_push(a, cwd);
+    argv_push(a, "--clearenv");
+    static const char *const base_env[][2] = {
+        {"PATH", "/opt/safeeval/venv/bin:/usr/local/bin:/usr/bin:/bin"},
+        {"HOME", AGENT_WORKDIR},
+        {"TMPDIR", "/tmp"},
+        {"LANG", "C.UTF-8"},
+        {"PYTHONDONTWRITEBYTECODE", "1"},
+        {"PYTHONUNBUFFERED", "1"},
+        {"PYTHONIOENCODING", "utf-8:strict"},
+        {"OPENBLAS_NUM_THREADS", "1"},
+    };
+    for (size_t i = 0; i < sizeof(base_env) / sizeof(base_env[0]); i++) {
+        argv_push(a, "--setenv");
+        argv_push(a, base_env[i][0]);
+        argv_push(a, base_env[i][1]);
+    }
+}
+
 /* --file from a new sealed memfd holding data, to path under the work dir. */
 static int
 push_file(agent_jail *j, struct argv_b *a, const ProtobufCBinaryData *data, const char *path,
@@ -212,99 +283,60 @@ push_file(agent_jail *j, struct argv_b *a, const ProtobufCBinaryData *data, cons
     return 0;
 }
 
-int
-agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
-                 int collect_fd, se_err *err)
+/* What one bwrap command line is built from. */
+struct jail_spec {
+    uint64_t memory_bytes, max_file_bytes;
+    uint32_t cpu_time_ms, max_processes;
+    const char *filename;
+    char *const *args;
+    size_t n_args;
+    const agent_request *req; /* the inputs; NULL for a prepared jail */
+    int delivery_fd;          /* a prepared jail's delivery pipe; -1 */
+    int collect_fd;           /* the files-back pipe when req collects; -1 */
+};
+
+static int
+jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int status_fd, se_err *err)
 {
     memset(j, 0, sizeof(*j));
     j->stdin_fd = -1;
-    const Safeeval__V1__Limits *l = req->limits;
+    const agent_request *req = sp->req;
     struct argv_b a = {0};
     int rc = 0;
 
-    argv_push(&a, AGENT_BWRAP);
-    argv_push(&a, "--unshare-user");
-    argv_push(&a, "--unshare-pid");
-    argv_push(&a, "--unshare-net");
-    argv_push(&a, "--unshare-ipc");
-    argv_push(&a, "--unshare-uts");
-    argv_push(&a, "--unshare-cgroup-try");
-    argv_push(&a, "--die-with-parent");
-    argv_push(&a, "--new-session");
-    argv_push(&a, "--as-pid-1");
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, "/usr");
-    argv_push(&a, "/usr");
-    push_root_links(&a);
-    push_ro_try(&a, "/etc/alternatives");
-    push_ro_try(&a, "/etc/ld.so.cache");
-    push_ro_try(&a, "/etc/ssl");
-    push_ro_try(&a, "/etc/localtime");
-    push_ro_try(&a, "/etc/passwd");
-    push_ro_try(&a, "/etc/group");
-    push_ro_try(&a, "/etc/nsswitch.conf");
-    push_ro_try(&a, "/etc/mime.types");
-    push_etc_python(&a);
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, AGENT_VENV_ROOT);
-    argv_push(&a, AGENT_VENV_ROOT);
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, self);
-    argv_push(&a, AGENT_JAIL_SELF);
-    argv_push(&a, "--proc");
-    argv_push(&a, "/proc");
-    argv_push(&a, "--dev");
-    argv_push(&a, "/dev");
-    push_tmpfs(&a, "/dev/shm", l->memory_bytes);
-    push_tmpfs(&a, "/tmp", l->memory_bytes);
-    uint64_t input = req->script.len + 4096;
-    for (size_t i = 0; i < req->n_files; i++)
-        input += req->files[i]->content.len + 4096;
-    push_tmpfs(&a, AGENT_WORKDIR, l->memory_bytes + input);
-
-    if ((rc = push_file(j, &a, &req->script, req->filename, err)) < 0)
-        goto out;
-
-    static char seen[64][AGENT_MAX_PATH + 1];
-    size_t n_seen = 0;
-    for (size_t i = 0; i < req->n_files; i++) {
-        const Safeeval__V1__File *f = req->files[i];
-        push_parent_dirs(&a, f->path, seen, &n_seen, 64);
-        if ((rc = push_file(j, &a, &f->content, f->path, err)) < 0)
-            goto out;
+    push_outer(&a, self);
+    push_tmpfs(&a, "/dev/shm", sp->memory_bytes);
+    push_tmpfs(&a, "/tmp", sp->memory_bytes);
+    /* A prepared jail's inputs come later, within AGENT_WORK_SPARE. */
+    uint64_t input = 0;
+    if (req) {
+        input = req->script.len + 4096;
+        for (size_t i = 0; i < req->n_files; i++)
+            input += req->files[i]->content.len + 4096;
     }
-    j->stdin_fd = memfd_with(req->stdin.data, req->stdin.len, err);
-    if (j->stdin_fd < 0) {
-        rc = -SE_INTERNAL;
-        goto out;
+    push_tmpfs(&a, AGENT_WORKDIR,
+               sp->memory_bytes + (input > AGENT_WORK_SPARE ? input : AGENT_WORK_SPARE));
+
+    if (req) {
+        if ((rc = push_file(j, &a, &req->script, req->filename, err)) < 0)
+            goto out;
+        static char seen[64][AGENT_MAX_PATH + 1];
+        size_t n_seen = 0;
+        for (size_t i = 0; i < req->n_files; i++) {
+            const Safeeval__V1__File *f = req->files[i];
+            push_parent_dirs(&a, f->path, seen, &n_seen, 64);
+            if ((rc = push_file(j, &a, &f->content, f->path, err)) < 0)
+                goto out;
+        }
+        j->stdin_fd = memfd_with(req->stdin.data, req->stdin.len, err);
+        if (j->stdin_fd < 0) {
+            rc = -SE_INTERNAL;
+            goto out;
+        }
     }
     /* Nothing outside /work, /tmp and /dev/shm is writable. */
-    argv_push(&a, "--remount-ro");
-    argv_push(&a, "/dev");
-    argv_push(&a, "--remount-ro");
-    argv_push(&a, "/");
-    argv_push(&a, "--chdir");
-    argv_push(&a, AGENT_WORKDIR);
-    argv_push(&a, "--clearenv");
-    /* Unbuffered, strict UTF-8 output: what the run printed before a kill
-     * is in the pipe, and its text is what a local python3 in a UTF-8
-     * terminal would write. */
-    static const char *const base_env[][2] = {
-        {"PATH", "/opt/safeeval/venv/bin:/usr/local/bin:/usr/bin:/bin"},
-        {"HOME", AGENT_WORKDIR},
-        {"TMPDIR", "/tmp"},
-        {"LANG", "C.UTF-8"},
-        {"PYTHONDONTWRITEBYTECODE", "1"},
-        {"PYTHONUNBUFFERED", "1"},
-        {"PYTHONIOENCODING", "utf-8:strict"},
-        {"OPENBLAS_NUM_THREADS", "1"},
-    };
-    for (size_t i = 0; i < sizeof(base_env) / sizeof(base_env[0]); i++) {
-        argv_push(&a, "--setenv");
-        argv_push(&a, base_env[i][0]);
-        argv_push(&a, base_env[i][1]);
-    }
-    for (size_t i = 0; i < req->n_env; i++) {
+    push_seal(&a, AGENT_WORKDIR);
+    for (size_t i = 0; req && i < req->n_env; i++) {
         argv_push(&a, "--setenv");
         argv_push(&a, req->env[i]->key);
         argv_push(&a, req->env[i]->value);
@@ -313,24 +345,27 @@ agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int 
     argv_push(&a, AGENT_JAIL_SELF);
     argv_push(&a, "--jail-child");
     argv_pushf(&a, "%d", status_fd);
-    argv_pushf(&a, "%u", l->cpu_time_ms);
-    argv_pushf(&a, "%u", l->max_processes);
-    argv_pushf(&a, "%llu", (unsigned long long)l->max_file_bytes);
+    argv_pushf(&a, "%u", sp->cpu_time_ms);
+    argv_pushf(&a, "%u", sp->max_processes);
+    argv_pushf(&a, "%llu", (unsigned long long)sp->max_file_bytes);
     argv_pushf(&a, "%d", JAIL_NOFILE);
-    if (req->n_collect) {
+    if (req && req->n_collect) {
         argv_push(&a, "--collect");
-        argv_pushf(&a, "%d", collect_fd);
-        argv_pushf(&a, "%u", l->max_collect_files);
-        argv_pushf(&a, "%llu", (unsigned long long)l->max_collect_bytes);
+        argv_pushf(&a, "%d", sp->collect_fd);
+        argv_pushf(&a, "%u", req->limits->max_collect_files);
+        argv_pushf(&a, "%llu", (unsigned long long)req->limits->max_collect_bytes);
         argv_pushf(&a, "%zu", req->n_collect);
         for (size_t i = 0; i < req->n_collect; i++)
             argv_push(&a, req->collect[i]);
+    } else if (sp->delivery_fd >= 0) {
+        argv_push(&a, "--prepared");
+        argv_pushf(&a, "%d", sp->delivery_fd);
     }
     argv_push(&a, "--");
     argv_push(&a, AGENT_PYTHON);
-    argv_pushf(&a, AGENT_WORKDIR "/%s", req->filename);
-    for (size_t i = 0; i < req->n_args; i++)
-        argv_push(&a, req->args[i]);
+    argv_pushf(&a, AGENT_WORKDIR "/%s", sp->filename);
+    for (size_t i = 0; i < sp->n_args; i++)
+        argv_push(&a, sp->args[i]);
     if (a.oom)
         rc = se_err_set(err, SE_INTERNAL, "jail command line: out of memory");
 out:
@@ -338,6 +373,45 @@ out:
     if (rc < 0)
         agent_jail_free(j);
     return rc;
+}
+
+int
+agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
+                 int collect_fd, se_err *err)
+{
+    const Safeeval__V1__Limits *l = req->limits;
+    struct jail_spec sp = {
+        .memory_bytes = l->memory_bytes,
+        .max_file_bytes = l->max_file_bytes,
+        .cpu_time_ms = l->cpu_time_ms,
+        .max_processes = l->max_processes,
+        .filename = req->filename,
+        .args = req->args,
+        .n_args = req->n_args,
+        .req = req,
+        .delivery_fd = -1,
+        .collect_fd = collect_fd,
+    };
+    return jail_argv(j, &sp, self, status_fd, err);
+}
+
+int
+agent_jail_build_prepared(agent_jail *j, const agent_prep_key *k, const char *self, int status_fd,
+                          int delivery_fd, se_err *err)
+{
+    struct jail_spec sp = {
+        .memory_bytes = k->memory_bytes,
+        .max_file_bytes = k->max_file_bytes,
+        .cpu_time_ms = k->cpu_time_ms,
+        .max_processes = k->max_processes,
+        .filename = k->filename,
+        .args = NULL,
+        .n_args = 0,
+        .req = NULL,
+        .delivery_fd = delivery_fd,
+        .collect_fd = -1,
+    };
+    return jail_argv(j, &sp, self, status_fd, err);
 }
 
 void
@@ -378,75 +452,26 @@ agent_jail_build_zygote(char ***out, const char *self, int sock_fd, int bpf_fd,
 {
     struct argv_b a = {0};
     *out = NULL;
-    argv_push(&a, AGENT_BWRAP);
-    argv_push(&a, "--unshare-user");
-    argv_push(&a, "--unshare-pid");
-    argv_push(&a, "--unshare-net");
-    argv_push(&a, "--unshare-ipc");
-    argv_push(&a, "--unshare-uts");
-    argv_push(&a, "--unshare-cgroup-try");
-    argv_push(&a, "--die-with-parent");
-    argv_push(&a, "--new-session");
-    argv_push(&a, "--as-pid-1");
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, "/usr");
-    argv_push(&a, "/usr");
-    push_root_links(&a);
-    push_ro_try(&a, "/etc/alternatives");
-    push_ro_try(&a, "/etc/ld.so.cache");
-    push_ro_try(&a, "/etc/ssl");
-    push_ro_try(&a, "/etc/localtime");
-    push_ro_try(&a, "/etc/passwd");
-    push_ro_try(&a, "/etc/group");
-    push_ro_try(&a, "/etc/nsswitch.conf");
-    push_ro_try(&a, "/etc/mime.types");
-    push_etc_python(&a);
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, AGENT_VENV_ROOT);
-    argv_push(&a, AGENT_VENV_ROOT);
-    argv_push(&a, "--ro-bind");
-    argv_push(&a, self);
-    argv_push(&a, AGENT_JAIL_SELF);
-    argv_push(&a, "--proc");
-    argv_push(&a, "/proc");
-    argv_push(&a, "--dev");
-    argv_push(&a, "/dev");
+    push_outer(&a, self);
     argv_push(&a, "--dir");
     argv_push(&a, "/dev/shm");
     argv_push(&a, "--dir");
     argv_push(&a, "/tmp");
     argv_push(&a, "--dir");
     argv_push(&a, AGENT_WORKDIR);
-    argv_push(&a, "--remount-ro");
-    argv_push(&a, "/dev");
-    argv_push(&a, "--remount-ro");
-    argv_push(&a, "/");
-    argv_push(&a, "--chdir");
-    argv_push(&a, "/");
-    argv_push(&a, "--clearenv");
-    /* The run's environment as the fresh jail sets it, plus every thread
-     * pool size a numeric library reads at import: the zygote must still be
-     * single-threaded when it forks. */
-    static const char *const env[][2] = {
-        {"PATH", "/opt/safeeval/venv/bin:/usr/local/bin:/usr/bin:/bin"},
-        {"HOME", AGENT_WORKDIR},
-        {"TMPDIR", "/tmp"},
-        {"LANG", "C.UTF-8"},
-        {"PYTHONDONTWRITEBYTECODE", "1"},
-        {"PYTHONUNBUFFERED", "1"},
-        {"PYTHONIOENCODING", "utf-8:strict"},
-        {"OPENBLAS_NUM_THREADS", "1"},
-        {"OMP_NUM_THREADS", "1"},
-        {"MKL_NUM_THREADS", "1"},
-        {"BLIS_NUM_THREADS", "1"},
-        {"NUMEXPR_NUM_THREADS", "1"},
-        {"VECLIB_MAXIMUM_THREADS", "1"},
-        {"GOTO_NUM_THREADS", "1"},
+    /* Nothing at all is writable. */
+    push_seal(&a, "/");
+    /* Beside the run's environment, every thread pool size a numeric
+     * library reads at import: the zygote must still be single-threaded
+     * when it forks. */
+    static const char *const threads[] = {
+        "OMP_NUM_THREADS",     "MKL_NUM_THREADS",        "BLIS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "GOTO_NUM_THREADS",
     };
-    for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
+    for (size_t i = 0; i < sizeof(threads) / sizeof(threads[0]); i++) {
         argv_push(&a, "--setenv");
-        argv_push(&a, env[i][0]);
-        argv_push(&a, env[i][1]);
+        argv_push(&a, threads[i]);
+        argv_push(&a, "1");
     }
     argv_push(&a, "--");
     argv_push(&a, AGENT_JAIL_SELF);

@@ -17,10 +17,23 @@
  * the namespace and whatever is still in it down. With --collect, between
  * the command's end and that report, it kills and reaps whatever else of
  * the namespace is left and sends the files the run asked back on a second
- * pipe only it holds (collect.c): /work exists only in this namespace. */
+ * pipe only it holds (collect.c): /work exists only in this namespace.
+ *
+ * Prepared (`--prepared FD`, agent.h; never with --collect): before the
+ * fork it makes the script's path a FIFO it holds open (so python's open of
+ * it returns at once and its read blocks), and after the fork it waits for
+ * the delivery on FD: it writes the files into /work as bwrap's --dir/--file
+ * would (dirs 0755 under the umask, files 0666), writes the script to a
+ * temporary name and renames it over the FIFO (so tracebacks and linecache
+ * find a regular file), then feeds the same bytes into the FIFO and closes
+ * it: python reads its source and EOF. No code of the run exists before the
+ * delivery is complete; EOF on FD before that (the agent threw the jail
+ * away) ends the jail. The CPU python used before the delivery is not
+ * reported as the run's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +41,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -49,6 +64,10 @@ parse_u64(const char *s, unsigned long long *out)
     return 0;
 }
 
+/* CPU the command used before the delivery (prepared mode), in us: taken
+ * off the reported rusage. */
+static int64_t cpu_before_us;
+
 static void
 status_send(int fd, uint32_t kind, int wait_status, int sys_errno, const struct rusage *ru,
             const char *msg)
@@ -63,6 +82,7 @@ status_send(int fd, uint32_t kind, int wait_status, int sys_errno, const struct 
         st.maxrss_kb = ru->ru_maxrss;
         st.cpu_us = (int64_t)ru->ru_utime.tv_sec * 1000000 + ru->ru_utime.tv_usec +
                     (int64_t)ru->ru_stime.tv_sec * 1000000 + ru->ru_stime.tv_usec;
+        st.cpu_us = st.cpu_us > cpu_before_us ? st.cpu_us - cpu_before_us : 0;
     }
     if (msg)
         snprintf(st.msg, sizeof(st.msg), "%s", msg);
@@ -102,6 +122,205 @@ close_from_except(int from, int keep)
         return (int)syscall(SYS_close_range, keep + 1, ~0u, 0);
     }
     return (int)syscall(SYS_close_range, from, ~0u, 0);
+}
+
+/* ---- prepared mode ---- */
+
+static int
+read_full(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int
+write_full(int fd, const uint8_t *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* A new file under the work dir (wfd) holding data, 0666 as bwrap's --file
+ * makes it. */
+static int
+file_create(int wfd, const char *path, const uint8_t *data, size_t len)
+{
+    int fd = openat(wfd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return -1;
+    int rc = write_full(fd, data, len) < 0 || fchmod(fd, 0666) < 0 ? -1 : 0;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* The parent directories of path, as bwrap's --dir makes them. */
+static int
+make_parents(int wfd, const char *path)
+{
+    char buf[AGENT_MAX_PATH + 1];
+    if (strlen(path) >= sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(buf, path);
+    for (char *sl = strchr(buf, '/'); sl; sl = strchr(sl + 1, '/')) {
+        *sl = 0;
+        if (mkdirat(wfd, buf, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *sl = '/';
+    }
+    return 0;
+}
+
+/* Before the command starts: its script path (wfd/name) becomes a FIFO this
+ * process holds open for reading and writing (so python's open returns at
+ * once), at the default size: a bigger pipe would count against the uid's
+ * pipe pages, which every worker on the host shares. Returns the fd, or -1
+ * with msg set. */
+static int
+fifo_make(int wfd, const char *name, const char **msg)
+{
+    *msg = "mkfifo";
+    if (mkfifoat(wfd, name, 0600) < 0)
+        return -1;
+    *msg = "open fifo";
+    int fd = openat(wfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    *msg = "fifo flags";
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Feeds the script into the FIFO as python reads it; stops early when the
+ * command ended without reading it all (it stays waitable: WNOWAIT). */
+static int
+fifo_feed(int fifo, const uint8_t *p, size_t len, pid_t cmd)
+{
+    while (len) {
+        ssize_t n = write(fifo, p, len);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        struct pollfd pf = {.fd = fifo, .events = POLLOUT};
+        if (poll(&pf, 1, 10) < 0 && errno != EINTR)
+            return -1;
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_PID, (id_t)cmd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == cmd)
+            return 0;
+    }
+    return 0;
+}
+
+/* Waits for the delivery on dfd and puts it in place (see the top). 0 when
+ * done, 1 when dfd ended first (nothing to run), -1 with *msg set. */
+static int
+deliver(int dfd, int wfd, int fifo, const char *name, pid_t cmd, const char **msg)
+{
+    struct agent_delivery_hdr h;
+    if (read_full(dfd, &h, sizeof(h)) < 0)
+        return 1;
+    /* From here on, the run's: its CPU counts. */
+    clockid_t cid;
+    struct timespec ts;
+    if (clock_getcpuclockid(cmd, &cid) == 0 && clock_gettime(cid, &ts) == 0)
+        cpu_before_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    *msg = "delivery header";
+    if (h.magic != AGENT_DELIVERY_MAGIC || h.body_len > AGENT_DELIVERY_MAX ||
+        h.n_files > AGENT_MAX_FILES) {
+        errno = EINVAL;
+        return -1;
+    }
+    uint8_t *body = malloc(h.body_len ? h.body_len : 1);
+    *msg = "delivery";
+    if (!body)
+        return -1;
+    if (read_full(dfd, body, h.body_len) < 0) {
+        free(body);
+        return 1;
+    }
+    close(dfd);
+    int rc = -1;
+    size_t off = 0, len = h.body_len;
+    char path[AGENT_MAX_PATH + 1];
+    se_err err;
+    for (uint32_t i = 0; i < h.n_files; i++) {
+        uint32_t plen;
+        uint64_t clen;
+        *msg = "delivery: a file";
+        errno = EINVAL;
+        if (len - off < sizeof(plen) + sizeof(clen))
+            goto out;
+        memcpy(&plen, body + off, sizeof(plen));
+        memcpy(&clen, body + off + sizeof(plen), sizeof(clen));
+        off += sizeof(plen) + sizeof(clen);
+        if (plen > AGENT_MAX_PATH || plen > len - off || clen > len - off - plen)
+            goto out;
+        memcpy(path, body + off, plen);
+        path[plen] = 0;
+        off += plen;
+        se_err_clear(&err);
+        if (strlen(path) != plen || agent_path_validate(path, &err) < 0)
+            goto out;
+        *msg = "write a file";
+        if (make_parents(wfd, path) < 0 || file_create(wfd, path, body + off, clen) < 0)
+            goto out;
+        off += clen;
+    }
+    /* The rest is the script: a regular file at its name before python can
+     * run a line of it. */
+    const uint8_t *script = body + off;
+    size_t slen = len - off;
+    char tmp[AGENT_MAX_COMPONENT + 32];
+    *msg = "write the script";
+    for (unsigned n = 0;; n++) {
+        snprintf(tmp, sizeof(tmp), ".%.*s.%u~", AGENT_MAX_COMPONENT - 16, name, n);
+        if (file_create(wfd, tmp, script, slen) == 0)
+            break;
+        if (errno != EEXIST || n > 1000)
+            goto out;
+    }
+    if (renameat(wfd, tmp, wfd, name) < 0)
+        goto out;
+    *msg = "feed the script";
+    if (fifo_feed(fifo, script, slen, cmd) < 0)
+        goto out;
+    rc = 0;
+out:;
+    int e = errno;
+    close(fifo);
+    free(body);
+    errno = e;
+    return rc;
 }
 
 struct setup_err {
@@ -180,7 +399,7 @@ int
 agent_jail_child_main(int argc, char **argv)
 {
     /* argv: prog --jail-child FD CPU_MS NPROC FSIZE NOFILE
-     *       [--collect FD MAX_FILES MAX_BYTES N PATTERN...] -- cmd... */
+     *       [--collect FD MAX_FILES MAX_BYTES N PATTERN... | --prepared DFD] -- cmd... */
     if (argc < 9)
         return 2;
     unsigned long long fd_u, lim[4];
@@ -192,7 +411,7 @@ agent_jail_child_main(int argc, char **argv)
     unsigned long long cpu_ms = lim[0], nproc = lim[1], fsize = lim[2], nofile = lim[3];
     int sfd = (int)fd_u;
     int at = 7;
-    int cfd = -1;
+    int cfd = -1, dfd = -1;
     unsigned long long cmax[3] = {0, 0, 0}; /* files, bytes, patterns */
     char **patterns = NULL;
     if (strcmp(argv[at], "--collect") == 0) {
@@ -208,6 +427,13 @@ agent_jail_child_main(int argc, char **argv)
         cfd = (int)cfd_u;
         patterns = &argv[at + 5];
         at += 5 + (int)cmax[2];
+    } else if (strcmp(argv[at], "--prepared") == 0) {
+        unsigned long long dfd_u;
+        if (argc < at + 3 || parse_u64(argv[at + 1], &dfd_u) < 0 || dfd_u < 3 || dfd_u > INT_MAX ||
+            dfd_u == fd_u)
+            return 2;
+        dfd = (int)dfd_u;
+        at += 2;
     }
     if (strcmp(argv[at], "--") != 0 || at + 1 >= argc)
         return 2;
@@ -216,6 +442,22 @@ agent_jail_child_main(int argc, char **argv)
         return 2;
     if (cfd >= 0 && fcntl(cfd, F_SETFD, FD_CLOEXEC) < 0)
         return 2;
+    if (dfd >= 0 && fcntl(dfd, F_SETFD, FD_CLOEXEC) < 0)
+        return 2;
+    /* A prepared jail's script: a plain name under the work dir. */
+    const char *script = NULL;
+    if (dfd >= 0) {
+        if (at + 2 >= argc)
+            return 2;
+        const char *p = cmd[1];
+        size_t wl = strlen(AGENT_WORKDIR);
+        se_err e;
+        se_err_clear(&e);
+        if (strncmp(p, AGENT_WORKDIR "/", wl + 1) != 0 ||
+            agent_filename_validate(p + wl + 1, &e) < 0)
+            return 2;
+        script = p + wl + 1;
+    }
     /* Before dumpable goes: after it, this process's /proc files are no
      * longer its own to write. */
     if (set_oom_score_adj() < 0) {
@@ -226,7 +468,8 @@ agent_jail_child_main(int argc, char **argv)
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "PR_SET_DUMPABLE");
         return 1;
     }
-    if (close_from_except2(3, sfd, cfd) < 0) {
+    /* --collect and --prepared never come together: one extra fd at most. */
+    if (close_from_except2(3, sfd, cfd >= 0 ? cfd : dfd) < 0) {
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "close_range");
         return 1;
     }
@@ -243,6 +486,19 @@ agent_jail_child_main(int argc, char **argv)
         return 1;
     }
     status_send(sfd, AGENT_STATUS_STARTED, 0, 0, NULL, NULL);
+
+    int wfd = -1, fifo = -1;
+    if (dfd >= 0) {
+        const char *what = "open " AGENT_WORKDIR;
+        wfd = open(AGENT_WORKDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (wfd < 0 || (fifo = fifo_make(wfd, script, &what)) < 0) {
+            status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, what);
+            return 1;
+        }
+        /* Its own writes into /work are bounded by the agent's checks;
+         * the signal must not end the jail's init. */
+        signal(SIGXFSZ, SIG_IGN);
+    }
 
     int ep[2];
     if (pipe2(ep, O_CLOEXEC) < 0) {
@@ -265,6 +521,17 @@ agent_jail_child_main(int argc, char **argv)
         n = read(ep[0], &se, sizeof(se));
     while (n < 0 && errno == EINTR);
     close(ep[0]);
+    if (dfd >= 0 && n != (ssize_t)sizeof(se)) {
+        const char *what = NULL;
+        int d = deliver(dfd, wfd, fifo, script, pid, &what);
+        if (d == 1)
+            return 0; /* thrown away: the namespace goes with this process */
+        if (d < 0) {
+            status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, what);
+            return 1;
+        }
+        close(wfd);
+    }
 
     /* The namespace's init: reap everything, until the command itself. */
     int ws = 0;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -45,7 +46,8 @@
 #define BATCH 16384
 #define BW_MSG_MAX 200
 
-enum phase { PH_RUNNING, PH_ENDING, PH_DONE };
+/* PH_PREPARED: a prepared jail no run has been delivered to (agent.h). */
+enum phase { PH_RUNNING, PH_ENDING, PH_DONE, PH_PREPARED };
 
 struct stream {
     int fd;
@@ -93,6 +95,17 @@ struct agent_run {
 
     Safeeval__Agent__V1__RunResponse resp;
     agent_result res;
+
+    /* A prepared jail: what it was made for, the delivery pipe's write end,
+     * the jail's stdin memfd (sealed at the delivery), and the CPU the
+     * preparation used (never the run's). */
+    bool prep_failed;
+    agent_prep_key key;
+    int dl_fd, stdin_fd;
+    size_t dl_cap;
+    agent_cg_sample prep_s0;
+    int64_t prep_self0_ns;
+    uint64_t prep_cpu_ns;
 };
 
 static int64_t
@@ -321,8 +334,8 @@ pipe_cloexec(int p[2], bool nonblock_read)
 }
 
 /* In the forked child: becomes bwrap. Never returns. */
-static void __attribute__((noreturn))
-exec_bwrap(const agent_jail *j, int out_w, int err_w, int st_w, int col_w, int ex_w, pid_t parent)
+static void __attribute__((noreturn)) exec_bwrap(const agent_jail *j, int out_w, int err_w,
+                                                 int st_w, int extra_fd, int ex_w, pid_t parent)
 {
     /* If the agent dies, so does bwrap, and with it the whole jail. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -333,7 +346,7 @@ exec_bwrap(const agent_jail *j, int out_w, int err_w, int st_w, int col_w, int e
     for (size_t i = 0; i < j->n_in; i++)
         if (fcntl(j->in_fds[i], F_SETFD, 0) < 0)
             goto fail;
-    if (fcntl(st_w, F_SETFD, 0) < 0 || (col_w >= 0 && fcntl(col_w, F_SETFD, 0) < 0))
+    if (fcntl(st_w, F_SETFD, 0) < 0 || (extra_fd >= 0 && fcntl(extra_fd, F_SETFD, 0) < 0))
         goto fail;
     /* The whole jail, bwrap's monitor included, goes before the agent or
      * the engine's init when the container runs out of memory. The jail's
@@ -359,29 +372,114 @@ fail:;
     _exit(127);
 }
 
+static agent_run *
+run_alloc(const agent_run_env *env)
+{
+    agent_run *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->env = env;
+    r->bw = -1;
+    r->st_fd = r->out[0].fd = r->out[1].fd = r->col_fd = r->dl_fd = r->stdin_fd = -1;
+    return r;
+}
+
+static int
+self_path(char *buf, size_t cap, se_err *err)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+    if (n <= 0)
+        return se_err_errno(err, SE_INTERNAL, "readlink /proc/self/exe");
+    buf[n] = 0;
+    return 0;
+}
+
+/* Forks bwrap with the jail j, built for the status pipe st_p (and extra_fd
+ * when >= 0, also left open for bwrap): sets r's pid and pipes. */
+static int
+launch(agent_run *r, const agent_jail *j, int st_p[2], int extra_fd, se_err *err)
+{
+    int out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, ex_p[2] = {-1, -1};
+    int rc = 0;
+    if (pipe_cloexec(out_p, true) < 0 || pipe_cloexec(err_p, true) < 0 ||
+        pipe_cloexec(ex_p, false) < 0) {
+        rc = se_err_errno(err, SE_INTERNAL, "pipe");
+        goto out;
+    }
+    pid_t parent = getpid();
+    r->bw = fork();
+    if (r->bw < 0) {
+        rc = se_err_errno(err, SE_INTERNAL, "fork");
+        goto out;
+    }
+    if (r->bw == 0)
+        exec_bwrap(j, out_p[1], err_p[1], st_p[1], extra_fd, ex_p[1], parent);
+    close_fd(&out_p[1]);
+    close_fd(&err_p[1]);
+    close_fd(&st_p[1]);
+    close_fd(&ex_p[1]);
+
+    int exec_errno = 0;
+    ssize_t en;
+    do
+        en = read(ex_p[0], &exec_errno, sizeof(exec_errno));
+    while (en < 0 && errno == EINTR);
+    if (en > 0) {
+        int ws;
+        while (waitpid(r->bw, &ws, 0) < 0 && errno == EINTR) {
+        }
+        r->bw = -1;
+        errno = exec_errno;
+        rc = se_err_errno(err, SE_UNAVAILABLE, "cannot start %s", AGENT_BWRAP);
+        goto out;
+    }
+    r->out[0].fd = out_p[0];
+    r->out[1].fd = err_p[0];
+    r->st_fd = st_p[0];
+    out_p[0] = err_p[0] = st_p[0] = -1;
+out:;
+    int *all[] = {&out_p[0], &out_p[1], &err_p[0], &err_p[1], &ex_p[0], &ex_p[1]};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        close_fd(all[i]);
+    return rc;
+}
+
 /* A fork of the worker's zygote (zygote.c) instead of a new jail: the same
  * pipes, the same status records, the same end. *msg is freed once the
  * zygote has the run's input. */
 static int
-start_in_zygote(agent_run *r, agent_msg **msg, int out_p[2], int err_p[2], int st_p[2], se_err *err)
+start_in_zygote(agent_run *r, agent_msg **msg, int st_p[2], se_err *err)
 {
-    if (agent_cgroup_sample(r->env->cg, &r->s0) < 0)
-        return se_err_errno(err, SE_UNAVAILABLE, "cgroup counters unreadable");
+    int out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
+    int rc = 0;
+    if (pipe_cloexec(out_p, true) < 0 || pipe_cloexec(err_p, true) < 0) {
+        rc = se_err_errno(err, SE_INTERNAL, "pipe");
+        goto out;
+    }
+    if (agent_cgroup_sample(r->env->cg, &r->s0) < 0) {
+        rc = se_err_errno(err, SE_UNAVAILABLE, "cgroup counters unreadable");
+        goto out;
+    }
     r->s_last = r->s0;
     r->self_cpu0_ns = self_cpu_ns();
     r->zygote_cpu0_ns = agent_zygote_cpu_ns();
     getrusage(RUSAGE_CHILDREN, &r->ru0);
     r->t0 = clock_mono_us();
-    int rc = agent_zygote_spawn((*msg)->run, out_p[1], err_p[1], st_p[1], err);
+    rc = agent_zygote_spawn((*msg)->run, out_p[1], err_p[1], st_p[1], err);
     if (rc < 0)
-        return rc;
+        goto out;
     safeeval__agent__v1__request__free_unpacked(*msg, NULL);
     *msg = NULL;
     malloc_trim(0);
-    close_fd(&out_p[1]);
-    close_fd(&err_p[1]);
-    close_fd(&st_p[1]);
-    return 0;
+    r->out[0].fd = out_p[0];
+    r->out[1].fd = err_p[0];
+    r->st_fd = st_p[0];
+    out_p[0] = err_p[0] = st_p[0] = -1;
+out:;
+    int *all[] = {&out_p[0], &out_p[1], &err_p[0], &err_p[1], &st_p[1]};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        close_fd(all[i]);
+    return rc;
 }
 
 int
@@ -389,22 +487,18 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
 {
     *out = NULL;
     agent_jail j = {.stdin_fd = -1};
-    int out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, st_p[2] = {-1, -1}, ex_p[2] = {-1, -1};
-    int col_p[2] = {-1, -1};
+    int st_p[2] = {-1, -1}, col_p[2] = {-1, -1};
     int rc = 0;
-    agent_run *r = calloc(1, sizeof(*r));
+    agent_run *r = run_alloc(env);
     if (!r) {
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
         goto out;
     }
     const agent_request *req = msg->run;
     r->id = msg->id;
-    r->env = env;
     r->wall_ms = req->limits->wall_time_ms;
     r->cpu_ms = req->limits->cpu_time_ms;
     r->max_output = req->limits->max_output_bytes;
-    r->bw = -1;
-    r->st_fd = r->out[0].fd = r->out[1].fd = r->col_fd = -1;
     if (env->cg->version == AGENT_CG_NONE) {
         rc = se_err_set(err, SE_UNAVAILABLE, "the worker's cgroup counters are unreadable (%s)",
                         env->cg->why);
@@ -412,15 +506,9 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
     }
 
     char self[512];
-    ssize_t sn = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (sn <= 0) {
-        rc = se_err_errno(err, SE_INTERNAL, "readlink /proc/self/exe");
+    if ((rc = self_path(self, sizeof(self), err)) < 0)
         goto out;
-    }
-    self[sn] = 0;
-    if (pipe_cloexec(out_p, true) < 0 || pipe_cloexec(err_p, true) < 0 ||
-        pipe_cloexec(st_p, true) < 0 || pipe_cloexec(ex_p, false) < 0 ||
-        (req->n_collect && pipe_cloexec(col_p, true) < 0)) {
+    if (pipe_cloexec(st_p, true) < 0 || (req->n_collect && pipe_cloexec(col_p, true) < 0)) {
         rc = se_err_errno(err, SE_INTERNAL, "pipe");
         goto out;
     }
@@ -431,7 +519,7 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
             rc = se_err_set(err, SE_INVALID, "collect: not available with the zygote runner");
             goto out;
         }
-        rc = start_in_zygote(r, &msg, out_p, err_p, st_p, err);
+        rc = start_in_zygote(r, &msg, st_p, err);
         if (rc < 0)
             goto out;
         goto ready;
@@ -461,45 +549,12 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
     r->self_cpu0_ns = self_cpu_ns();
     getrusage(RUSAGE_CHILDREN, &r->ru0);
     r->t0 = clock_mono_us();
-    pid_t parent = getpid();
-    r->bw = fork();
-    if (r->bw < 0) {
-        rc = se_err_errno(err, SE_INTERNAL, "fork");
+    rc = launch(r, &j, st_p, col_p[1], err);
+    if (rc < 0)
         goto out;
-    }
-    if (r->bw == 0)
-        exec_bwrap(&j, out_p[1], err_p[1], st_p[1], col_p[1], ex_p[1], parent);
-    close_fd(&col_p[1]);
-    close_fd(&out_p[1]);
-    close_fd(&err_p[1]);
-    close_fd(&st_p[1]);
-    close_fd(&ex_p[1]);
-    /* bwrap holds its own copies of the memfds until it has copied them
-     * into the jail; the agent's go now. */
-    agent_jail_free(&j);
-    malloc_trim(0);
-
-    int exec_errno = 0;
-    ssize_t en;
-    do
-        en = read(ex_p[0], &exec_errno, sizeof(exec_errno));
-    while (en < 0 && errno == EINTR);
-    close_fd(&ex_p[0]);
-    if (en > 0) {
-        int ws;
-        while (waitpid(r->bw, &ws, 0) < 0 && errno == EINTR) {
-        }
-        r->bw = -1;
-        errno = exec_errno;
-        rc = se_err_errno(err, SE_UNAVAILABLE, "cannot start %s", AGENT_BWRAP);
-        goto out;
-    }
-ready:
-    r->out[0].fd = out_p[0];
-    r->out[1].fd = err_p[0];
-    r->st_fd = st_p[0];
     r->col_fd = col_p[0];
-    out_p[0] = err_p[0] = st_p[0] = col_p[0] = -1;
+    col_p[0] = -1;
+ready:
     r->phase = PH_RUNNING;
     r->next_tick = r->t0 + TICK_MS * 1000;
     *out = r;
@@ -507,16 +562,276 @@ ready:
 out:
     if (msg)
         safeeval__agent__v1__request__free_unpacked(msg, NULL);
+    /* bwrap holds its own copies of the memfds until it has copied them
+     * into the jail; the agent's go now. */
     agent_jail_free(&j);
-    int *all[] = {&out_p[0], &out_p[1], &err_p[0], &err_p[1], &st_p[0],
-                  &st_p[1],  &ex_p[0],  &ex_p[1],  &col_p[0], &col_p[1]};
+    int *all[] = {&st_p[0], &st_p[1], &col_p[0], &col_p[1]};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         close_fd(all[i]);
     if (r)
         agent_run_free(r);
+    malloc_trim(0);
+    return rc;
+}
+
+/* ---- prepared jails ---- */
+
+void
+agent_prep_key_free(agent_prep_key *k)
+{
+    free(k->filename);
+    memset(k, 0, sizeof(*k));
+}
+
+int
+agent_prep_key_set(agent_prep_key *k, const agent_request *req)
+{
+    char *name = strdup(req->filename);
+    if (!name)
+        return -1;
+    agent_prep_key_free(k);
+    const Safeeval__V1__Limits *l = req->limits;
+    *k = (agent_prep_key){
+        .memory_bytes = l->memory_bytes,
+        .max_file_bytes = l->max_file_bytes,
+        .cpu_time_ms = l->cpu_time_ms,
+        .max_processes = l->max_processes,
+        .filename = name,
+    };
+    return 0;
+}
+
+bool
+agent_prep_usable(const agent_request *req)
+{
+    size_t n = strlen(req->filename);
+    return req->n_args == 0 && req->n_env == 0 && req->n_collect == 0 &&
+           !(n >= 4 && strcmp(req->filename + n - 4, ".pyc") == 0);
+}
+
+int
+agent_run_prepare(agent_run **out, const agent_prep_key *k, const agent_run_env *env, se_err *err)
+{
+    *out = NULL;
+    agent_jail j = {.stdin_fd = -1};
+    int st_p[2] = {-1, -1}, dl_p[2] = {-1, -1};
+    int rc = 0;
+    agent_run *r = run_alloc(env);
+    if (!r || !(r->key.filename = strdup(k->filename))) {
+        rc = se_err_set(err, SE_INTERNAL, "out of memory");
+        goto out;
+    }
+    r->key.memory_bytes = k->memory_bytes;
+    r->key.max_file_bytes = k->max_file_bytes;
+    r->key.cpu_time_ms = k->cpu_time_ms;
+    r->key.max_processes = k->max_processes;
+    if (env->cg->version == AGENT_CG_NONE) {
+        rc = se_err_set(err, SE_UNAVAILABLE, "the worker's cgroup counters are unreadable");
+        goto out;
+    }
+    if (env->zygote) {
+        rc = se_err_set(err, SE_INTERNAL, "a zygote worker's runs are forks of the zygote");
+        goto out;
+    }
+    char self[512];
+    if ((rc = self_path(self, sizeof(self), err)) < 0)
+        goto out;
+    /* A delivery is one write that fits the delivery pipe (agent.h): the
+     * agent never waits for the jail. */
+    if (pipe_cloexec(st_p, true) < 0 || pipe_cloexec(dl_p, false) < 0) {
+        rc = se_err_errno(err, SE_INTERNAL, "pipe");
+        goto out;
+    }
+    int cap = fcntl(dl_p[1], F_GETPIPE_SZ);
+    if (cap < 0 || fcntl(dl_p[1], F_SETFL, O_NONBLOCK) < 0) {
+        rc = se_err_errno(err, SE_UNAVAILABLE, "delivery pipe");
+        goto out;
+    }
+    r->dl_cap = (size_t)cap;
+    rc = agent_jail_build_prepared(&j, &r->key, self, st_p[1], dl_p[0], err);
     if (rc < 0)
+        goto out;
+    /* The jail's stdin: empty and unsealed until the delivery, when the
+     * agent writes and seals it before any code of the run exists. */
+    j.stdin_fd = memfd_create("safeeval-in", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (j.stdin_fd < 0) {
+        rc = se_err_errno(err, SE_INTERNAL, "memfd_create");
+        goto out;
+    }
+    if (agent_cgroup_sample(env->cg, &r->prep_s0) < 0) {
+        rc = se_err_errno(err, SE_UNAVAILABLE, "cgroup counters unreadable");
+        goto out;
+    }
+    r->prep_self0_ns = self_cpu_ns();
+    rc = launch(r, &j, st_p, dl_p[0], err);
+    if (rc < 0)
+        goto out;
+    r->stdin_fd = j.stdin_fd;
+    j.stdin_fd = -1;
+    r->dl_fd = dl_p[1];
+    dl_p[1] = -1;
+    r->phase = PH_PREPARED;
+    *out = r;
+    r = NULL;
+out:
+    agent_jail_free(&j);
+    int *all[] = {&st_p[0], &st_p[1], &dl_p[0], &dl_p[1]};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        close_fd(all[i]);
+    if (r)
+        agent_run_free(r);
+    return rc;
+}
+
+/* Python reads a script with a coding declaration other than UTF-8 through
+ * a seek, which a FIFO cannot do: such a script (the declaration is in its
+ * first two lines) goes to a jail made on demand. */
+static bool
+maybe_coding_line(const ProtobufCBinaryData *script)
+{
+    size_t end = 0;
+    for (int line = 0; line < 2 && end < script->len; line++) {
+        const uint8_t *nl = memchr(script->data + end, '\n', script->len - end);
+        end = nl ? (size_t)(nl - script->data) + 1 : script->len;
+    }
+    static const char word[] = "coding";
+    return memmem(script->data, end, word, sizeof(word) - 1) != NULL;
+}
+
+/* True when r can take req exactly as a jail made on demand would run it;
+ * *out is then the delivery's body length. */
+static bool
+deliverable(const agent_run *r, const agent_request *req, size_t *out)
+{
+    const agent_prep_key *k = &r->key;
+    const Safeeval__V1__Limits *l = req->limits;
+    if (l->memory_bytes != k->memory_bytes || l->max_file_bytes != k->max_file_bytes ||
+        l->cpu_time_ms != k->cpu_time_ms || l->max_processes != k->max_processes ||
+        strcmp(req->filename, k->filename) != 0 || !agent_prep_usable(req))
+        return false;
+    if (maybe_coding_line(&req->script))
+        return false;
+    /* The helper writes the files under its RLIMIT_FSIZE (bwrap does not). */
+    uint64_t input = req->script.len + 4096, body = req->script.len;
+    if (req->script.len > l->max_file_bytes)
+        return false;
+    for (size_t i = 0; i < req->n_files; i++) {
+        const Safeeval__V1__File *f = req->files[i];
+        if (f->content.len > l->max_file_bytes)
+            return false;
+        input += f->content.len + 4096;
+        body += sizeof(uint32_t) + sizeof(uint64_t) + strlen(f->path) + f->content.len;
+    }
+    if (input > AGENT_WORK_SPARE || sizeof(struct agent_delivery_hdr) + body > r->dl_cap ||
+        body > AGENT_DELIVERY_MAX)
+        return false;
+    *out = (size_t)body;
+    return true;
+}
+
+static void
+put(uint8_t **p, const void *data, size_t len)
+{
+    if (len)
+        memcpy(*p, data, len);
+    *p += len;
+}
+
+int
+agent_run_deliver(agent_run *r, agent_msg *msg)
+{
+    if (r->phase != PH_PREPARED || r->prep_failed)
+        return 0;
+    const agent_request *req = msg->run;
+    size_t body;
+    if (!deliverable(r, req, &body))
+        return 0;
+    uint8_t *buf = malloc(sizeof(struct agent_delivery_hdr) + body);
+    if (!buf)
+        return 0;
+    struct agent_delivery_hdr h = {
+        .magic = AGENT_DELIVERY_MAGIC,
+        .n_files = (uint32_t)req->n_files,
+        .body_len = body,
+    };
+    uint8_t *p = buf;
+    put(&p, &h, sizeof(h));
+    for (size_t i = 0; i < req->n_files; i++) {
+        const Safeeval__V1__File *f = req->files[i];
+        uint32_t plen = (uint32_t)strlen(f->path);
+        uint64_t clen = f->content.len;
+        put(&p, &plen, sizeof(plen));
+        put(&p, &clen, sizeof(clen));
+        put(&p, f->path, plen);
+        put(&p, f->content.data, f->content.len);
+    }
+    put(&p, req->script.data, req->script.len);
+    size_t wlen = (size_t)(p - buf);
+    int rc = 0;
+
+    /* stdin first, sealed as a jail made on demand has it: nothing of the
+     * run exists before the delivery below. */
+    size_t off = 0;
+    while (off < req->stdin.len) {
+        ssize_t w = pwrite(r->stdin_fd, req->stdin.data + off, req->stdin.len - off, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            goto out;
+        off += (size_t)w;
+    }
+    if (fcntl(r->stdin_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) <
+        0)
+        goto out;
+    agent_cg_sample s;
+    if (agent_cgroup_sample(r->env->cg, &s) < 0)
+        goto out;
+    int64_t self = self_cpu_ns();
+    /* One write of at most the pipe's capacity into an empty pipe: whole, or
+     * nothing the helper would act on (it waits for all of it). */
+    ssize_t w;
+    do
+        w = write(r->dl_fd, buf, wlen);
+    while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)wlen)
+        goto out;
+    rc = 1;
+    close_fd(&r->dl_fd);
+    close_fd(&r->stdin_fd);
+
+    /* The run starts now: what the preparation used is not its own. */
+    uint64_t cg = s.cpu_ns > r->prep_s0.cpu_ns ? s.cpu_ns - r->prep_s0.cpu_ns : 0;
+    uint64_t own = self > r->prep_self0_ns ? (uint64_t)(self - r->prep_self0_ns) : 0;
+    r->prep_cpu_ns = cg > own ? cg - own : 0;
+    r->id = msg->id;
+    r->wall_ms = req->limits->wall_time_ms;
+    r->cpu_ms = req->limits->cpu_time_ms;
+    r->max_output = req->limits->max_output_bytes;
+    r->s0 = s;
+    r->s_last = s;
+    r->self_cpu0_ns = self;
+    getrusage(RUSAGE_CHILDREN, &r->ru0);
+    r->t0 = clock_mono_us();
+    r->phase = PH_RUNNING;
+    r->next_tick = r->t0 + TICK_MS * 1000;
+    safeeval__agent__v1__request__free_unpacked(msg, NULL);
+out:
+    free(buf);
+    if (rc)
         malloc_trim(0);
     return rc;
+}
+
+bool
+agent_run_is_prepared(const agent_run *r)
+{
+    return r->phase == PH_PREPARED;
+}
+
+bool
+agent_run_prep_failed(const agent_run *r)
+{
+    return r->phase == PH_PREPARED && r->prep_failed;
 }
 
 /* ---- the loop's side ---- */
@@ -525,11 +840,12 @@ int
 agent_run_pollfds(agent_run *r, struct pollfd *pf, int max)
 {
     int n = 0;
-    if (r->phase == PH_DONE)
+    if (r->phase == PH_DONE || (r->phase == PH_PREPARED && r->prep_failed))
         return 0;
     if (r->st_fd >= 0 && n < max)
         pf[n++] = (struct pollfd){.fd = r->st_fd, .events = POLLIN};
-    if (pipes_readable(r) && r->env->can_output(r->env->ud)) {
+    /* A prepared jail's output is the run's: it waits for the delivery. */
+    if (r->phase != PH_PREPARED && pipes_readable(r) && r->env->can_output(r->env->ud)) {
         for (int i = 0; i < 2 && n < max; i++)
             if (r->out[i].fd >= 0 && !r->out[i].wait_tick)
                 pf[n++] = (struct pollfd){.fd = r->out[i].fd, .events = POLLIN};
@@ -542,7 +858,7 @@ agent_run_pollfds(agent_run *r, struct pollfd *pf, int max)
 int
 agent_run_timeout(const agent_run *r)
 {
-    if (r->phase == PH_DONE)
+    if (r->phase == PH_DONE || r->phase == PH_PREPARED)
         return -1;
     int64_t now = clock_mono_us();
     if (r->phase == PH_ENDING)
@@ -584,6 +900,13 @@ agent_run_step(agent_run *r)
     if (r->phase == PH_DONE)
         return;
     status_read(r);
+    if (r->phase == PH_PREPARED) {
+        /* Before a delivery only a failure can come: the jail is useless. */
+        agent_reap(r->bw, &r->bw_status, &r->bw_reaped);
+        if (r->have_final || r->st_fd < 0 || r->bw_reaped)
+            r->prep_failed = true;
+        return;
+    }
     int64_t now = clock_mono_us();
     bool tick = now >= r->next_tick;
     if (tick) {
@@ -694,7 +1017,8 @@ finish(agent_run *r)
     struct rusage ru;
     getrusage(RUSAGE_CHILDREN, &ru);
     uint64_t ru_us = tv_us(&ru.ru_utime) + tv_us(&ru.ru_stime);
-    uint64_t ru0_us = tv_us(&r->ru0.ru_utime) + tv_us(&r->ru0.ru_stime);
+    /* The bwrap it reaped includes a prepared jail's preparation. */
+    uint64_t ru0_us = tv_us(&r->ru0.ru_utime) + tv_us(&r->ru0.ru_stime) + r->prep_cpu_ns / 1000;
     uint64_t cpu_us = r->cpu_ns / 1000;
     if (ru_us > ru0_us && ru_us - ru0_us > cpu_us)
         cpu_us = ru_us - ru0_us;
@@ -826,5 +1150,8 @@ agent_run_free(agent_run *r)
     close_fd(&r->out[1].fd);
     close_fd(&r->col_fd);
     free(r->col);
+    close_fd(&r->dl_fd);
+    close_fd(&r->stdin_fd);
+    agent_prep_key_free(&r->key);
     free(r);
 }

@@ -11,7 +11,13 @@
  * that request's id. A frame that cannot be a Request is logged and
  * dropped (without an id there is no one to answer); a length over
  * FRAME_MAX means the stream lost its framing, and the agent exits (the
- * daemon replaces the worker). EOF on stdin: the run is killed, exit 0. */
+ * daemon replaces the worker). EOF on stdin: the run is killed, exit 0.
+ *
+ * Between runs the agent keeps one prepared jail (agent.h) for a run like
+ * the last one: it is made once that run is over and the worker is back at
+ * its idle baseline (so nothing of the run can reach it), taken by the next
+ * run that fits, and killed, its processes gone, before a run that does not
+ * fit gets a jail made on demand. */
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -41,6 +47,10 @@ typedef struct server {
     agent_cgroup cg;
     wire w;
     agent_run *run;
+    agent_run *prep;     /* the prepared jail for the next run, or NULL */
+    agent_prep_key next; /* what the last run looked like */
+    bool next_usable;    /* next describes a run a jail can be prepared for */
+    bool prep_due;       /* prepare once the last Done is out */
     agent_run_env env;
     uint64_t mem_baseline, pids_baseline;
     uint64_t zygote_memory; /* what the zygote adds to the idle worker */
@@ -193,6 +203,43 @@ zygote_up(server *s)
     }
 }
 
+/* ---- the prepared jail ---- */
+
+/* Kills the prepared jail and waits until none of its processes is left,
+ * so that a jail made on demand after it starts from the idle worker. */
+static void
+prep_discard(server *s)
+{
+    if (!s->prep)
+        return;
+    agent_run_free(s->prep);
+    s->prep = NULL;
+    for (int i = 0; i < 2000; i++) {
+        bool reaped;
+        int st;
+        agent_reap(-1, &st, &reaped);
+        if (agent_sweep() <= 0)
+            break;
+        usleep(100);
+    }
+}
+
+/* Prepares the jail for a run like the last one, once that run is over
+ * and its worker clean. */
+static void
+prep_start(server *s)
+{
+    if (s->prep || s->run || !s->next_usable || s->w.eof || s->cg.version == AGENT_CG_NONE ||
+        s->env.zygote)
+        return;
+    se_err err;
+    se_err_clear(&err);
+    if (agent_run_prepare(&s->prep, &s->next, &s->env, &err) < 0) {
+        s->prep = NULL;
+        agent_log("no prepared jail: %s", err.msg);
+    }
+}
+
 /* ---- requests in ---- */
 
 static void
@@ -202,6 +249,17 @@ start_run(server *s, agent_msg *msg)
     /* A new run acks the previous Done. */
     s->kept_id = 0;
     s->kept_len = 0;
+    /* The next prepared jail is made for a run like this one. */
+    s->prep_due = false;
+    s->next_usable = agent_prep_usable(msg->run) && agent_prep_key_set(&s->next, msg->run) == 0;
+    if (s->prep) {
+        if (agent_run_deliver(s->prep, msg) == 1) {
+            s->run = s->prep;
+            s->prep = NULL;
+            return;
+        }
+        prep_discard(s);
+    }
     if (s->cg.version == AGENT_CG_NONE) {
         safeeval__agent__v1__request__free_unpacked(msg, NULL);
         refuse(s, id, true, "the worker's cgroup counters are unreadable (%s): runs are refused",
@@ -304,6 +362,12 @@ idle_keep(const server *s)
     uint64_t room = agent_cgroup_room(&s->cg);
     if (s->cg.version == AGENT_CG_NONE)
         return FRAME_MAX; /* the run is refused anyway, after the unpack */
+    /* A request too big for the prepared jail has it killed first: what it
+     * holds is room too. */
+    agent_cg_sample cs;
+    if (s->prep && room != UINT64_MAX && agent_cgroup_sample(&s->cg, &cs) == 0 &&
+        cs.memory > s->mem_baseline)
+        room += cs.memory - s->mem_baseline;
     if (room <= REQUEST_MARGIN)
         return BUSY_KEEP;
     uint64_t keep = (room - REQUEST_MARGIN) / 2;
@@ -391,6 +455,11 @@ finish_run(server *s)
             agent_log("write stdout: %s", strerror(errno));
         zygote_up(s);
     }
+    /* A worker that is not clean is replaced: nothing is prepared in it.
+     * The preparation waits for the Done to be written: the run's answer
+     * never waits for the next run's jail. A zygote worker prepares
+     * nothing (its runs are forks of the zygote). */
+    s->prep_due = clean && !s->env.zygote;
 }
 
 static int
@@ -478,6 +547,10 @@ agent_serve(const char *build_id)
             code = 1;
             break;
         }
+        if (s->prep_due && !s->run && wire_queued(&s->w) == 0) {
+            s->prep_due = false;
+            prep_start(s);
+        }
         if (s->w.eof)
             break;
         /* The baselines move with the worker's idle state: the run reads
@@ -501,6 +574,8 @@ agent_serve(const char *build_id)
         if (s->run) {
             n += agent_run_pollfds(s->run, pf + n, (int)(sizeof(pf) / sizeof(pf[0])) - n);
             timeout = agent_run_timeout(s->run);
+        } else if (s->prep) {
+            n += agent_run_pollfds(s->prep, pf + n, (int)(sizeof(pf) / sizeof(pf[0])) - n);
         }
         int pr = poll(pf, (nfds_t)n, timeout);
         if (pr < 0 && errno != EINTR) {
@@ -521,6 +596,13 @@ agent_serve(const char *build_id)
         }
         if (s->run) {
             agent_run_step(s->run);
+        } else if (s->prep) {
+            /* Its step reaps for it (it must see its own bwrap go). */
+            agent_run_step(s->prep);
+            if (agent_run_prep_failed(s->prep)) {
+                agent_log("the prepared jail failed: the next run gets one made on demand");
+                prep_discard(s);
+            }
         } else {
             bool reaped;
             int st;
@@ -531,6 +613,8 @@ agent_serve(const char *build_id)
     if (s->run)
         agent_run_free(s->run);
     s->run = NULL;
+    prep_discard(s);
+    agent_prep_key_free(&s->next);
     agent_zygote_stop();
     wire_flush(&s->w, 1);
     wire_free(&s->w);

@@ -30,7 +30,7 @@ import harness  # noqa: E402
 from harness import Daemon  # noqa: E402
 from sandbox_engine import (assert_nothing_left, daemon_args, describe, finish,  # noqa: E402
                             make_wheelhouse, processes_of_sandbox, remove_containers_of,
-                            wait_until)
+                            run_processes_of_sandbox, wait_until)
 
 C = grpc.StatusCode
 MiB = 1 << 20
@@ -63,14 +63,16 @@ class JailBase(unittest.TestCase):
                 limits=cls.pb.Limits(**SANDBOX_LIMITS),
                 max_concurrent_runs=cls.MAX_CONCURRENT, runner=getattr(cls.pb, cls.RUNNER),
                 preload=list(cls.PRELOAD)), timeout=CREATE_S).sandbox
-            # What an idle worker runs (its init and agent): anything else
-            # in a worker between runs is left of a run.
+            # An idle worker runs its init, the agent, and (fresh runner)
+            # the prepared jail for the next run or (zygote runner) the
+            # zygote: anything else between runs is left of a run
+            # (sandbox_engine.run_processes_of_sandbox).
             r = cls.d.stub.Eval(cls.pb.EvalRequest(sandbox_id=cls.sb.id, code="print(1)"),
                                 timeout=120).result
             assert r.stdout == b"1\n", r
             time.sleep(0.5)
-            cls.idle = {cmd for _, _, _, cmd in processes_of_sandbox(cls.sb.id)}
-            print("idle worker processes:", sorted(cls.idle))
+            print("idle worker processes:",
+                  sorted(cmd[:120] for _, _, _, cmd in processes_of_sandbox(cls.sb.id)))
         except BaseException:
             cls.d.stop()
             remove_containers_of()
@@ -94,8 +96,9 @@ class JailBase(unittest.TestCase):
     def run_processes(self, sid, mark=None):
         """Processes in the sandbox's workers carrying `mark` on their command
         line, or (no mark) every process an idle worker does not have."""
-        return [(pid, cmd[:200]) for _, pid, _, cmd in processes_of_sandbox(sid)
-                if (mark in cmd if mark is not None else cmd not in self.idle)]
+        if mark is None:
+            return [(pid, cmd[:200]) for _, pid, _, cmd in run_processes_of_sandbox(sid)]
+        return [(pid, cmd[:200]) for _, pid, _, cmd in processes_of_sandbox(sid) if mark in cmd]
 
     def ev(self, text, args=(), files=(), sid=None, timeout=120, **lim):
         req = self.pb.EvalRequest(sandbox_id=sid or self.sb.id, code=code(text),

@@ -16,7 +16,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 from sandbox_engine import (describe, processes_of_sandbox, run_in_sandbox,  # noqa: E402
-                            wait_until, workers_of)
+                            run_processes_of_sandbox, wait_until, workers_of)
 
 EXITED, SIGNALED, WALL_TIMEOUT, MEMORY_LIMIT = 1, 2, 3, 5
 
@@ -408,14 +408,13 @@ def attack(d, sb):
     baseline = ev(probe).stdout  # the jail's own processes and files
     assert baseline.endswith(b" ['main.py']\n"), baseline
     time.sleep(0.5)
-    # What idle workers run (init, agent): anything else between runs is
-    # left of a run.
-    idle = {cmd for _, _, _, cmd in processes_of_sandbox(sb.id)}
-    print("idle worker processes:", sorted(idle))
+    # What idle workers run (init, agent, the next run's prepared jail):
+    # anything else between runs is left of a run.
+    print("idle worker processes:",
+          sorted(cmd[:120] for _, _, _, cmd in processes_of_sandbox(sb.id)))
 
     def leftovers():
-        return [(pid, cmd[:160]) for _, pid, _, cmd in processes_of_sandbox(sb.id)
-                if cmd not in idle]
+        return [(pid, cmd[:160]) for _, pid, _, cmd in run_processes_of_sandbox(sb.id)]
 
     failures = []
     for name, code, extras, check in CASES:

@@ -226,6 +226,88 @@ def processes_of_sandbox(sandbox_id, marker=None):
     return out
 
 
+def prepared_jail_pids(procs):
+    """The pids of a worker's prepared jail in procs ([(pid, ppid, cmd)] of one
+    container): while no run goes on, the agent holds the next run's jail
+    ready, a bwrap it started for the helper in `--prepared` mode, that helper
+    (bwrap's only child) and python3 on /work/NAME (the helper's only child,
+    with no children), or the first part of that chain while it starts. Any
+    other process beside the engine's init and the agent is left of a run."""
+    kids = {}
+    for pid, ppid, cmd in procs:
+        kids.setdefault(ppid, []).append((pid, cmd))
+    agents = [pid for pid, _, cmd in procs
+              if cmd.endswith("safeeval-agent --serve") and "docker-init" not in cmd]
+    found = set()
+    for agent in agents:
+        for bw, cmd in kids.get(agent, []):
+            if not cmd.startswith("/usr/bin/bwrap ") or " --prepared " not in cmd:
+                continue
+            chain, node = [bw], bw
+            for want in (("--jail-child", "/usr/bin/bwrap "), ("/work/",)):
+                below = kids.get(node, [])
+                if not below:
+                    break
+                if len(below) != 1 or not any(w in below[0][1] for w in want):
+                    chain = None
+                    break
+                node = below[0][0]
+                chain.append(node)
+            if chain and not (len(chain) == 3 and kids.get(chain[2])):
+                found.update(chain)
+    return found
+
+
+def zygote_pids(procs):
+    """The pids of a zygote worker's zygote in procs ([(pid, ppid, cmd)] of one
+    container): a bwrap the agent started with `--zygote-init`, and the chain
+    of only children below it down to python3 running zygote.py (or the first
+    part of that chain while it starts). The zygote's own children are runs
+    (each a clone of it, with its command line): never part of the idle
+    worker."""
+    kids = {}
+    for pid, ppid, cmd in procs:
+        kids.setdefault(ppid, []).append((pid, cmd))
+    # The agent of a zygote worker: `--serve --zygote MODULE...`.
+    agents = [pid for pid, _, cmd in procs
+              if "safeeval-agent --serve --zygote" in cmd and "docker-init" not in cmd]
+    found = set()
+    for agent in agents:
+        for bw, cmd in kids.get(agent, []):
+            if not cmd.startswith("/usr/bin/bwrap ") or " --zygote-init " not in cmd:
+                continue
+            node = bw
+            found.add(bw)
+            # bwrap (its command line names zygote.py too), then the helper
+            # (--zygote-init) until it execs python3 on zygote.py: the end.
+            while True:
+                below = kids.get(node, [])
+                if len(below) != 1 or not any(
+                        w in below[0][1] for w in ("--zygote-init", "/usr/bin/bwrap ",
+                                                   "/opt/safeeval/lib/zygote.py")):
+                    break
+                node, cmd_at = below[0]
+                found.add(node)
+                if "--zygote-init" not in cmd_at and not cmd_at.startswith("/usr/bin/bwrap "):
+                    break
+    return found
+
+
+def run_processes_of_sandbox(sandbox_id):
+    """[(cid, pid, ppid, cmdline)] in the sandbox's workers that are neither the
+    engine's init, the agent, a prepared jail nor a zygote: what is left of
+    runs."""
+    out = []
+    for c in workers_of(sandbox_id):
+        procs = processes_in(c["Id"])
+        prep = prepared_jail_pids(procs) | zygote_pids(procs)
+        for pid, ppid, cmd in procs:
+            if pid in prep or "safeeval-agent --serve" in cmd:
+                continue
+            out.append((c["Id"], pid, ppid, cmd))
+    return out
+
+
 def dangling_ours():
     st, js = engine_get("/images/json", {
         "filters": json.dumps({"dangling": ["true"], "label": [LABEL_MANAGED]})})
