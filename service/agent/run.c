@@ -365,6 +365,9 @@ fail:;
 static int
 start_in_zygote(agent_run *r, agent_msg **msg, int out_p[2], int err_p[2], int st_p[2], se_err *err)
 {
+    /* The run's processes finish their set-up before its baselines. */
+    if (agent_zygote_await(err) < 0)
+        return -SE_UNAVAILABLE;
     if (agent_cgroup_sample(r->env->cg, &r->s0) < 0)
         return se_err_errno(err, SE_UNAVAILABLE, "cgroup counters unreadable");
     r->s_last = r->s0;
