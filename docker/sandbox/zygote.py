@@ -109,8 +109,10 @@ N_FDS = 5
 # The messages (one constant byte each, SOCK_SEQPACKET): agent -> zygote
 # "prepare the next run" with the child's end of its socket pair; prepared
 # child -> agent "ready" (or "E" and why it failed); agent -> child "the run"
-# with its N_FDS fds; I -> R the same fds.
+# with its N_FDS fds; I -> R the same fds at once, then "fenced" once I's own
+# fences are up and the run's files written (R's set-up runs meanwhile).
 MSG_PREPARE, MSG_READY, MSG_FAILED, MSG_RUN, MSG_GO = b"P", b"r", b"E", b"R", b"G"
+MSG_FENCED = b"F"
 # A prepared child's tmpfs size until the run's is known (then a remount).
 PREPARED_TMPFS = 4096
 
@@ -405,7 +407,14 @@ def run_init(psock, zygote_ns):
         os._exit(0)
     st = fds[FD_STATUS]
     try:
+        # R sets itself up meanwhile, and waits for MSG_FENCED before the
+        # code.
+        socket.send_fds(i_end, [MSG_GO], fds)
+        for fd in fds:
+            if fd not in (st, fds[FD_INPUT]):
+                os.close(fd)
         inp = Input(fds[FD_INPUT])
+        os.close(fds[FD_INPUT])
         resize_tmpfs(WORK, inp.memory + len(inp.script) + 4096 +
                      sum(len(d) + 4096 for _, d in inp.files))
         resize_tmpfs("/tmp", inp.memory)
@@ -418,11 +427,8 @@ def run_init(psock, zygote_ns):
         resource.setrlimit(resource.RLIMIT_FSIZE, (inp.fsize, inp.fsize))
         drop_caps()
         load_filter(ZYGOTE.bpf)
-        socket.send_fds(i_end, [MSG_GO], fds)
+        i_end.send(MSG_FENCED)
         i_end.close()
-        for fd in fds:
-            if fd != st:
-                os.close(fd)
         del inp
         while True:
             try:
@@ -521,27 +527,32 @@ def run_wait(r_end, zygote_ns):
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         os.setsid()
         set_cmdline([b"safeeval-run-prepared"])
+        # R needs no capability (it only lowers its limits): none from here.
+        drop_caps()
         got, fds = recv_fds(r_end, MSG_GO)
-        r_end.close()
     except BaseException:  # noqa: B036 -- I reports the run FAILED (R is gone)
         os._exit(127)
     if not got:
         os._exit(0)
-    run_exec(fds, zygote_ns)
+    run_exec(fds, r_end, zygote_ns)
 
 
-def run_exec(fds, zygote_ns):
+def run_exec(fds, r_end, zygote_ns):
     st = fds[FD_STATUS]
     try:
         inp = Input(fds[FD_INPUT])
         os.dup2(fds[FD_STDIN], 0)
         os.dup2(fds[FD_STDOUT], 1)
         os.dup2(fds[FD_STDERR], 2)
-        # Only 0-2 and the status fd (closed before the code runs).
+        # Only 0-2, the status fd and I's socket (both closed before the
+        # code runs).
         if st < 3:
             raise Fail("status fd below 3")
-        os.closerange(3, st)
-        os.closerange(st + 1, 1 << 20)
+        wait = r_end.detach()
+        keep = sorted((st, wait))
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, 1 << 20)
         os.chdir(WORK)
         lim = [
             (resource.RLIMIT_CPU, (inp.cpu_ms + 999) // 1000 + 1, (inp.cpu_ms + 999) // 1000 + 2),
@@ -554,17 +565,27 @@ def run_exec(fds, zygote_ns):
         ]
         for res, soft, hard in lim:
             resource.setrlimit(res, (soft, hard))
-        # R was forked before I gave up its capabilities and loaded its
-        # filter: R does both itself.
-        drop_caps()
+        # R was forked before I loaded its filter: R loads it itself (its
+        # capabilities went before the run came).
         load_filter(ZYGOTE.bpf)
         # The run's own /proc files are its own again (the jail's python is
         # dumpable too); pid 1 and the zygote stay non-dumpable.
         prctl(PR_SET_DUMPABLE, 1)
         set_cmdline([os.fsencode(sys.executable), os.fsencode(WORK + "/" + inp.filename)] +
                     list(inp.args))
-        verify_fences(zygote_ns)
         prepare_python(inp)
+        # I is fenced and the run's files are there, or the run never goes
+        # on (I's end of the stream: I failed and reports it).
+        while True:
+            try:
+                word = os.read(wait, 1)
+                break
+            except InterruptedError:
+                continue
+        if word != MSG_FENCED:
+            raise Fail("the run's pid 1 did not get ready")
+        os.close(wait)
+        verify_fences(zygote_ns)
     except BaseException as e:  # noqa: B036
         fail_exit(st, e)
     status_send(st, STATUS_STARTED)
