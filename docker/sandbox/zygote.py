@@ -39,18 +39,20 @@
 #      of the run (remount), the run's script and files written into /work
 #      from the run's input memfd (read by this process itself);
 #      RLIMIT_FSIZE, no capability and the run's seccomp filter, like the
-#      fresh jail's pid 1; hands R its fds over their own socket pair; reaps
-#      every process of the namespace until R ends, reports R's exact wait
-#      status and the namespace's rusage, and exits (which ends the
-#      namespace).
-#   R  (pid 2, the run): before the run, a new session and its parent-death
-#      signal, then it waits for I. Then fds 0-2 = the run's stdin/stdout/
-#      stderr and nothing else, the run's rlimits, all capabilities dropped,
+#      fresh jail's pid 1; then it tells R "fenced" over their own socket
+#      pair (R got the run's fds over it at once, and set itself up
+#      meanwhile); reaps every process of the namespace until R ends,
+#      reports R's exact wait status and the namespace's rusage, and exits
+#      (which ends the namespace).
+#   R  (pid 2, the run): before the run, a new session, its parent-death
+#      signal and no capability, then it waits for I. Then fds 0-2 = the
+#      run's stdin/stdout/stderr and nothing else, the run's rlimits,
 #      no_new_privs, the run's seccomp filter (the BPF the agent exported and
-#      handed to the zygote once at its start), a check that every fence is
+#      handed to the zygote once at its start), fresh random seeds, I's
+#      "fenced" (nothing goes on without it), a check that every fence is
 #      there (namespaces differ from the zygote's, seccomp mode 2,
-#      NoNewPrivs, no capability), fresh random seeds, then STARTED and the
-#      code as __main__, as `python3 /work/<file> args...` would.
+#      NoNewPrivs, no capability), then STARTED and the code as __main__,
+#      as `python3 /work/<file> args...` would.
 #
 # Shared between runs of one zygote (it is replaced every N runs or M
 # minutes by the agent): the hash seed, the address-space layout, and the
