@@ -32,7 +32,10 @@
  *       on the fresh jail, and print(1) and numpy again on a zygote sandbox
  *       (runner ZYGOTE, preload numpy), or "unavailable" when the service has
  *       no zygote; a summary with every figure next to the floor and the
- *       docker exec.
+ *       docker exec. With --gap-ms, the zygote's numpy Evals once more
+ *       with that pause before each (a client that does something between
+ *       runs: the zygote prepares the next run's processes after a Done, so
+ *       back to back runs wait for part of that).
  *   10. Throughput: 1, 4 and 8 clients, each on its own sandbox, Evals of
  *       print(1) back to back for --tput-seconds; next to the bare jailed run
  *       rate (bubblewrap + python3, no agent, no gRPC) with as many loops in
@@ -956,10 +959,12 @@ out:
 
 static int
 bench_eval_code(safeeval_client *c, const char *id, const char *code, const char *want, long runs,
-                double *samples)
+                long pause_ms, double *samples)
 {
     char msg[1024];
     for (long i = 0; i < runs; i++) {
+        if (pause_ms > 0)
+            sleep_ms(pause_ms);
         if (eval_checked(c, id, code, want, &samples[i], msg, sizeof(msg)) != 0) {
             fprintf(stderr, "safeeval-bench: Eval run %ld of %s: %s\n", i, code, msg);
             return -1;
@@ -1430,9 +1435,10 @@ usage(FILE *f)
             "  --pool-pause-ms MS    pause before each of them, for the refill (default 1500)\n"
             "  --numpy-runs N        numpy Evals per runner (default 50)\n"
             "  --no-zygote           do not try a zygote sandbox\n"
-            "  --gap-ms MS           pause before each Eval of the second print(1) row, a\n"
-            "                        client with think time; a third row sets an env var\n"
-            "                        (a jail made on demand) (default 100; 0 skips both)\n"
+            "  --gap-ms MS           pause before each Eval of the second print(1) row and\n"
+            "                        of the zygote's second numpy row, a client with think\n"
+            "                        time; a third print(1) row sets an env var (a jail\n"
+            "                        made on demand) (default 100; 0 skips them)\n"
             "  --tput-seconds S      each throughput measurement (default 5; 0 skips)\n"
             "  --tput-rounds N       service/bare pairs per client count (default 3)\n"
             "The cold case removes the sandbox image of this spec (force): do not run it\n"
@@ -1750,8 +1756,8 @@ main(int argc, char **argv)
     }
     fflush(stdout);
     /* 3b. the numpy eval on the fresh jail */
-    if (bench_eval_code(c, sb->id, BENCH_NUMPY_CODE, NULL, 1, samples) != 0 ||
-        bench_eval_code(c, sb->id, BENCH_NUMPY_CODE, NULL, o.numpy_runs, samples) != 0)
+    if (bench_eval_code(c, sb->id, BENCH_NUMPY_CODE, NULL, 1, 0, samples) != 0 ||
+        bench_eval_code(c, sb->id, BENCH_NUMPY_CODE, NULL, o.numpy_runs, 0, samples) != 0)
         goto out;
     bench_stats nf = stats_of(samples, (size_t)o.numpy_runs);
     print_stats("Eval numpy, fresh jail", &nf, (size_t)o.numpy_runs);
@@ -1790,7 +1796,7 @@ main(int argc, char **argv)
     sb = NULL;
 
     /* 3b. the zygote: print(1) and numpy again, then every figure side by side */
-    bench_stats zp = {0}, zn = {0};
+    bench_stats zp = {0}, zn = {0}, zq = {0};
     char why[512] = "skipped (--no-zygote)";
     int zr = 1;
     if (!o.no_zygote) {
@@ -1799,21 +1805,31 @@ main(int argc, char **argv)
         if (zr < 0)
             goto out;
         if (zr == 0) {
-            int step = bench_eval_code(c, zid, "print(1)", "1\n", 1, samples);
+            int step = bench_eval_code(c, zid, "print(1)", "1\n", 1, 0, samples);
             if (step == 0)
-                step = bench_eval_code(c, zid, "print(1)", "1\n", o.runs, samples);
+                step = bench_eval_code(c, zid, "print(1)", "1\n", o.runs, 0, samples);
             if (step == 0)
                 zp = stats_of(samples, (size_t)o.runs);
             if (step == 0)
-                step = bench_eval_code(c, zid, BENCH_NUMPY_CODE, NULL, o.numpy_runs, samples);
+                step = bench_eval_code(c, zid, BENCH_NUMPY_CODE, NULL, o.numpy_runs, 0, samples);
             if (step == 0)
                 zn = stats_of(samples, (size_t)o.numpy_runs);
+            if (step == 0 && o.gap_ms > 0)
+                step = bench_eval_code(c, zid, BENCH_NUMPY_CODE, NULL, o.numpy_runs, o.gap_ms,
+                                       samples);
+            if (step == 0 && o.gap_ms > 0)
+                zq = stats_of(samples, (size_t)o.numpy_runs);
             int drc = sandbox_destroy(c, zid);
             free(zid);
             if (step != 0 || drc != 0)
                 goto out;
             print_stats("Eval print(1), zygote", &zp, (size_t)o.runs);
             print_stats("Eval numpy, zygote", &zn, (size_t)o.numpy_runs);
+            if (o.gap_ms > 0) {
+                char what[64];
+                snprintf(what, sizeof(what), "Eval numpy, zygote, %ld ms apart", o.gap_ms);
+                print_stats(what, &zq, (size_t)o.numpy_runs);
+            }
         }
     }
     printf("summary (ratios at p50; the floor is python3 -c 'print(1)' started in the worker):\n");
@@ -1833,7 +1849,12 @@ main(int argc, char **argv)
     print_vs("Eval numpy, fresh jail", &nf, &fl, &ex);
     if (zr == 0)
         print_vs("Eval numpy, zygote", &zn, &fl, &ex);
-    else
+    if (zr == 0 && o.gap_ms > 0) {
+        char what[64];
+        snprintf(what, sizeof(what), "  same, %ld ms apart", o.gap_ms);
+        print_vs(what, &zq, &fl, &ex);
+    }
+    if (zr != 0)
         printf("  %-32s unavailable\n", "Eval numpy, zygote");
     fflush(stdout);
 

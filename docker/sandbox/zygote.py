@@ -4,37 +4,55 @@
 # filter that only lets through what the per-run setup below needs); imports
 # the modules named on its command line, then forks one child per run.
 #
-# What the zygote itself does per run: it receives ONE constant byte and the
-# run's fds (SCM_RIGHTS) from the agent, checks it is still single-threaded,
-# forks, and closes its copies of the fds. It never reads from those fds,
-# never reads anything a run wrote, and never waits for a run: a run's bytes
-# never enter the zygote's memory, so no later run can find them in its own
-# (forked) memory.
+# What the zygote itself does per run: it receives ONE constant byte and ONE
+# fd from the agent (SCM_RIGHTS): its end of a socket pair the agent made for
+# the next run. It checks it is still single-threaded, clones the run's pid 1
+# into new namespaces with that fd, and closes its copy. The run's own fds
+# and data go later from the agent straight to that child over the pair: the
+# zygote never holds them, never reads from its children and never waits for
+# one, so a run's bytes never enter the zygote's memory and no later run can
+# find them in its own (forked) memory.
+#
+# The agent asks for the next run's processes after a run's Done (never
+# during a run: the preparation is not the run's CPU or memory), so a run
+# finds them waiting ("prepared"): the clone, the id maps, the mounts and the
+# fork of R are done before its data exists. Everything that depends on the
+# run (limits, tmpfs sizes, files, fds, environment, the random seeds) is
+# applied after its arrival, so every run fits a prepared child; a prepared
+# child serves one run or none (the agent closing its end, or the zygote's
+# end, ends it).
 #
 # The run's processes, before any user code (every step checked; any failure
-# reports FAILED on the status fd and exits, so a run never starts without
-# its fences -- fail closed):
+# fails closed: before the run's arrival the child says "E" and why on its
+# socket and exits, so the agent refuses the run; after it, the child reports
+# FAILED on the run's status fd; a run never starts without its fences):
 #   the zygote clones the run's pid 1 straight into new user, mount, pid,
-#      net, ipc, uts and cgroup namespaces (a clone that fails is a FAILED
+#      net, ipc, uts and cgroup namespaces (a clone that fails is a refused
 #      run, never a plain fork);
-#   I  (pid 1 of the run's pid namespace): oom_score_adj 1000; uid/gid maps
-#      of its own uid only, setgroups denied; mounts private; fresh tmpfs on
-#      /work, /tmp, /dev/shm; the run's script and files written into /work
-#      from the run's input memfd (read by this process itself); its
-#      namespace's /proc; non-dumpable (the code runs as the same uid: this
-#      keeps /proc/1 out of its reach); every signal at its default (an init
-#      ignores signals from inside its namespace that it has no handler
-#      for); RLIMIT_FSIZE, no capability and the run's seccomp filter, like
-#      the fresh jail's pid 1; forks R, reaps every process of the namespace
-#      until R ends, reports R's exact wait status and the namespace's
-#      rusage, and exits (which ends the namespace).
-#   R  (pid 2, the run): new session, fds 0-2 = the run's stdin/stdout/
-#      stderr and nothing else, all capabilities dropped, the run's rlimits,
+#   I  (pid 1 of the run's pid namespace), before the run: oom_score_adj
+#      1000; uid/gid maps of its own uid only, setgroups denied; mounts
+#      private; fresh tmpfs on /work, /tmp, /dev/shm; its namespace's /proc;
+#      non-dumpable (the code runs as the same uid: this keeps /proc/1 out of
+#      its reach); every signal at its default (an init ignores signals from
+#      inside its namespace that it has no handler for); forks R, says ready
+#      ("r") and waits for the run. When the run's fds come: the tmpfs sizes
+#      of the run (remount), the run's script and files written into /work
+#      from the run's input memfd (read by this process itself);
+#      RLIMIT_FSIZE, no capability and the run's seccomp filter, like the
+#      fresh jail's pid 1; then it tells R "fenced" over their own socket
+#      pair (R got the run's fds over it at once, and set itself up
+#      meanwhile); reaps every process of the namespace until R ends,
+#      reports R's exact wait status and the namespace's rusage, and exits
+#      (which ends the namespace).
+#   R  (pid 2, the run): before the run, a new session, its parent-death
+#      signal and no capability, then it waits for I. Then fds 0-2 = the
+#      run's stdin/stdout/stderr and nothing else, the run's rlimits,
 #      no_new_privs, the run's seccomp filter (the BPF the agent exported and
-#      handed to the zygote once at its start), then a check that every fence
-#      is there (namespaces differ from the zygote's, seccomp mode 2,
-#      NoNewPrivs, no capability) before it says STARTED and runs the code as
-#      __main__, as `python3 /work/<file> args...` would.
+#      handed to the zygote once at its start), fresh random seeds, I's
+#      "fenced" (nothing goes on without it), a check that every fence is
+#      there (namespaces differ from the zygote's, seccomp mode 2,
+#      NoNewPrivs, no capability), then STARTED and the code as __main__,
+#      as `python3 /work/<file> args...` would.
 #
 # Shared between runs of one zygote (it is replaced every N runs or M
 # minutes by the agent): the hash seed, the address-space layout, and the
@@ -45,6 +63,7 @@
 import ctypes
 import errno
 import gc
+import io
 import os
 import platform
 import resource
@@ -53,6 +72,7 @@ import socket
 import struct
 import sys
 import threading
+import types
 
 STATUS_MAGIC = 0x53455354
 STATUS_STARTED, STATUS_DONE, STATUS_FAILED = 1, 2, 3
@@ -66,7 +86,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
-MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+MS_REMOUNT, MS_REC, MS_PRIVATE = 0x20, 0x4000, 1 << 18
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
@@ -84,9 +104,19 @@ NAMESPACES = ("user", "pid", "net", "ipc", "uts", "mnt", "cgroup")
 INPUT_MAGIC = b"SEZ1"
 # The run's working directory (a fresh tmpfs per run).
 WORK = "/work"
-# Every fd a run request carries, in this order (zygote.c sends them).
+# Every fd a run carries, in this order (zygote.c sends them to the
+# prepared child, which hands them to R).
 FD_INPUT, FD_STDIN, FD_STDOUT, FD_STDERR, FD_STATUS = range(5)
 N_FDS = 5
+# The messages (one constant byte each, SOCK_SEQPACKET): agent -> zygote
+# "prepare the next run" with the child's end of its socket pair; prepared
+# child -> agent "ready" (or "E" and why it failed); agent -> child "the run"
+# with its N_FDS fds; I -> R the same fds at once, then "fenced" once I's own
+# fences are up and the run's files written (R's set-up runs meanwhile).
+MSG_PREPARE, MSG_READY, MSG_FAILED, MSG_RUN, MSG_GO = b"P", b"r", b"E", b"R", b"G"
+MSG_FENCED = b"F"
+# A prepared child's tmpfs size until the run's is known (then a remount).
+PREPARED_TMPFS = 4096
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
@@ -205,10 +235,43 @@ class Input:
 # ---- C: the namespaces and the file system ----
 
 
+def tmpfs_size(size):
+    return b"size=%d" % ((size + 4095) & ~4095)
+
+
 def mount_tmpfs(dest, size):
-    size = (size + 4095) & ~4095
     check(libc.mount(b"tmpfs", dest.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                     b"size=%d,mode=0755" % size), "mount tmpfs " + dest)
+                     tmpfs_size(size) + b",mode=0755"), "mount tmpfs " + dest)
+
+
+def resize_tmpfs(dest, size):
+    check(libc.mount(None, dest.encode(), None, MS_REMOUNT | MS_NOSUID | MS_NODEV,
+                     tmpfs_size(size)), "resize tmpfs " + dest)
+
+
+def recv_fds(sock, want):
+    """One message of `sock`: (True, fds) for the constant byte `want` with
+    N_FDS fds, (False, None) at the end of the stream (the sender dropped
+    this prepared child). Anything else fails; fds of a bad message are
+    closed."""
+    while True:
+        try:
+            msg, anc, flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(N_FDS * 4))
+            break
+        except InterruptedError:
+            continue
+    fds = []
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            n = len(data) // 4
+            fds.extend(struct.unpack("=%di" % n, data[:n * 4]))
+    if not msg and not fds:
+        return False, None
+    if msg != want or len(fds) != N_FDS or flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
+        for fd in fds:
+            os.close(fd)
+        raise Fail("not the agent's protocol")
+    return True, fds
 
 
 def put_files(inp):
@@ -258,12 +321,31 @@ def clone_run():
     return pid
 
 
-def spawn(fds):
-    """In the zygote: one run, from fds the agent sent (never read here)."""
+def tell_failed(psock, e):
+    """Before the run: why the prepared child failed, to the agent (which
+    refuses the run). Never the run's data: there is none yet."""
+    if isinstance(e, Fail):
+        msg = "zygote: " + e.what + (": " + os.strerror(e.err) if e.err else "")
+    else:
+        tb, line = e.__traceback__, 0
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == __file__:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        msg = "zygote.py:%d: %s" % (line, type(e).__name__)
+    try:
+        os.write(psock, MSG_FAILED + msg.encode("ascii", "replace")[:120])
+    except OSError:
+        pass
+
+
+def spawn(psock):
+    """In the zygote: the next run's processes, given the child's end of the
+    agent's socket pair (never read here)."""
     try:
         pid = clone_run()
     except BaseException as e:  # noqa: B036 -- no namespaces, no run
-        fail_record(fds[FD_STATUS], e)
+        tell_failed(psock, e)
         pid = -1
     if pid == 0:
         # The child never returns into the zygote's loop, whatever happens.
@@ -273,64 +355,82 @@ def spawn(fds):
                 fd = ZYGOTE.sock.detach()
                 ZYGOTE.sock = None
                 os.close(fd)
-            run_init(fds, ZYGOTE.ns)
+            run_init(psock, ZYGOTE.ns)
         except BaseException as e:  # noqa: B036
-            fail_exit(fds[FD_STATUS], e)
+            tell_failed(psock, e)
         os._exit(127)
-    for fd in fds:
-        os.close(fd)
+    os.close(psock)
 
 
 # ---- I: the run's pid 1 ----
 
 
-def run_init(fds, zygote_ns):
-    """I: the clone's child; never returns."""
+def run_init(psock, zygote_ns):
+    """I: the clone's child; never returns. Exceptions before the run's
+    arrival go to the caller (the agent hears why)."""
+    if os.getpid() != 1:
+        raise Fail("not the init of a new pid namespace")
+    # Nothing of the run exists yet; this process's own /proc files must
+    # be writable to it for its oom_score_adj and its id maps (the
+    # zygote's /proc: the run's is not mounted yet).
+    prctl(PR_SET_DUMPABLE, 1)
+    write_file("/proc/self/oom_score_adj", "1000")
+    write_file("/proc/self/setgroups", "deny")
+    write_file("/proc/self/uid_map", "%d %d 1\n" % (ZYGOTE.uid, ZYGOTE.uid))
+    write_file("/proc/self/gid_map", "%d %d 1\n" % (ZYGOTE.gid, ZYGOTE.gid))
+    prctl(PR_SET_DUMPABLE, 0)
+    check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
+    for d in (WORK, "/tmp", "/dev/shm"):
+        mount_tmpfs(d, PREPARED_TMPFS)
+    check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
+          "mount proc")
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError, RuntimeError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    set_cmdline([b"safeeval-run-init"])
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    i_end, r_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        i_end.close()
+        os.close(psock)
+        run_wait(r_end, zygote_ns)
+    r_end.close()
+    os.write(psock, MSG_READY)
+    # The run (or the end of the stream: this child is dropped unused).
+    ps = socket.socket(fileno=psock)
+    got, fds = recv_fds(ps, MSG_RUN)
+    ps.close()
+    if not got:
+        os._exit(0)
     st = fds[FD_STATUS]
     try:
-        if os.getpid() != 1:
-            raise Fail("not the init of a new pid namespace")
-        # Nothing of the run exists yet; this process's own /proc files must
-        # be writable to it for its oom_score_adj and its id maps (the
-        # zygote's /proc: the run's is not mounted yet).
-        prctl(PR_SET_DUMPABLE, 1)
-        write_file("/proc/self/oom_score_adj", "1000")
-        write_file("/proc/self/setgroups", "deny")
-        write_file("/proc/self/uid_map", "%d %d 1\n" % (ZYGOTE.uid, ZYGOTE.uid))
-        write_file("/proc/self/gid_map", "%d %d 1\n" % (ZYGOTE.gid, ZYGOTE.gid))
-        prctl(PR_SET_DUMPABLE, 0)
+        # R sets itself up meanwhile, and waits for MSG_FENCED before the
+        # code.
+        socket.send_fds(i_end, [MSG_GO], fds)
+        for fd in fds:
+            if fd not in (st, fds[FD_INPUT]):
+                os.close(fd)
         inp = Input(fds[FD_INPUT])
         os.close(fds[FD_INPUT])
-        fds[FD_INPUT] = -1
-        check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
-        mount_tmpfs(WORK, inp.memory + len(inp.script) + 4096 +
-                    sum(len(d) + 4096 for _, d in inp.files))
-        mount_tmpfs("/tmp", inp.memory)
-        mount_tmpfs("/dev/shm", inp.memory)
+        resize_tmpfs(WORK, inp.memory + len(inp.script) + 4096 +
+                     sum(len(d) + 4096 for _, d in inp.files))
+        resize_tmpfs("/tmp", inp.memory)
+        resize_tmpfs("/dev/shm", inp.memory)
         put_files(inp)
-        check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
-              "mount proc")
-        for sig in range(1, signal.NSIG):
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                try:
-                    signal.signal(sig, signal.SIG_DFL)
-                except (OSError, ValueError, RuntimeError):
-                    pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        set_cmdline([b"safeeval-run-init"])
         # Like the fresh jail's pid 1: no capability, RLIMIT_FSIZE set (the
         # run's filter then forbids changing it), under the run's filter
-        # itself, so no process of the run's namespace is outside it.
+        # itself, so no process of the run's namespace is outside it, before
+        # R may go on.
         resource.setrlimit(resource.RLIMIT_FSIZE, (inp.fsize, inp.fsize))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         drop_caps()
         load_filter(ZYGOTE.bpf)
-        pid = os.fork()
-        if pid == 0:
-            run_exec(fds, inp, zygote_ns)
-        for fd in fds:
-            if fd >= 0 and fd != st:
-                os.close(fd)
+        i_end.send(MSG_FENCED)
+        i_end.close()
         del inp
         while True:
             try:
@@ -423,19 +523,38 @@ def verify_fences(zygote_ns):
         raise Fail("not pid 2 of the run's namespace")
 
 
-def run_exec(fds, inp, zygote_ns):
-    st = fds[FD_STATUS]
+def run_wait(r_end, zygote_ns):
+    """R, prepared: waits for its fds from I; never returns."""
     try:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         os.setsid()
+        set_cmdline([b"safeeval-run-prepared"])
+        # R needs no capability (it only lowers its limits): none from here.
+        drop_caps()
+        got, fds = recv_fds(r_end, MSG_GO)
+    except BaseException:  # noqa: B036 -- I reports the run FAILED (R is gone)
+        os._exit(127)
+    if not got:
+        os._exit(0)
+    run_exec(fds, r_end, zygote_ns)
+
+
+def run_exec(fds, r_end, zygote_ns):
+    st = fds[FD_STATUS]
+    try:
+        inp = Input(fds[FD_INPUT])
         os.dup2(fds[FD_STDIN], 0)
         os.dup2(fds[FD_STDOUT], 1)
         os.dup2(fds[FD_STDERR], 2)
-        # Only 0-2 and the status fd (closed before the code runs).
+        # Only 0-2, the status fd and I's socket (both closed before the
+        # code runs).
         if st < 3:
             raise Fail("status fd below 3")
-        os.closerange(3, st)
-        os.closerange(st + 1, 1 << 20)
+        wait = r_end.detach()
+        keep = sorted((st, wait))
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, 1 << 20)
         os.chdir(WORK)
         lim = [
             (resource.RLIMIT_CPU, (inp.cpu_ms + 999) // 1000 + 1, (inp.cpu_ms + 999) // 1000 + 2),
@@ -444,16 +563,31 @@ def run_exec(fds, inp, zygote_ns):
             (resource.RLIMIT_MEMLOCK, 0, 0),
             (resource.RLIMIT_MSGQUEUE, 0, 0),
             (resource.RLIMIT_RTPRIO, 0, 0),
+            (resource.RLIMIT_FSIZE, inp.fsize, inp.fsize),
         ]
         for res, soft, hard in lim:
             resource.setrlimit(res, (soft, hard))
+        # R was forked before I loaded its filter: R loads it itself (its
+        # capabilities went before the run came).
+        load_filter(ZYGOTE.bpf)
         # The run's own /proc files are its own again (the jail's python is
         # dumpable too); pid 1 and the zygote stay non-dumpable.
         prctl(PR_SET_DUMPABLE, 1)
         set_cmdline([os.fsencode(sys.executable), os.fsencode(WORK + "/" + inp.filename)] +
                     list(inp.args))
-        verify_fences(zygote_ns)
         prepare_python(inp)
+        # I is fenced and the run's files are there, or the run never goes
+        # on (I's end of the stream: I failed and reports it).
+        while True:
+            try:
+                word = os.read(wait, 1)
+                break
+            except InterruptedError:
+                continue
+        if word != MSG_FENCED:
+            raise Fail("the run's pid 1 did not get ready")
+        os.close(wait)
+        verify_fences(zygote_ns)
     except BaseException as e:  # noqa: B036
         fail_exit(st, e)
     status_send(st, STATUS_STARTED)
@@ -464,9 +598,6 @@ def run_exec(fds, inp, zygote_ns):
 def prepare_python(inp):
     """The interpreter state a fresh `python3 /work/<file> args` would have,
     as far as a fork can give it."""
-    import io
-    import types
-
     ZYGOTE.forget()
     for sig, handler in ZYGOTE.signals.items():
         if signal.getsignal(sig) is not handler:
@@ -606,7 +737,7 @@ def serve():
     sock = ZYGOTE.sock
     while True:
         try:
-            msg, anc, _flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(N_FDS * 4))
+            msg, anc, flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(4))
         except InterruptedError:
             continue
         fds = []
@@ -618,7 +749,7 @@ def serve():
             for fd in fds:
                 os.close(fd)
             os._exit(0)  # the agent is gone or replaces this zygote
-        if msg != b"R" or len(fds) != N_FDS:
+        if msg != MSG_PREPARE or len(fds) != 1 or flags & socket.MSG_CTRUNC:
             die("not the agent's protocol (%d bytes, %d fds)" % (len(msg), len(fds)))
         # Forked children share what the zygote has; a second thread (a
         # thread pool a module started) would leave its locks held in them.
@@ -626,7 +757,7 @@ def serve():
             for fd in fds:
                 os.close(fd)
             die("not single-threaded: %d threads" % threads())
-        spawn(fds)
+        spawn(fds[0])
 
 
 def main():

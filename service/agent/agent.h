@@ -384,9 +384,15 @@ void agent_zygote_stop(void);
 bool agent_zygote_due(bool clean);
 /* The zygote's own CPU time so far (ns); 0 when unreadable. */
 uint64_t agent_zygote_cpu_ns(void);
-/* Hands one run to the zygote: its input (req, validated), its stdin, and
- * the write ends of its stdout, stderr and status pipes (the caller keeps
- * and closes its own copies). */
+/* Has the zygote prepare the next run's processes (nothing when some wait
+ * already or there is no zygote). Only between runs, after a Done. */
+void agent_zygote_prepare(void);
+/* Before a run's baselines: until the prepared processes are ready (made
+ * now when none wait). 0 or negative se_code (the run is refused). */
+int agent_zygote_await(se_err *err);
+/* Hands one run to the prepared processes (after agent_zygote_await): its
+ * input (req, validated), its stdin, and the write ends of its stdout,
+ * stderr and status pipes (the caller keeps and closes its own copies). */
 int agent_zygote_spawn(const agent_request *req, int out_w, int err_w, int st_w, se_err *err);
 /* The zygote jail's pid 1: --zygote-init SOCK_FD BPF_FD -- python3 ... */
 int agent_zygote_init_main(int argc, char **argv);

@@ -456,6 +456,11 @@ start_in_zygote(agent_run *r, agent_msg **msg, int st_p[2], se_err *err)
         rc = se_err_errno(err, SE_INTERNAL, "pipe");
         goto out;
     }
+    /* The run's processes finish their set-up before its baselines. */
+    if (agent_zygote_await(err) < 0) {
+        rc = -SE_UNAVAILABLE;
+        goto out;
+    }
     if (agent_cgroup_sample(r->env->cg, &r->s0) < 0) {
         rc = se_err_errno(err, SE_UNAVAILABLE, "cgroup counters unreadable");
         goto out;

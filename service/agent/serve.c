@@ -201,6 +201,8 @@ zygote_up(server *s)
         s->pids_baseline = after.pids;
         s->zygote_memory = after.memory > before.memory ? after.memory - before.memory : 0;
     }
+    /* After the baselines: the prepared run is not part of the idle worker. */
+    agent_zygote_prepare();
 }
 
 /* ---- the prepared jail ---- */
@@ -266,8 +268,8 @@ start_run(server *s, agent_msg *msg)
                s->cg.why);
         return;
     }
-    if (agent_zygote_enabled() && !agent_zygote_ready())
-        zygote_up(s); /* its last start failed: once more, now */
+    if (agent_zygote_enabled() && (!agent_zygote_ready() || agent_zygote_due(true)))
+        zygote_up(s); /* its last start failed, or it is too old: a new one, now */
     if (agent_zygote_enabled() && !agent_zygote_ready()) {
         /* Fail closed: a zygote sandbox never falls back to anything else. */
         safeeval__agent__v1__request__free_unpacked(msg, NULL);
@@ -448,12 +450,15 @@ finish_run(server *s)
     agent_run_free(s->run);
     s->run = NULL;
     malloc_trim(0);
-    if (agent_zygote_due(clean)) {
-        /* The Done goes out first: the run is over, the new zygote is the
-         * next run's wait. */
+    if (agent_zygote_enabled()) {
+        /* The Done goes out first: the run is over; a new zygote or the
+         * next run's prepared processes are made after it. */
         if (wire_flush(&s->w, 1) < 0)
             agent_log("write stdout: %s", strerror(errno));
-        zygote_up(s);
+        if (agent_zygote_due(clean))
+            zygote_up(s);
+        else
+            agent_zygote_prepare();
     }
     /* A worker that is not clean is replaced: nothing is prepared in it.
      * The preparation waits for the Done to be written: the run's answer

@@ -10,18 +10,31 @@
  *  - hands it, once, the run's seccomp filter as BPF (exported by
  *    libseccomp from the same rules the fresh jail loads), which every run
  *    loads on itself before its code;
- *  - per run, sends one constant byte and the run's fds over a
- *    SOCK_SEQPACKET socket (SCM_RIGHTS): a sealed memfd with the run's
+ *  - prepares the next run's processes before the run: after a run's Done
+ *    (never while a run runs: their set-up is not the run's CPU), it makes
+ *    a SOCK_SEQPACKET socket pair and sends one end to the zygote with one
+ *    constant byte; the zygote clones the run's pid 1 into new namespaces
+ *    with it and closes its copy. That child does every step that does not
+ *    depend on the run (id maps, mounts, its /proc, the fork of the run's
+ *    process) and says "r" (ready) on it, or "E" and why it failed;
+ *  - per run, waits for that ready (before the run's CPU baseline), then
+ *    sends one constant byte and the run's fds straight to the prepared
+ *    child over the agent's end (SCM_RIGHTS): a sealed memfd with the run's
  *    input (limits, script, argv, env, files), stdin's sealed memfd, the
- *    stdout and stderr pipes and the status pipe. The zygote never reads
- *    them, only its forked child does, and nothing ever comes back from a
- *    run through the zygote: a run's bytes never enter the zygote's memory;
+ *    stdout and stderr pipes and the status pipe, and closes its end. The
+ *    zygote never holds them and nothing ever comes back from a run through
+ *    the zygote: a run's bytes never enter the zygote's memory;
+ *  - a prepared child serves one run: its socket is closed after that run's
+ *    fds went over it, or when it is dropped unused (a new zygote, a set-up
+ *    failure), which ends it (it exits at the end of its stream, and it
+ *    dies with its zygote's pid namespace);
  *  - replaces it every AGENT_ZYGOTE_MAX_RUNS runs or AGENT_ZYGOTE_MAX_AGE_S
  *    seconds (its children share its hash seed and address layout), and
  *    whenever it died or a run did not end clean;
- *  - fails closed: no zygote, no run (the run is refused with the reason);
- *    a run whose fences could not all be put up reports FAILED before any
- *    user code, like the fresh jail's helper. */
+ *  - fails closed: no zygote or no prepared child, no run (the run is
+ *    refused with the reason); a run whose fences could not all be put up
+ *    after its arrival reports FAILED before any user code, like the fresh
+ *    jail's helper. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +70,49 @@ static struct {
     int64_t started_us;
     char error[AGENT_ERROR_MAX]; /* why there is no zygote (runs are refused) */
 } Z = {.bw = -1, .pid = -1, .sock = -1};
+
+/* The next run's processes, prepared (at most one). */
+static struct {
+    int sock;   /* the agent's end of its socket pair; -1 = none */
+    bool ready; /* it said "r" */
+} P = {.sock = -1};
+
+static void
+prepared_drop(void)
+{
+    if (P.sock >= 0)
+        close(P.sock);
+    P.sock = -1;
+    P.ready = false;
+}
+
+/* One constant byte and n fds (SCM_RIGHTS) on a SOCK_SEQPACKET socket. */
+static int
+send_fds(int sock, char byte, const int *fds, size_t n)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * 5)];
+    } c;
+    if (n > 5)
+        return -1;
+    memset(&c, 0, sizeof(c));
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = c.buf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+    ssize_t r;
+    do
+        r = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    return r == 1 ? 0 : -1;
+}
 
 int
 agent_zygote_configure(char **modules, size_t n)
@@ -113,6 +169,7 @@ agent_zygote_cpu_ns(void)
 void
 agent_zygote_stop(void)
 {
+    prepared_drop();
     agent_sweep_spare(-1, -1);
     if (Z.sock >= 0)
         close(Z.sock);
@@ -403,12 +460,108 @@ input_memfd(const agent_request *req, se_err *err)
     return fd;
 }
 
+void
+agent_zygote_prepare(void)
+{
+    if (Z.sock < 0 || P.sock >= 0)
+        return;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        agent_log("zygote: socketpair: %s", strerror(errno));
+        return;
+    }
+    if (send_fds(Z.sock, 'P', &sv[1], 1) < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        set_error("the zygote does not take runs: %s", strerror(e));
+        close(Z.sock);
+        Z.sock = -1;
+        return;
+    }
+    close(sv[1]);
+    P.sock = sv[0];
+    P.ready = false;
+}
+
+/* Whether the prepared child is ready (1) or failed or is gone (0, why in
+ * msg). Its words are read as hostile bytes, though no code of a run ever
+ * held its socket. */
+static int
+prepared_wait(char *msg, size_t msg_len)
+{
+    struct pollfd pf = {.fd = P.sock, .events = POLLIN};
+    if (P.ready) {
+        /* Nothing more is ever said after "r": data or a hang-up is a
+         * dead (or broken) prepared child. */
+        if (poll(&pf, 1, 0) == 0)
+            return 1;
+        snprintf(msg, msg_len, "the prepared run process is gone");
+        return 0;
+    }
+    int64_t until = clock_mono_us() + (int64_t)AGENT_ZYGOTE_START_MS * 1000;
+    for (;;) {
+        int64_t left = (until - clock_mono_us()) / 1000;
+        if (left <= 0) {
+            snprintf(msg, msg_len, "the run's processes were not ready within %d ms",
+                     AGENT_ZYGOTE_START_MS);
+            return 0;
+        }
+        int pr = poll(&pf, 1, (int)left);
+        if (pr < 0 && errno != EINTR) {
+            snprintf(msg, msg_len, "poll: %s", strerror(errno));
+            return 0;
+        }
+        if (pr > 0)
+            break;
+    }
+    char buf[128];
+    ssize_t n;
+    do
+        n = recv(P.sock, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n == 1 && buf[0] == 'r') {
+        P.ready = true;
+        return 1;
+    }
+    if (n > 1 && buf[0] == 'E') {
+        buf[n] = 0;
+        for (char *p = buf + 1; *p; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+                *p = ' ';
+        snprintf(msg, msg_len, "%s", buf + 1);
+    } else {
+        snprintf(msg, msg_len, "the run's processes ended before they were ready");
+    }
+    return 0;
+}
+
 int
-agent_zygote_spawn(const agent_request *req, int out_w, int err_w, int st_w, se_err *err)
+agent_zygote_await(se_err *err)
 {
     if (Z.sock < 0)
         return se_err_set(err, SE_UNAVAILABLE, "no zygote: %s",
                           Z.error[0] ? Z.error : "it is not running");
+    char msg[128] = "";
+    /* The one waiting, else one now; a waiting one found dead is replaced
+     * once (a set-up that fails twice fails the run). */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        agent_zygote_prepare();
+        if (P.sock < 0)
+            return se_err_set(err, SE_UNAVAILABLE, "no zygote: %s", Z.error);
+        if (prepared_wait(msg, sizeof(msg)))
+            return 0;
+        prepared_drop();
+    }
+    return se_err_set(err, SE_UNAVAILABLE, "zygote: the run's processes could not be set up: %s",
+                      msg);
+}
+
+int
+agent_zygote_spawn(const agent_request *req, int out_w, int err_w, int st_w, se_err *err)
+{
+    if (P.sock < 0 || !P.ready)
+        return se_err_set(err, SE_INTERNAL, "zygote: no prepared run process");
     int in = input_memfd(req, err);
     if (in < 0)
         return -SE_INTERNAL;
@@ -418,33 +571,15 @@ agent_zygote_spawn(const agent_request *req, int out_w, int err_w, int st_w, se_
         return -SE_INTERNAL;
     }
     int fds[5] = {in, stdin_fd, out_w, err_w, st_w};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(fds))];
-    } c;
-    memset(&c, 0, sizeof(c));
-    char byte = 'R';
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(fds));
-    memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-    ssize_t n;
-    do
-        n = sendmsg(Z.sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    int rc = send_fds(P.sock, 'R', fds, 5);
     int e = errno;
     close(in);
     close(stdin_fd);
-    if (n != 1) {
+    /* One run per prepared child, whatever happened. */
+    prepared_drop();
+    if (rc < 0) {
         errno = e;
-        set_error("the zygote does not take runs: %s", strerror(e));
-        close(Z.sock);
-        Z.sock = -1;
-        return se_err_errno(err, SE_UNAVAILABLE, "zygote");
+        return se_err_errno(err, SE_UNAVAILABLE, "zygote: the prepared run process");
     }
     Z.runs++;
     return 0;

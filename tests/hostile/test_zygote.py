@@ -299,6 +299,115 @@ class Hazards(ZygoteBase):
         self.assertEqual(self.ok(r), [str(40 << 20)])
 
 
+def fd_links(pid):
+    """{fd: target} of a process of a worker, read from the host (root)."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass
+    return out
+
+
+class Prepared(ZygoteBase):
+    """The run's processes are made before the run (after the previous
+    run's Done) and wait for it: each serves one run, holds nothing of the
+    handshake once the run's code runs, and dies with its zygote."""
+
+    def procs(self):
+        return [(p, pp, c) for _, p, pp, c in processes_of_sandbox(self.sb.id)]
+
+    def waiting(self):
+        """(zygote, I, R): the zygote and the one prepared pair waiting."""
+        found = []
+
+        def one():
+            ps = self.procs()
+            # The zygote's python (bwrap's command line names zygote.py too).
+            zy = [p for p, _, c in ps if c.split()[0].endswith("/python3") and "zygote.py" in c]
+            init = [(p, pp) for p, pp, c in ps if "safeeval-run-init" in c]
+            run = [(p, pp) for p, pp, c in ps if "safeeval-run-prepared" in c]
+            if len(zy) == 1 and len(init) == 1 and len(run) == 1:
+                found[:] = [zy[0], init[0], run[0]]
+                return True
+            return False
+        self.assertTrue(wait_until(one, 30), self.procs())
+        zy, (i, ipp), (r, rpp) = found
+        self.assertEqual((ipp, rpp), (zy, i), "I is the zygote's child, R is I's")
+        return zy, i, r
+
+    def test_each_run_its_own_processes(self):
+        # Catches: a prepared child used for two runs: each run's pid 1 and
+        # its own process are new (their start times), what a run leaves in
+        # its mounts is not in the next one, and the processes that waited
+        # before a run are gone after it while a new pair waits. (Namespace
+        # inode numbers are no proof: the kernel reuses a freed one.)
+        probe = """
+            import os
+            def start(pid):
+                return open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()[19]
+            print(start(1), start(os.getpid()))
+            print(sorted(os.listdir('/work')), sorted(os.listdir('/dev/shm')))
+            for d in ('/work', '/dev/shm', '/tmp'):
+                open(d + '/planted', 'w').write('x')
+            """
+        self.ok(self.ev("print(1)"))
+        _, i1, r1 = self.waiting()
+        a = self.ok(self.ev(probe))
+        _, i2, r2 = self.waiting()
+        b = self.ok(self.ev(probe))
+        _, i3, r3 = self.waiting()
+        self.assertEqual(a[1], "['main.py'] []")
+        self.assertEqual(b[1], "['main.py'] []", "a run found the previous run's files")
+        (ia, ra), (ib, rb) = (map(int, x[0].split()) for x in (a, b))
+        self.assertLess(ia, ib, "the same pid 1 served two runs")
+        self.assertLess(ra, rb, "the same process served two runs")
+        self.assertEqual(len({i1, i2, i3}), 3, (i1, i2, i3))
+        left = {p for p, _, _ in self.procs()}
+        self.assertFalse({i1, r1, i2, r2} & left, "a prepared process outlived its run")
+
+    def test_handshake_fds_gone_in_the_run(self):
+        # Catches: the prepared child's socket to the agent (or I's socket
+        # to R) still open while the run's code runs: R must hold only the
+        # run's 0-2, I nothing but the status pipe of its own. Waiting, the
+        # pair does hold them (so this test sees sockets when they are
+        # there).
+        import threading
+        _, i, r = self.waiting()
+        self.assertEqual(sum("socket:" in t for t in fd_links(i).values()), 2, fd_links(i))
+        self.assertEqual(sum("socket:" in t for t in fd_links(r).values()), 1, fd_links(r))
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", self.ev(
+            "import time\nprint('running', flush=True)\ntime.sleep(4)")))
+        t.start()
+        try:
+            self.assertTrue(wait_until(lambda: any(
+                p == r and "/work/main.py" in c for p, _, c in self.procs()), 30), self.procs())
+            run_fds, init_fds = fd_links(r), fd_links(i)
+        finally:
+            t.join()
+        self.assertEqual(self.ok(out["r"]), ["running"])
+        self.assertEqual(sorted(run_fds), [0, 1, 2], run_fds)
+        self.assertFalse([t for t in init_fds.values() if "socket:" in t], init_fds)
+        self.assertFalse([t for t in run_fds.values() if "socket:" in t], run_fds)
+
+    def test_zygote_killed_prepared_gone(self):
+        # Catches: prepared processes that outlive their zygote (a pair
+        # made by a replaced or dead zygote must never serve a run): they
+        # die with it, the next run comes from a new zygote and a new pair.
+        seed = "print(hash('safeeval-seed'))"
+        before = self.ok(self.ev(seed))
+        zy, i, r = self.waiting()
+        os.kill(zy, 9)
+        self.assertTrue(wait_until(lambda: not {zy, i, r} & {p for p, _, _ in self.procs()},
+                                   30), self.procs())
+        after = self.ok(self.ev(seed))
+        self.assertNotEqual(before, after, "the run did not come from a new zygote")
+        zy2, i2, r2 = self.waiting()
+        self.assertNotEqual(zy2, zy)
+
+
 class Replacement(ZygoteBase):
     def test_replaced_after_max_runs(self):
         # Catches: a zygote kept forever: its children share its hash seed
@@ -402,13 +511,15 @@ class Contract(unittest.TestCase):
 # ---- fail closed: zygote.py's per-run code when the kernel refuses ----
 
 def run_setup_with(tmp, patch):
-    """Runs zygote.py's spawn (what the zygote does for one run) in a
-    subprocess (no daemon, no jail) with `patch` applied to the module
-    first, on a run whose code would create tmp/RAN. Returns (status
-    records, whether the code ran, stderr's tail)."""
+    """Runs zygote.py's spawn (what the zygote does for one run: it prepares
+    the run's processes, which then get the run's fds the way the agent
+    sends them) in a subprocess (no daemon, no jail) with `patch` applied to
+    the module first, on a run whose code would create tmp/RAN. Returns
+    (the prepared child's first word, status records, whether the code ran,
+    stderr's tail)."""
     ran = os.path.join(tmp, "RAN")
     driver = textwrap.dedent(r"""
-        import importlib.util, os, struct, sys
+        import importlib.util, os, socket, struct, sys
         spec = importlib.util.spec_from_file_location('zygote', %(zy)r)
         z = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(z)
@@ -425,27 +536,38 @@ def run_setup_with(tmp, patch):
         st_r, st_w = os.pipe()
         z.ZYGOTE.ns = z.ns_ids()
         z.ZYGOTE.uid, z.ZYGOTE.gid = os.getuid(), os.getgid()
-        z.spawn([inp, stdin, os.dup(1), os.dup(2), st_w])
+        agent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        z.spawn(child.detach())
+        first = agent.recv(256)
+        if first == b'r':
+            socket.send_fds(agent, [b'R'], [inp, stdin, 1, 2, st_w])
+        agent.close()
+        os.close(st_w)
         out = b''
         while True:
             b = os.read(st_r, 4096)
             if not b:
                 break
             out += b
-        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.write(struct.pack('=I', len(first)) + first + out)
         """) % {"zy": ZYGOTE_PY, "patch": patch, "ran": ran}
     p = subprocess.run([sys.executable, "-c", driver], capture_output=True, timeout=60)
+    first, out = b"", p.stdout
+    if len(out) >= 4:
+        n = struct.unpack("=I", out[:4])[0]
+        first, out = out[4:4 + n], out[4 + n:]
     recs = []
-    for off in range(0, len(p.stdout) - 127, 128):
-        magic, kind, ws, err, _, _, msg = struct.unpack("=IIiiqq96s", p.stdout[off:off + 128])
+    for off in range(0, len(out) - 127, 128):
+        magic, kind, ws, err, _, _, msg = struct.unpack("=IIiiqq96s", out[off:off + 128])
         recs.append((kind, err, msg.rstrip(b"\0").decode()))
-    return recs, os.path.exists(ran), p.stderr.decode()[-500:]
+    return first.decode("ascii", "replace"), recs, os.path.exists(ran), p.stderr.decode()[-500:]
 
 
 class FailClosed(unittest.TestCase):
     # Catches: a run that starts without its namespaces when the kernel
     # refuses them, or that goes on when its namespaces turn out to be the
-    # zygote's: the fork must report FAILED and never run the code.
+    # zygote's: the prepared child must fail (before the run: it says why;
+    # after: FAILED) and never run the code.
 
     def setUp(self):
         import tempfile
@@ -459,7 +581,7 @@ class FailClosed(unittest.TestCase):
     def test_clone_refused(self):
         # The kernel refuses the clone into new namespaces: the zygote
         # reports the run FAILED and never falls back to a plain fork.
-        recs, ran, err = run_setup_with(self.tmp, textwrap.dedent("""
+        first, recs, ran, err = run_setup_with(self.tmp, textwrap.dedent("""
             import ctypes
             _libc = z.libc
             class _L:
@@ -473,15 +595,17 @@ class FailClosed(unittest.TestCase):
             z.libc = _L()
             """))
         self.assertFalse(ran, "the code ran without its namespaces")
-        self.assertTrue(recs, err)
-        self.assertEqual(recs[0][:2], (3, 1), recs)  # FAILED, EPERM
-        self.assertIn("clone into new namespaces", recs[0][2])
+        # The prepared child never came: the zygote says why (EPERM) on
+        # the child's socket, the agent refuses the run; no status at all.
+        self.assertEqual(first, "Ezygote: clone into new namespaces: Operation not permitted",
+                         err)
+        self.assertEqual(recs, [])
 
     def test_namespaces_not_new(self):
         # A clone that gives no new namespaces (a plain fork) and setup
         # steps that 'succeed' but do nothing: the final check sees the
         # zygote's own namespaces and refuses.
-        recs, ran, err = run_setup_with(self.tmp, textwrap.dedent("""
+        first, recs, ran, err = run_setup_with(self.tmp, textwrap.dedent("""
             z.clone_run = z.os.fork
             _libc = z.libc
             class _L:
@@ -501,6 +625,7 @@ class FailClosed(unittest.TestCase):
             z.os.getpid = lambda: 1
             """ % self.tmp))
         self.assertFalse(ran, "the code ran in the zygote's namespaces")
+        self.assertEqual(first, "r", err)
         self.assertTrue(recs, err)
         self.assertEqual(recs[0][0], 3, recs)
         self.assertIn("namespaces shared with the zygote", recs[0][2])
