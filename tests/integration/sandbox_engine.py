@@ -262,9 +262,9 @@ def zygote_pids(procs):
     """The pids of a zygote worker's zygote in procs ([(pid, ppid, cmd)] of one
     container): a bwrap the agent started with `--zygote-init`, and the chain
     of only children below it down to python3 running zygote.py (or the first
-    part of that chain while it starts). The zygote's own children are runs
-    (each a clone of it, with its command line): never part of the idle
-    worker."""
+    part of that chain while it starts), and the next run's prepared pair
+    waiting below it. The zygote's other children are runs: never part of
+    the idle worker."""
     kids = {}
     for pid, ppid, cmd in procs:
         kids.setdefault(ppid, []).append((pid, cmd))
@@ -290,6 +290,19 @@ def zygote_pids(procs):
                 found.add(node)
                 if "--zygote-init" not in cmd_at and not cmd_at.startswith("/usr/bin/bwrap "):
                     break
+            # The next run's prepared processes, waiting (zygote.py): one
+            # child of the zygote named safeeval-run-init whose only child,
+            # safeeval-run-prepared, has none. Only one such pair can be the
+            # zygote's; any more are left of runs.
+            pairs = []
+            for init, icmd in kids.get(node, []):
+                below = kids.get(init, [])
+                if ("safeeval-run-init" in icmd and len(below) == 1
+                        and "safeeval-run-prepared" in below[0][1]
+                        and not kids.get(below[0][0])):
+                    pairs.append((init, below[0][0]))
+            if len(pairs) == 1:
+                found.update(pairs[0])
     return found
 
 
