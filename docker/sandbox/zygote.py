@@ -249,14 +249,12 @@ def resize_tmpfs(dest, size):
                      tmpfs_size(size)), "resize tmpfs " + dest)
 
 
-def recv_fds(sock, want):
-    """One message of `sock`: (True, fds) for the constant byte `want` with
-    N_FDS fds, (False, None) at the end of the stream (the sender dropped
-    this prepared child). Anything else fails; fds of a bad message are
-    closed."""
+def recv_msg(sock, max_fds):
+    """One message of at most one byte and max_fds fds from `sock`:
+    (byte, fds, flags)."""
     while True:
         try:
-            msg, anc, flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(N_FDS * 4))
+            msg, anc, flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(max_fds * 4))
             break
         except InterruptedError:
             continue
@@ -265,6 +263,15 @@ def recv_fds(sock, want):
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             n = len(data) // 4
             fds.extend(struct.unpack("=%di" % n, data[:n * 4]))
+    return msg, fds, flags
+
+
+def recv_fds(sock, want):
+    """One message of `sock`: (True, fds) for the constant byte `want` with
+    N_FDS fds, (False, None) at the end of the stream (the sender dropped
+    this prepared child). Anything else fails; fds of a bad message are
+    closed."""
+    msg, fds, flags = recv_msg(sock, N_FDS)
     if not msg and not fds:
         return False, None
     if msg != want or len(fds) != N_FDS or flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
@@ -736,15 +743,7 @@ def threads():
 def serve():
     sock = ZYGOTE.sock
     while True:
-        try:
-            msg, anc, flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(4))
-        except InterruptedError:
-            continue
-        fds = []
-        for level, kind, data in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(data) // 4
-                fds.extend(struct.unpack("=%di" % n, data[:n * 4]))
+        msg, fds, flags = recv_msg(sock, 1)
         if not msg:
             for fd in fds:
                 os.close(fd)

@@ -97,6 +97,11 @@ int agent_collect_pattern_validate(const char *pattern, se_err *err);
 
 /* ---- collect.c ---- */
 
+/* The whole of p[0..n) written to / read from fd (EINTR retried): 0, or -1
+ * on an error or an early end. */
+int agent_write_all(int fd, const void *p, size_t n);
+int agent_read_all(int fd, void *p, size_t n);
+
 /* In the jail's pid 1, once nothing else of the jail runs: writes the
  * regular files under workdir that match a pattern to fd as records (path
  * order, up to the first that would pass max_files or max_bytes), never

@@ -102,12 +102,28 @@ cmp_path(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int
-write_all(int fd, const void *p, size_t n)
+int
+agent_write_all(int fd, const void *p, size_t n)
 {
     const uint8_t *b = p;
     while (n) {
         ssize_t k = write(fd, b, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+int
+agent_read_all(int fd, void *p, size_t n)
+{
+    uint8_t *b = p;
+    while (n) {
+        ssize_t k = read(fd, b, n);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
@@ -159,7 +175,7 @@ send_file(int out, int fd, const char *rel, uint64_t size)
     put_le(hdr + 1, pl, 2);
     memcpy(hdr + 3, rel, pl);
     put_le(hdr + 3 + pl, size, 8);
-    if (write_all(out, hdr, 3 + pl + 8) < 0)
+    if (agent_write_all(out, hdr, 3 + pl + 8) < 0)
         return -1;
     static uint8_t buf[5 + AGENT_COLLECT_CHUNK];
     uint64_t left = size;
@@ -176,7 +192,7 @@ send_file(int out, int fd, const char *rel, uint64_t size)
         }
         buf[0] = 'D';
         put_le(buf + 1, (uint64_t)k, 4);
-        if (write_all(out, buf, 5 + (size_t)k) < 0)
+        if (agent_write_all(out, buf, 5 + (size_t)k) < 0)
             return -1;
         left -= (uint64_t)k;
     }
@@ -225,9 +241,9 @@ agent_collect_send(int out, const char *workdir, char *const *patterns, size_t n
     free(w.found);
     close(root);
     if (rc == 0 && truncated)
-        rc = write_all(out, "T", 1);
+        rc = agent_write_all(out, "T", 1);
     if (rc == 0)
-        rc = write_all(out, "E", 1);
+        rc = agent_write_all(out, "E", 1);
     return rc;
 }
 

@@ -126,37 +126,6 @@ close_from_except(int from, int keep)
 
 /* ---- prepared mode ---- */
 
-static int
-read_full(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int
-write_full(int fd, const uint8_t *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* A new file under the work dir (wfd) holding data, 0666 as bwrap's --file
  * makes it. */
 static int
@@ -165,7 +134,7 @@ file_create(int wfd, const char *path, const uint8_t *data, size_t len)
     int fd = openat(wfd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd < 0)
         return -1;
-    int rc = write_full(fd, data, len) < 0 || fchmod(fd, 0666) < 0 ? -1 : 0;
+    int rc = agent_write_all(fd, data, len) < 0 || fchmod(fd, 0666) < 0 ? -1 : 0;
     int e = errno;
     close(fd);
     errno = e;
@@ -247,7 +216,7 @@ static int
 deliver(int dfd, int wfd, int fifo, const char *name, pid_t cmd, const char **msg)
 {
     struct agent_delivery_hdr h;
-    if (read_full(dfd, &h, sizeof(h)) < 0)
+    if (agent_read_all(dfd, &h, sizeof(h)) < 0)
         return 1;
     /* From here on, the run's: its CPU counts. */
     clockid_t cid;
@@ -264,7 +233,7 @@ deliver(int dfd, int wfd, int fifo, const char *name, pid_t cmd, const char **ms
     *msg = "delivery";
     if (!body)
         return -1;
-    if (read_full(dfd, body, h.body_len) < 0) {
+    if (agent_read_all(dfd, body, h.body_len) < 0) {
         free(body);
         return 1;
     }
