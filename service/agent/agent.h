@@ -60,6 +60,7 @@ typedef Safeeval__V1__ExecResult agent_result;
 #define AGENT_BWRAP "/usr/bin/bwrap"
 #define AGENT_PYTHON "/opt/safeeval/venv/bin/python3"
 #define AGENT_VENV_ROOT "/opt/safeeval"
+#define AGENT_JAIL_ETC "/opt/safeeval/etc" /* the jail's /etc, made by the image */
 #define AGENT_JAIL_SELF "/run/safeeval-agent"
 #define AGENT_WORKDIR "/work"
 #define AGENT_CGROUP_ROOT "/sys/fs/cgroup"

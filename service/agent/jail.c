@@ -4,7 +4,6 @@
  * the image, and three private tmpfs (/work, /tmp, /dev/shm); our helper
  * (`--jail-child`) is its pid 1 (`--as-pid-1`): there is no bwrap process
  * inside the jail that the code could write into. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -156,34 +155,6 @@ push_root_links(struct argv_b *a)
     }
 }
 
-static void
-push_ro_try(struct argv_b *a, const char *path)
-{
-    argv_push(a, "--ro-bind-try");
-    argv_push(a, path);
-    argv_push(a, path);
-}
-
-/* /etc/python3* (Debian's sitecustomize lives there). */
-static void
-push_etc_python(struct argv_b *a)
-{
-    DIR *d = opendir("/etc");
-    if (!d)
-        return;
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d)) && n < 8) {
-        if (strncmp(e->d_name, "python3", 7) == 0 && strlen(e->d_name) < 32) {
-            char path[64];
-            snprintf(path, sizeof(path), "/etc/%s", e->d_name);
-            push_ro_try(a, path);
-            n++;
-        }
-    }
-    closedir(d);
-}
-
 /* A private tmpfs of `bytes`. The sizes are not the fence: all three
  * together live in the worker's memory cgroup, whose limit is the run's
  * memory. Each may hold all of it (a shared-memory block as big as the run
@@ -217,13 +188,12 @@ push_outer(struct argv_b *a, const char *self)
     argv_push(a, "/usr");
     argv_push(a, "/usr");
     push_root_links(a);
-    static const char *const etc[] = {
-        "/etc/alternatives", "/etc/ld.so.cache", "/etc/ssl",           "/etc/localtime",
-        "/etc/passwd",       "/etc/group",       "/etc/nsswitch.conf", "/etc/mime.types",
-    };
-    for (size_t i = 0; i < sizeof(etc) / sizeof(etc[0]); i++)
-        push_ro_try(a, etc[i]);
-    push_etc_python(a);
+    /* The image's copy of what a run needs of /etc (alternatives,
+     * ld.so.cache, ssl, localtime, passwd, group, nsswitch.conf,
+     * mime.types, python3*: docker/sandbox/Dockerfile.in), one mount. */
+    argv_push(a, "--ro-bind");
+    argv_push(a, AGENT_JAIL_ETC);
+    argv_push(a, "/etc");
     argv_push(a, "--ro-bind");
     argv_push(a, AGENT_VENV_ROOT);
     argv_push(a, AGENT_VENV_ROOT);
