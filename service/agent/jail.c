@@ -263,6 +263,7 @@ struct jail_spec {
     const agent_request *req; /* the inputs; NULL for a prepared jail */
     int delivery_fd;          /* a prepared jail's delivery pipe; -1 */
     int collect_fd;           /* the files-back pipe when req collects; -1 */
+    int bpf_fd;               /* the run's seccomp program (agent_run_env) */
 };
 
 static int
@@ -319,6 +320,7 @@ jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int statu
     argv_pushf(&a, "%u", sp->max_processes);
     argv_pushf(&a, "%llu", (unsigned long long)sp->max_file_bytes);
     argv_pushf(&a, "%d", JAIL_NOFILE);
+    argv_pushf(&a, "%d", sp->bpf_fd);
     if (req && req->n_collect) {
         argv_push(&a, "--collect");
         argv_pushf(&a, "%d", sp->collect_fd);
@@ -347,7 +349,7 @@ out:
 
 int
 agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
-                 int collect_fd, se_err *err)
+                 int collect_fd, int bpf_fd, se_err *err)
 {
     const Safeeval__V1__Limits *l = req->limits;
     struct jail_spec sp = {
@@ -361,13 +363,14 @@ agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int 
         .req = req,
         .delivery_fd = -1,
         .collect_fd = collect_fd,
+        .bpf_fd = bpf_fd,
     };
     return jail_argv(j, &sp, self, status_fd, err);
 }
 
 int
 agent_jail_build_prepared(agent_jail *j, const agent_prep_key *k, const char *self, int status_fd,
-                          int delivery_fd, se_err *err)
+                          int delivery_fd, int bpf_fd, se_err *err)
 {
     struct jail_spec sp = {
         .memory_bytes = k->memory_bytes,
@@ -380,6 +383,7 @@ agent_jail_build_prepared(agent_jail *j, const agent_prep_key *k, const char *se
         .req = NULL,
         .delivery_fd = delivery_fd,
         .collect_fd = -1,
+        .bpf_fd = bpf_fd,
     };
     return jail_argv(j, &sp, self, status_fd, err);
 }

@@ -334,8 +334,9 @@ pipe_cloexec(int p[2], bool nonblock_read)
 }
 
 /* In the forked child: becomes bwrap. Never returns. */
-static void __attribute__((noreturn)) exec_bwrap(const agent_jail *j, int out_w, int err_w,
-                                                 int st_w, int extra_fd, int ex_w, pid_t parent)
+static void __attribute__((noreturn))
+exec_bwrap(const agent_jail *j, int out_w, int err_w, int st_w, int extra_fd, int bpf_fd, int ex_w,
+           pid_t parent)
 {
     /* If the agent dies, so does bwrap, and with it the whole jail. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -346,7 +347,8 @@ static void __attribute__((noreturn)) exec_bwrap(const agent_jail *j, int out_w,
     for (size_t i = 0; i < j->n_in; i++)
         if (fcntl(j->in_fds[i], F_SETFD, 0) < 0)
             goto fail;
-    if (fcntl(st_w, F_SETFD, 0) < 0 || (extra_fd >= 0 && fcntl(extra_fd, F_SETFD, 0) < 0))
+    if (fcntl(st_w, F_SETFD, 0) < 0 || fcntl(bpf_fd, F_SETFD, 0) < 0 ||
+        (extra_fd >= 0 && fcntl(extra_fd, F_SETFD, 0) < 0))
         goto fail;
     /* The whole jail, bwrap's monitor included, goes before the agent or
      * the engine's init when the container runs out of memory. The jail's
@@ -413,7 +415,7 @@ launch(agent_run *r, const agent_jail *j, int st_p[2], int extra_fd, se_err *err
         goto out;
     }
     if (r->bw == 0)
-        exec_bwrap(j, out_p[1], err_p[1], st_p[1], extra_fd, ex_p[1], parent);
+        exec_bwrap(j, out_p[1], err_p[1], st_p[1], extra_fd, r->env->bpf_fd, ex_p[1], parent);
     close_fd(&out_p[1]);
     close_fd(&err_p[1]);
     close_fd(&st_p[1]);
@@ -524,6 +526,11 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
             goto out;
         goto ready;
     }
+    if (env->bpf_fd < 0) {
+        rc = se_err_set(err, SE_UNAVAILABLE,
+                        "no seccomp program for the jail (see the agent's log)");
+        goto out;
+    }
     if (req->n_collect) {
         r->col = malloc(sizeof(*r->col));
         if (!r->col) {
@@ -533,7 +540,7 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
         agent_collect_rd_init(r->col, req->limits->max_collect_files,
                               req->limits->max_collect_bytes);
     }
-    rc = agent_jail_build(&j, req, self, st_p[1], col_p[1], err);
+    rc = agent_jail_build(&j, req, self, st_p[1], col_p[1], env->bpf_fd, err);
     if (rc < 0)
         goto out;
     /* The request's bytes now live in the memfds: give them back. */
@@ -633,6 +640,10 @@ agent_run_prepare(agent_run **out, const agent_prep_key *k, const agent_run_env 
         rc = se_err_set(err, SE_INTERNAL, "a zygote worker's runs are forks of the zygote");
         goto out;
     }
+    if (env->bpf_fd < 0) {
+        rc = se_err_set(err, SE_UNAVAILABLE, "no seccomp program for the jail");
+        goto out;
+    }
     char self[512];
     if ((rc = self_path(self, sizeof(self), err)) < 0)
         goto out;
@@ -648,7 +659,7 @@ agent_run_prepare(agent_run **out, const agent_prep_key *k, const agent_run_env 
         goto out;
     }
     r->dl_cap = (size_t)cap;
-    rc = agent_jail_build_prepared(&j, &r->key, self, st_p[1], dl_p[0], err);
+    rc = agent_jail_build_prepared(&j, &r->key, self, st_p[1], dl_p[0], env->bpf_fd, err);
     if (rc < 0)
         goto out;
     /* The jail's stdin: empty and unsealed until the delivery, when the
