@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,6 +385,29 @@ child_exec(int errfd, unsigned long long cpu_ms, unsigned long long nproc,
     child_fail(errfd, errno, "execve");
 }
 
+/* The command's process: made with CLONE_VM | CLONE_VFORK, the helper's
+ * memory shared and the helper stopped until the child execs or exits. A
+ * fork would copy the helper's page tables and take copy-on-write faults
+ * for nothing (milliseconds on a VM); the child has its own fds, signal
+ * handlers and limits as after a fork, and touches no memory of the helper
+ * but its own stack below and errno. */
+struct child_args {
+    int errfd, errfd_r;
+    unsigned long long cpu_ms, nproc, nofile;
+    char **cmd;
+};
+
+static int
+child_main(void *p)
+{
+    const struct child_args *a = p;
+    close(a->errfd_r);
+    child_exec(a->errfd, a->cpu_ms, a->nproc, a->nofile, a->cmd);
+}
+
+/* One stack serves: the helper waits while the child uses it. */
+static char child_stack[64 * 1024] __attribute__((aligned(16)));
+
 static int
 set_oom_score_adj(void)
 {
@@ -514,14 +538,12 @@ agent_jail_child_main(int argc, char **argv)
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "pipe");
         return 1;
     }
-    pid_t pid = fork();
+    struct child_args ca = {ep[1], ep[0], cpu_ms, nproc, nofile, cmd};
+    pid_t pid =
+        clone(child_main, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &ca);
     if (pid < 0) {
-        status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "fork");
+        status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "clone");
         return 1;
-    }
-    if (pid == 0) {
-        close(ep[0]);
-        child_exec(ep[1], cpu_ms, nproc, nofile, cmd);
     }
     close(ep[1]);
     struct setup_err se;
