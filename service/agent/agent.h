@@ -60,6 +60,7 @@ typedef Safeeval__V1__ExecResult agent_result;
 #define AGENT_BWRAP "/usr/bin/bwrap"
 #define AGENT_PYTHON "/opt/safeeval/venv/bin/python3"
 #define AGENT_VENV_ROOT "/opt/safeeval"
+#define AGENT_JAIL_ETC "/opt/safeeval/etc" /* the jail's /etc, made by the image */
 #define AGENT_JAIL_SELF "/run/safeeval-agent"
 #define AGENT_WORKDIR "/work"
 #define AGENT_CGROUP_ROOT "/sys/fs/cgroup"
@@ -242,14 +243,15 @@ typedef struct agent_jail {
  * helper's status pipe (and collect_fd as its files-back pipe when req has
  * collect patterns), and the memfds that carry the script, the files
  * and stdin. All fds are close-on-exec: the caller's child clears that on
- * in_fds, status_fd and collect_fd before it execs bwrap. */
+ * in_fds, status_fd, collect_fd and bpf_fd (the run's seccomp program, env's)
+ * before it execs bwrap. */
 int agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
-                     int collect_fd, se_err *err);
+                     int collect_fd, int bpf_fd, se_err *err);
 /* The bwrap command line of a prepared jail for k: no input files, stdin
  * left to the caller, the helper in prepared mode reading its delivery from
  * delivery_fd. */
 int agent_jail_build_prepared(agent_jail *j, const agent_prep_key *k, const char *self,
-                              int status_fd, int delivery_fd, se_err *err);
+                              int status_fd, int delivery_fd, int bpf_fd, se_err *err);
 void agent_jail_close_fds(agent_jail *j);
 void agent_jail_free(agent_jail *j);
 
@@ -274,6 +276,9 @@ typedef struct agent_run_env {
     void *ud;
     /* Runs are forks of the zygote (zygote.c), not fresh jails. */
     bool zygote;
+    /* agent_filter_export_sealed's memfd, which every jail's helper loads;
+     * -1 when it could not be made (fresh jails are refused then). */
+    int bpf_fd;
 } agent_run_env;
 
 /* Starts run msg->id (msg validated, op run). msg is freed here, whatever
@@ -329,15 +334,28 @@ int agent_sweep(void);
 /* ---- jail_child.c, filter.c ---- */
 
 /* The helper bwrap runs as the jail's pid 1:
- * --jail-child STATUS_FD CPU_MS NPROC FSIZE NOFILE
+ * --jail-child STATUS_FD CPU_MS NPROC FSIZE NOFILE BPF_FD
  *     [--collect FD MAX_FILES MAX_BYTES N PATTERN... | --prepared DELIVERY_FD] -- argv...
  * (prepared: argv[1] is the script path, made a FIFO until the delivery; a
  * prepared jail never collects). */
 int agent_jail_child_main(int argc, char **argv);
 
-/* Installs the jail's seccomp filter in the calling process (fail closed:
- * an error means nothing may be exec'd). msg gets a reason on failure. */
-int agent_filter_load(char *msg, size_t msg_len);
+/* The run's seccomp program as agent_filter_export wrote it: the agent
+ * exports it once (libseccomp takes milliseconds to build it, more than the
+ * kernel takes to load it) into a sealed memfd every jail's helper reads. */
+#define AGENT_BPF_MAX_INSNS 4096 /* BPF_MAXINSNS */
+typedef struct agent_bpf {
+    uint64_t insn[AGENT_BPF_MAX_INSNS]; /* struct sock_filter, 8 bytes each */
+    size_t n;
+} agent_bpf;
+/* A sealed memfd holding the run's program (close-on-exec), or -1 with msg. */
+int agent_filter_export_sealed(char *msg, size_t msg_len);
+/* Reads the program in fd (from offset 0) into *out; -1 with msg when it is
+ * empty, too long or not whole instructions. */
+int agent_filter_read(int fd, agent_bpf *out, char *msg, size_t msg_len);
+/* Installs it in the calling process with no_new_privs, as libseccomp's
+ * seccomp_load does (fail closed: an error means nothing may be exec'd). */
+int agent_filter_install(const agent_bpf *prog, char *msg, size_t msg_len);
 
 /* Records the helper writes to its status fd. Each is one write() well under
  * PIPE_BUF, so it arrives whole. */

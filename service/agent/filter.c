@@ -3,8 +3,9 @@
  * profile is the allowlist), deny with EPERM what a jailed program never
  * needs, what widens the kernel surface, and every way for the code to fake
  * a limit's verdict (a self-sent SIGXCPU or SIGXFSZ, a lowered file-size
- * limit). Built with libseccomp; any failure is fatal to the run (fail
- * closed).
+ * limit). Built with libseccomp once per agent and exported (a sealed
+ * memfd) for the jails' helpers to install with one seccomp(2) call; any
+ * failure is fatal to the run (fail closed).
  *
  * Argument checks compare the low 32 bits where the kernel takes an int or
  * an unsigned int (signal numbers, fcntl and ioctl commands, rlimit
@@ -12,7 +13,9 @@
  * be dodged with garbage up there. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -21,7 +24,11 @@
 #include <sys/ioctl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 
@@ -283,10 +290,10 @@ fail:
     return NULL;
 }
 
-static int
-filter_load(bool zygote, char *msg, size_t msg_len)
+int
+agent_filter_load_zygote(char *msg, size_t msg_len)
 {
-    scmp_filter_ctx ctx = filter_build(zygote, msg, msg_len);
+    scmp_filter_ctx ctx = filter_build(true, msg, msg_len);
     if (!ctx)
         return -1;
     int r = seccomp_load(ctx);
@@ -299,18 +306,6 @@ filter_load(bool zygote, char *msg, size_t msg_len)
 }
 
 int
-agent_filter_load(char *msg, size_t msg_len)
-{
-    return filter_load(false, msg, msg_len);
-}
-
-int
-agent_filter_load_zygote(char *msg, size_t msg_len)
-{
-    return filter_load(true, msg, msg_len);
-}
-
-int
 agent_filter_export(int fd, char *msg, size_t msg_len)
 {
     scmp_filter_ctx ctx = filter_build(false, msg, msg_len);
@@ -320,6 +315,78 @@ agent_filter_export(int fd, char *msg, size_t msg_len)
     seccomp_release(ctx);
     if (r < 0) {
         snprintf(msg, msg_len, "seccomp_export_bpf: %s", strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
+int
+agent_filter_export_sealed(char *msg, size_t msg_len)
+{
+    int fd = memfd_create("safeeval-bpf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        snprintf(msg, msg_len, "memfd_create: %s", strerror(errno));
+        return -1;
+    }
+    if (agent_filter_export(fd, msg, msg_len) < 0)
+        goto fail;
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        snprintf(msg, msg_len, "seal the seccomp program: %s", strerror(errno));
+        goto fail;
+    }
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+int
+agent_filter_read(int fd, agent_bpf *out, char *msg, size_t msg_len)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        snprintf(msg, msg_len, "seccomp program: %s", strerror(errno));
+        return -1;
+    }
+    if (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0 ||
+        (uint64_t)st.st_size > sizeof(out->insn)) {
+        snprintf(msg, msg_len, "seccomp program: %lld bytes", (long long)st.st_size);
+        return -1;
+    }
+    size_t len = (size_t)st.st_size, off = 0;
+    while (off < len) {
+        ssize_t n = pread(fd, (uint8_t *)out->insn + off, len - off, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(msg, msg_len, "seccomp program: %s", n < 0 ? strerror(errno) : "short");
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    out->n = len / sizeof(struct sock_filter);
+    return 0;
+}
+
+int
+agent_filter_install(const agent_bpf *prog, char *msg, size_t msg_len)
+{
+    _Static_assert(sizeof(struct sock_filter) == sizeof(prog->insn[0]), "one instruction");
+    _Static_assert(AGENT_BPF_MAX_INSNS == BPF_MAXINSNS, "the kernel's limit");
+    struct sock_fprog fp = {
+        .len = (unsigned short)prog->n,
+        .filter = (struct sock_filter *)(uintptr_t)prog->insn,
+    };
+    if (prog->n == 0 || prog->n > AGENT_BPF_MAX_INSNS) {
+        snprintf(msg, msg_len, "seccomp program: %zu instructions", prog->n);
+        return -1;
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        snprintf(msg, msg_len, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+        return -1;
+    }
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp) < 0) {
+        snprintf(msg, msg_len, "seccomp: %s", strerror(errno));
         return -1;
     }
     return 0;

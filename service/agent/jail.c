@@ -4,7 +4,6 @@
  * the image, and three private tmpfs (/work, /tmp, /dev/shm); our helper
  * (`--jail-child`) is its pid 1 (`--as-pid-1`): there is no bwrap process
  * inside the jail that the code could write into. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -156,34 +155,6 @@ push_root_links(struct argv_b *a)
     }
 }
 
-static void
-push_ro_try(struct argv_b *a, const char *path)
-{
-    argv_push(a, "--ro-bind-try");
-    argv_push(a, path);
-    argv_push(a, path);
-}
-
-/* /etc/python3* (Debian's sitecustomize lives there). */
-static void
-push_etc_python(struct argv_b *a)
-{
-    DIR *d = opendir("/etc");
-    if (!d)
-        return;
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d)) && n < 8) {
-        if (strncmp(e->d_name, "python3", 7) == 0 && strlen(e->d_name) < 32) {
-            char path[64];
-            snprintf(path, sizeof(path), "/etc/%s", e->d_name);
-            push_ro_try(a, path);
-            n++;
-        }
-    }
-    closedir(d);
-}
-
 /* A private tmpfs of `bytes`. The sizes are not the fence: all three
  * together live in the worker's memory cgroup, whose limit is the run's
  * memory. Each may hold all of it (a shared-memory block as big as the run
@@ -217,13 +188,12 @@ push_outer(struct argv_b *a, const char *self)
     argv_push(a, "/usr");
     argv_push(a, "/usr");
     push_root_links(a);
-    static const char *const etc[] = {
-        "/etc/alternatives", "/etc/ld.so.cache", "/etc/ssl",           "/etc/localtime",
-        "/etc/passwd",       "/etc/group",       "/etc/nsswitch.conf", "/etc/mime.types",
-    };
-    for (size_t i = 0; i < sizeof(etc) / sizeof(etc[0]); i++)
-        push_ro_try(a, etc[i]);
-    push_etc_python(a);
+    /* The image's copy of what a run needs of /etc (alternatives,
+     * ld.so.cache, ssl, localtime, passwd, group, nsswitch.conf,
+     * mime.types, python3*: docker/sandbox/Dockerfile.in), one mount. */
+    argv_push(a, "--ro-bind");
+    argv_push(a, AGENT_JAIL_ETC);
+    argv_push(a, "/etc");
     argv_push(a, "--ro-bind");
     argv_push(a, AGENT_VENV_ROOT);
     argv_push(a, AGENT_VENV_ROOT);
@@ -293,6 +263,7 @@ struct jail_spec {
     const agent_request *req; /* the inputs; NULL for a prepared jail */
     int delivery_fd;          /* a prepared jail's delivery pipe; -1 */
     int collect_fd;           /* the files-back pipe when req collects; -1 */
+    int bpf_fd;               /* the run's seccomp program (agent_run_env) */
 };
 
 static int
@@ -349,6 +320,7 @@ jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int statu
     argv_pushf(&a, "%u", sp->max_processes);
     argv_pushf(&a, "%llu", (unsigned long long)sp->max_file_bytes);
     argv_pushf(&a, "%d", JAIL_NOFILE);
+    argv_pushf(&a, "%d", sp->bpf_fd);
     if (req && req->n_collect) {
         argv_push(&a, "--collect");
         argv_pushf(&a, "%d", sp->collect_fd);
@@ -377,7 +349,7 @@ out:
 
 int
 agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int status_fd,
-                 int collect_fd, se_err *err)
+                 int collect_fd, int bpf_fd, se_err *err)
 {
     const Safeeval__V1__Limits *l = req->limits;
     struct jail_spec sp = {
@@ -391,13 +363,14 @@ agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int 
         .req = req,
         .delivery_fd = -1,
         .collect_fd = collect_fd,
+        .bpf_fd = bpf_fd,
     };
     return jail_argv(j, &sp, self, status_fd, err);
 }
 
 int
 agent_jail_build_prepared(agent_jail *j, const agent_prep_key *k, const char *self, int status_fd,
-                          int delivery_fd, se_err *err)
+                          int delivery_fd, int bpf_fd, se_err *err)
 {
     struct jail_spec sp = {
         .memory_bytes = k->memory_bytes,
@@ -410,6 +383,7 @@ agent_jail_build_prepared(agent_jail *j, const agent_prep_key *k, const char *se
         .req = NULL,
         .delivery_fd = delivery_fd,
         .collect_fd = -1,
+        .bpf_fd = bpf_fd,
     };
     return jail_argv(j, &sp, self, status_fd, err);
 }

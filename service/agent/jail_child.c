@@ -5,7 +5,9 @@
  *    fd, oom_score_adj, ...) belong to a root the jail's user namespace
  *    does not map, so the code cannot open them;
  *  - under the run's seccomp filter itself (no ptrace, no unshare, no
- *    io_uring, no faked SIGXCPU/SIGXFSZ), loaded before the fork;
+ *    io_uring, no faked SIGXCPU/SIGXFSZ), loaded before the fork from the
+ *    program the agent exported once (BPF_FD, read before the other fds
+ *    are closed; nothing of the run ever holds it);
  *  - as a namespace's init it gets no signal from inside the namespace
  *    that it has no handler for, and it installs none.
  * oom_score_adj 1000 (inherited by the code) makes a jail process, never
@@ -34,6 +36,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +354,29 @@ child_exec(int errfd, unsigned long long cpu_ms, unsigned long long nproc,
     child_fail(errfd, errno, "execve");
 }
 
+/* The command's process: made with CLONE_VM | CLONE_VFORK, the helper's
+ * memory shared and the helper stopped until the child execs or exits. A
+ * fork would copy the helper's page tables and take copy-on-write faults
+ * for nothing (milliseconds on a VM); the child has its own fds, signal
+ * handlers and limits as after a fork, and touches no memory of the helper
+ * but its own stack below and errno. */
+struct child_args {
+    int errfd, errfd_r;
+    unsigned long long cpu_ms, nproc, nofile;
+    char **cmd;
+};
+
+static int
+child_main(void *p)
+{
+    const struct child_args *a = p;
+    close(a->errfd_r);
+    child_exec(a->errfd, a->cpu_ms, a->nproc, a->nofile, a->cmd);
+}
+
+/* One stack serves: the helper waits while the child uses it. */
+static char child_stack[64 * 1024] __attribute__((aligned(16)));
+
 static int
 set_oom_score_adj(void)
 {
@@ -367,26 +393,28 @@ set_oom_score_adj(void)
 int
 agent_jail_child_main(int argc, char **argv)
 {
-    /* argv: prog --jail-child FD CPU_MS NPROC FSIZE NOFILE
+    /* argv: prog --jail-child FD CPU_MS NPROC FSIZE NOFILE BPF_FD
      *       [--collect FD MAX_FILES MAX_BYTES N PATTERN... | --prepared DFD] -- cmd... */
-    if (argc < 9)
+    if (argc < 10)
         return 2;
-    unsigned long long fd_u, lim[4];
+    unsigned long long fd_u, lim[4], bfd_u;
     if (parse_u64(argv[2], &fd_u) < 0 || fd_u < 3 || fd_u > INT_MAX)
         return 2;
     for (int i = 0; i < 4; i++)
         if (parse_u64(argv[3 + i], &lim[i]) < 0 || lim[i] == 0)
             return 2;
+    if (parse_u64(argv[7], &bfd_u) < 0 || bfd_u < 3 || bfd_u > INT_MAX || bfd_u == fd_u)
+        return 2;
     unsigned long long cpu_ms = lim[0], nproc = lim[1], fsize = lim[2], nofile = lim[3];
-    int sfd = (int)fd_u;
-    int at = 7;
+    int sfd = (int)fd_u, bfd = (int)bfd_u;
+    int at = 8;
     int cfd = -1, dfd = -1;
     unsigned long long cmax[3] = {0, 0, 0}; /* files, bytes, patterns */
     char **patterns = NULL;
     if (strcmp(argv[at], "--collect") == 0) {
         unsigned long long cfd_u;
         if (argc < at + 6 || parse_u64(argv[at + 1], &cfd_u) < 0 || cfd_u < 3 || cfd_u > INT_MAX ||
-            cfd_u == fd_u)
+            cfd_u == fd_u || cfd_u == bfd_u)
             return 2;
         for (int i = 0; i < 3; i++)
             if (parse_u64(argv[at + 2 + i], &cmax[i]) < 0 || cmax[i] == 0)
@@ -399,7 +427,7 @@ agent_jail_child_main(int argc, char **argv)
     } else if (strcmp(argv[at], "--prepared") == 0) {
         unsigned long long dfd_u;
         if (argc < at + 3 || parse_u64(argv[at + 1], &dfd_u) < 0 || dfd_u < 3 || dfd_u > INT_MAX ||
-            dfd_u == fd_u)
+            dfd_u == fd_u || dfd_u == bfd_u)
             return 2;
         dfd = (int)dfd_u;
         at += 2;
@@ -407,7 +435,7 @@ agent_jail_child_main(int argc, char **argv)
     if (strcmp(argv[at], "--") != 0 || at + 1 >= argc)
         return 2;
     char **cmd = &argv[at + 1];
-    if (fcntl(sfd, F_SETFD, FD_CLOEXEC) < 0)
+    if (fcntl(sfd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(bfd, F_SETFD, FD_CLOEXEC) < 0)
         return 2;
     if (cfd >= 0 && fcntl(cfd, F_SETFD, FD_CLOEXEC) < 0)
         return 2;
@@ -437,6 +465,12 @@ agent_jail_child_main(int argc, char **argv)
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "PR_SET_DUMPABLE");
         return 1;
     }
+    static agent_bpf prog;
+    char msg[96];
+    if (agent_filter_read(bfd, &prog, msg, sizeof(msg)) < 0) {
+        status_send(sfd, AGENT_STATUS_FAILED, 0, 0, NULL, msg);
+        return 1;
+    }
     /* --collect and --prepared never come together: one extra fd at most. */
     if (close_from_except2(3, sfd, cfd >= 0 ? cfd : dfd) < 0) {
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "close_range");
@@ -449,8 +483,7 @@ agent_jail_child_main(int argc, char **argv)
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "RLIMIT_FSIZE");
         return 1;
     }
-    char msg[96];
-    if (agent_filter_load(msg, sizeof(msg)) < 0) {
+    if (agent_filter_install(&prog, msg, sizeof(msg)) < 0) {
         status_send(sfd, AGENT_STATUS_FAILED, 0, 0, NULL, msg);
         return 1;
     }
@@ -474,14 +507,12 @@ agent_jail_child_main(int argc, char **argv)
         status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "pipe");
         return 1;
     }
-    pid_t pid = fork();
+    struct child_args ca = {ep[1], ep[0], cpu_ms, nproc, nofile, cmd};
+    pid_t pid =
+        clone(child_main, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &ca);
     if (pid < 0) {
-        status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "fork");
+        status_send(sfd, AGENT_STATUS_FAILED, 0, errno, NULL, "clone");
         return 1;
-    }
-    if (pid == 0) {
-        close(ep[0]);
-        child_exec(ep[1], cpu_ms, nproc, nofile, cmd);
     }
     close(ep[1]);
     struct setup_err se;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,10 +334,25 @@ pipe_cloexec(int p[2], bool nonblock_read)
     return nonblock_read ? fcntl(p[0], F_SETFL, O_NONBLOCK) : 0;
 }
 
-/* In the forked child: becomes bwrap. Never returns. */
-static void __attribute__((noreturn)) exec_bwrap(const agent_jail *j, int out_w, int err_w,
-                                                 int st_w, int extra_fd, int ex_w, pid_t parent)
+/* What the child that becomes bwrap needs (clone's argument). */
+struct bwrap_args {
+    const agent_jail *j;
+    int out_w, err_w, st_w, extra_fd, bpf_fd, ex_w;
+    pid_t parent;
+};
+
+/* In the child: becomes bwrap. Never returns. It shares the agent's memory
+ * (CLONE_VM | CLONE_VFORK: the agent waits until the exec), so it writes
+ * nothing but its own stack and errno; its fds, signal handlers and mask
+ * are its own, as after a fork. */
+static int
+exec_bwrap(void *p)
 {
+    const struct bwrap_args *b = p;
+    const agent_jail *j = b->j;
+    int out_w = b->out_w, err_w = b->err_w, st_w = b->st_w, extra_fd = b->extra_fd,
+        bpf_fd = b->bpf_fd, ex_w = b->ex_w;
+    pid_t parent = b->parent;
     /* If the agent dies, so does bwrap, and with it the whole jail. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() != parent)
@@ -346,7 +362,8 @@ static void __attribute__((noreturn)) exec_bwrap(const agent_jail *j, int out_w,
     for (size_t i = 0; i < j->n_in; i++)
         if (fcntl(j->in_fds[i], F_SETFD, 0) < 0)
             goto fail;
-    if (fcntl(st_w, F_SETFD, 0) < 0 || (extra_fd >= 0 && fcntl(extra_fd, F_SETFD, 0) < 0))
+    if (fcntl(st_w, F_SETFD, 0) < 0 || fcntl(bpf_fd, F_SETFD, 0) < 0 ||
+        (extra_fd >= 0 && fcntl(extra_fd, F_SETFD, 0) < 0))
         goto fail;
     /* The whole jail, bwrap's monitor included, goes before the agent or
      * the engine's init when the container runs out of memory. The jail's
@@ -394,7 +411,11 @@ self_path(char *buf, size_t cap, se_err *err)
     return 0;
 }
 
-/* Forks bwrap with the jail j, built for the status pipe st_p (and extra_fd
+/* The stack of the child that becomes bwrap: one serves, the agent is
+ * stopped while the child runs on it. */
+static char bwrap_stack[64 * 1024] __attribute__((aligned(16)));
+
+/* Starts bwrap with the jail j, built for the status pipe st_p (and extra_fd
  * when >= 0, also left open for bwrap): sets r's pid and pipes. */
 static int
 launch(agent_run *r, const agent_jail *j, int st_p[2], int extra_fd, se_err *err)
@@ -406,14 +427,16 @@ launch(agent_run *r, const agent_jail *j, int st_p[2], int extra_fd, se_err *err
         rc = se_err_errno(err, SE_INTERNAL, "pipe");
         goto out;
     }
-    pid_t parent = getpid();
-    r->bw = fork();
+    /* Not a fork: copying the agent's page tables costs milliseconds on a
+     * VM, for a child that only execs. */
+    struct bwrap_args ba = {j,        out_p[1],       err_p[1], st_p[1],
+                            extra_fd, r->env->bpf_fd, ex_p[1],  getpid()};
+    r->bw =
+        clone(exec_bwrap, bwrap_stack + sizeof(bwrap_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &ba);
     if (r->bw < 0) {
-        rc = se_err_errno(err, SE_INTERNAL, "fork");
+        rc = se_err_errno(err, SE_INTERNAL, "clone");
         goto out;
     }
-    if (r->bw == 0)
-        exec_bwrap(j, out_p[1], err_p[1], st_p[1], extra_fd, ex_p[1], parent);
     close_fd(&out_p[1]);
     close_fd(&err_p[1]);
     close_fd(&st_p[1]);
@@ -529,6 +552,11 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
             goto out;
         goto ready;
     }
+    if (env->bpf_fd < 0) {
+        rc = se_err_set(err, SE_UNAVAILABLE,
+                        "no seccomp program for the jail (see the agent's log)");
+        goto out;
+    }
     if (req->n_collect) {
         r->col = malloc(sizeof(*r->col));
         if (!r->col) {
@@ -538,7 +566,7 @@ agent_run_start(agent_run **out, agent_msg *msg, const agent_run_env *env, se_er
         agent_collect_rd_init(r->col, req->limits->max_collect_files,
                               req->limits->max_collect_bytes);
     }
-    rc = agent_jail_build(&j, req, self, st_p[1], col_p[1], err);
+    rc = agent_jail_build(&j, req, self, st_p[1], col_p[1], env->bpf_fd, err);
     if (rc < 0)
         goto out;
     /* The request's bytes now live in the memfds: give them back. */
@@ -638,6 +666,10 @@ agent_run_prepare(agent_run **out, const agent_prep_key *k, const agent_run_env 
         rc = se_err_set(err, SE_INTERNAL, "a zygote worker's runs are forks of the zygote");
         goto out;
     }
+    if (env->bpf_fd < 0) {
+        rc = se_err_set(err, SE_UNAVAILABLE, "no seccomp program for the jail");
+        goto out;
+    }
     char self[512];
     if ((rc = self_path(self, sizeof(self), err)) < 0)
         goto out;
@@ -653,7 +685,7 @@ agent_run_prepare(agent_run **out, const agent_prep_key *k, const agent_run_env 
         goto out;
     }
     r->dl_cap = (size_t)cap;
-    rc = agent_jail_build_prepared(&j, &r->key, self, st_p[1], dl_p[0], err);
+    rc = agent_jail_build_prepared(&j, &r->key, self, st_p[1], dl_p[0], env->bpf_fd, err);
     if (rc < 0)
         goto out;
     /* The jail's stdin: empty and unsealed until the delivery, when the

@@ -473,6 +473,7 @@ setup(server *s, const char *build_id)
     memset(s, 0, sizeof(*s));
     s->build_id = build_id;
     s->sigfd = -1;
+    s->env.bpf_fd = -1;
     /* The end of every run kills every process it can see but init and
      * itself: that is only right as the unprivileged main process of a
      * worker container (the engine's init its parent, or itself pid 1),
@@ -509,6 +510,11 @@ setup(server *s, const char *build_id)
         agent_log("stdin/stdout: %s", strerror(errno));
         return -1;
     }
+    /* Before the baseline: the program's page is the idle worker's. */
+    char msg[96];
+    s->env.bpf_fd = agent_filter_export_sealed(msg, sizeof(msg));
+    if (s->env.bpf_fd < 0)
+        agent_log("the jail's seccomp program: %s: runs in a fresh jail will be refused", msg);
     agent_cgroup_open(&s->cg, AGENT_CGROUP_ROOT);
     if (s->cg.version == AGENT_CG_NONE) {
         agent_log("%s: runs will be refused", s->cg.why);
