@@ -272,6 +272,8 @@ class HealthHungEngine(unittest.TestCase):
                              "(--docker-timeout-ms 30000)\n" % took)
             self.assertEqual(d.stop(), 0, d.log()[-3000:])
         finally:
+            proxy.hang = False
+            d.stop()  # a failed check above must not leave the daemon running
             proxy.stop()
             remove_containers_of()
             shutil.rmtree(tmp, ignore_errors=True)
