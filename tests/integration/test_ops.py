@@ -283,19 +283,23 @@ class HealthKick(unittest.TestCase):
     def test_a_failed_engine_call_turns_health_at_once(self):
         # Catches: health that looks at the engine only on its timer (with a
         # 10-minute interval it would say SERVING through the whole test).
+        # The reaper's own engine calls are an hour apart here: one failing
+        # in the quiet 0.5 s below would turn health on its own.
         tmp = tempfile.mkdtemp(prefix="safeeval-ops-kick-")
         proxy = EngineProxy(os.path.join(tmp, "docker.sock"))
         proxy.start()
         try:
             with Daemon(extra_args=daemon_args(
                     make_wheelhouse(), "--docker-host", "unix://" + proxy.path,
-                    "--docker-timeout-ms", "3000", "--health-interval-ms", "600000"),
+                    "--docker-timeout-ms", "3000", "--health-interval-ms", "600000",
+                    "--reap-interval-s", "3600"),
                     timeout=60) as d:
                 self.assertEqual(check(d.channel), "SERVING")
                 proxy.stop()
                 time.sleep(0.5)
                 self.assertEqual(check(d.channel), "SERVING",
-                                 "health probed on its own within 0.5 s of a 10 min interval")
+                                 "health probed on its own within 0.5 s of a 10 min interval:"
+                                 "\n%s" % d.log()[-3000:])
                 expect_code(lambda: d.stub.CreateSandbox(d.pb.CreateSandboxRequest(
                     python_version="3.11"), timeout=60), C.UNAVAILABLE)
                 self.assertTrue(wait_until(lambda: check(d.channel) == "NOT_SERVING", 10, 0.1),
