@@ -766,8 +766,15 @@ def main():
     prctl(PR_SET_DUMPABLE, 0)
     sock_fd, bpf_fd = int(sys.argv[1]), int(sys.argv[2])
     modules = sys.argv[3:]
-    with os.fdopen(bpf_fd, "rb") as f:
-        ZYGOTE.bpf = f.read(1 << 20)
+    # The agent's one sealed copy, shared by every jail: read at offset 0,
+    # never from (or moving) the shared file position.
+    ZYGOTE.bpf = b""
+    while True:
+        chunk = os.pread(bpf_fd, 1 << 16, len(ZYGOTE.bpf))
+        if not chunk or len(ZYGOTE.bpf) > 1 << 20:
+            break
+        ZYGOTE.bpf += chunk
+    os.close(bpf_fd)
     ZYGOTE.sock = socket.socket(fileno=sock_fd)
     # The handlers python3 starts with (safeeval.pth included), for the
     # runs: the zygote changes SIGCHLD's, the run's pid 1 all of them.

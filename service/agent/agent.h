@@ -340,7 +340,7 @@ int agent_sweep(void);
  * prepared jail never collects). */
 int agent_jail_child_main(int argc, char **argv);
 
-/* The run's seccomp program as agent_filter_export wrote it: the agent
+/* The run's seccomp program as libseccomp exports it: the agent
  * exports it once (libseccomp takes milliseconds to build it, more than the
  * kernel takes to load it) into a sealed memfd every jail's helper reads. */
 #define AGENT_BPF_MAX_INSNS 4096 /* BPF_MAXINSNS */
@@ -398,8 +398,10 @@ bool agent_zygote_ready(void);
 /* Why there is no zygote ("" when there is one): a failed import's last
  * line, a start that failed. */
 const char *agent_zygote_error(void);
-/* (Re)starts it; waits until it is ready. 0, or -1 with the error kept. */
-int agent_zygote_start(void);
+/* (Re)starts it with the run's seccomp program (agent_run_env's bpf_fd,
+ * which it reads from offset 0; -1: no zygote); waits until it is ready.
+ * 0, or -1 with the error kept. */
+int agent_zygote_start(int bpf_fd);
 /* Kills it (and its jail). */
 void agent_zygote_stop(void);
 /* It must be replaced before the next run: too many runs, too old, gone,
@@ -426,9 +428,8 @@ int agent_jail_build_zygote(char ***out, const char *self, int sock_fd, int bpf_
                             char *const *modules, size_t n_modules, se_err *err);
 void agent_jail_argv_free(char **argv);
 int agent_jail_memfd(const uint8_t *data, size_t len, se_err *err);
-/* filter.c, for the zygote: its own filter, and the run's as BPF on fd. */
+/* filter.c, for the zygote: its own filter. */
 int agent_filter_load_zygote(char *msg, size_t msg_len);
-int agent_filter_export(int fd, char *msg, size_t msg_len);
 /* sweep.c: agent_sweep spares these two pids (the zygote's monitor and the
  * zygote); -1, -1 = none. */
 void agent_sweep_spare(pid_t a, pid_t b);

@@ -305,8 +305,8 @@ agent_filter_load_zygote(char *msg, size_t msg_len)
     return 0;
 }
 
-int
-agent_filter_export(int fd, char *msg, size_t msg_len)
+static int
+filter_export(int fd, char *msg, size_t msg_len)
 {
     scmp_filter_ctx ctx = filter_build(false, msg, msg_len);
     if (!ctx)
@@ -328,7 +328,7 @@ agent_filter_export_sealed(char *msg, size_t msg_len)
         snprintf(msg, msg_len, "memfd_create: %s", strerror(errno));
         return -1;
     }
-    if (agent_filter_export(fd, msg, msg_len) < 0)
+    if (filter_export(fd, msg, msg_len) < 0)
         goto fail;
     if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
         snprintf(msg, msg_len, "seal the seccomp program: %s", strerror(errno));

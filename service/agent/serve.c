@@ -196,7 +196,7 @@ zygote_up(server *s)
     agent_reap(-1, &st, &reaped);
     if (agent_cgroup_sample(&s->cg, &before) < 0)
         before.memory = 0;
-    if (agent_zygote_start() == 0 && agent_cgroup_sample(&s->cg, &after) == 0) {
+    if (agent_zygote_start(s->env.bpf_fd) == 0 && agent_cgroup_sample(&s->cg, &after) == 0) {
         s->mem_baseline = after.memory;
         s->pids_baseline = after.pids;
         s->zygote_memory = after.memory > before.memory ? after.memory - before.memory : 0;

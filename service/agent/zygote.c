@@ -7,9 +7,9 @@
  *    (agent_jail_build_zygote) and `--zygote-init` as its pid 1, which
  *    loads the zygote's seccomp filter (the run's minus clone into new
  *    namespaces, mount and setting RLIMIT_FSIZE) and execs python3 zygote.py;
- *  - hands it, once, the run's seccomp filter as BPF (exported by
- *    libseccomp from the same rules the fresh jail loads), which every run
- *    loads on itself before its code;
+ *  - hands it, once, the run's seccomp program: the sealed copy the agent
+ *    exported at its start, the one every fresh jail's helper loads too;
+ *    every run loads it on itself before its code;
  *  - prepares the next run's processes before the run: after a run's Done
  *    (never while a run runs: their set-up is not the run's CPU), it makes
  *    a SOCK_SEQPACKET socket pair and sends one end to the zygote with one
@@ -45,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -238,12 +237,12 @@ set_error(const char *fmt, ...)
 }
 
 int
-agent_zygote_start(void)
+agent_zygote_start(int bpf)
 {
     agent_zygote_stop();
     Z.error[0] = 0;
     Z.runs = 0;
-    int sv[2] = {-1, -1}, bpf = -1, devnull = -1;
+    int sv[2] = {-1, -1}, devnull = -1;
     char **argv = NULL;
     se_err err;
     se_err_clear(&err);
@@ -258,10 +257,8 @@ agent_zygote_start(void)
         set_error("socketpair: %s", strerror(errno));
         goto fail;
     }
-    bpf = memfd_create("safeeval-bpf", MFD_CLOEXEC);
-    char msg[96];
-    if (bpf < 0 || agent_filter_export(bpf, msg, sizeof(msg)) < 0 || lseek(bpf, 0, SEEK_SET) < 0) {
-        set_error("the run's seccomp program: %s", bpf < 0 ? strerror(errno) : msg);
+    if (bpf < 0) {
+        set_error("no seccomp program for the runs (see the agent's log)");
         goto fail;
     }
     devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -298,8 +295,6 @@ agent_zygote_start(void)
     }
     close(sv[1]);
     sv[1] = -1;
-    close(bpf);
-    bpf = -1;
     close(devnull);
     devnull = -1;
     agent_jail_argv_free(argv);
@@ -354,8 +349,6 @@ fail:
         close(sv[0]);
     if (sv[1] >= 0)
         close(sv[1]);
-    if (bpf >= 0)
-        close(bpf);
     if (devnull >= 0)
         close(devnull);
     agent_jail_argv_free(argv);
