@@ -255,12 +255,9 @@ push_file(agent_jail *j, struct argv_b *a, const ProtobufCBinaryData *data, cons
 
 /* What one bwrap command line is built from. */
 struct jail_spec {
-    uint64_t memory_bytes, max_file_bytes;
-    uint32_t cpu_time_ms, max_processes;
-    const char *filename;
-    char *const *args;
-    size_t n_args;
-    const agent_request *req; /* the inputs; NULL for a prepared jail */
+    agent_prep_key key;       /* the limits bwrap and the helper fix, the file
+                               * name (borrowed) */
+    const agent_request *req; /* the inputs, args, env; NULL for a prepared jail */
     int delivery_fd;          /* a prepared jail's delivery pipe; -1 */
     int collect_fd;           /* the files-back pipe when req collects; -1 */
     int bpf_fd;               /* the run's seccomp program (agent_run_env) */
@@ -276,8 +273,8 @@ jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int statu
     int rc = 0;
 
     push_outer(&a, self);
-    push_tmpfs(&a, "/dev/shm", sp->memory_bytes);
-    push_tmpfs(&a, "/tmp", sp->memory_bytes);
+    push_tmpfs(&a, "/dev/shm", sp->key.memory_bytes);
+    push_tmpfs(&a, "/tmp", sp->key.memory_bytes);
     /* A prepared jail's inputs come later, within AGENT_WORK_SPARE. */
     uint64_t input = 0;
     if (req) {
@@ -286,7 +283,7 @@ jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int statu
             input += req->files[i]->content.len + 4096;
     }
     push_tmpfs(&a, AGENT_WORKDIR,
-               sp->memory_bytes + (input > AGENT_WORK_SPARE ? input : AGENT_WORK_SPARE));
+               sp->key.memory_bytes + (input > AGENT_WORK_SPARE ? input : AGENT_WORK_SPARE));
 
     if (req) {
         if ((rc = push_file(j, &a, &req->script, req->filename, err)) < 0)
@@ -316,9 +313,9 @@ jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int statu
     argv_push(&a, AGENT_JAIL_SELF);
     argv_push(&a, "--jail-child");
     argv_pushf(&a, "%d", status_fd);
-    argv_pushf(&a, "%u", sp->cpu_time_ms);
-    argv_pushf(&a, "%u", sp->max_processes);
-    argv_pushf(&a, "%llu", (unsigned long long)sp->max_file_bytes);
+    argv_pushf(&a, "%u", sp->key.cpu_time_ms);
+    argv_pushf(&a, "%u", sp->key.max_processes);
+    argv_pushf(&a, "%llu", (unsigned long long)sp->key.max_file_bytes);
     argv_pushf(&a, "%d", JAIL_NOFILE);
     argv_pushf(&a, "%d", sp->bpf_fd);
     if (req && req->n_collect) {
@@ -335,9 +332,9 @@ jail_argv(agent_jail *j, const struct jail_spec *sp, const char *self, int statu
     }
     argv_push(&a, "--");
     argv_push(&a, AGENT_PYTHON);
-    argv_pushf(&a, AGENT_WORKDIR "/%s", sp->filename);
-    for (size_t i = 0; i < sp->n_args; i++)
-        argv_push(&a, sp->args[i]);
+    argv_pushf(&a, AGENT_WORKDIR "/%s", sp->key.filename);
+    for (size_t i = 0; req && i < req->n_args; i++)
+        argv_push(&a, req->args[i]);
     if (a.oom)
         rc = se_err_set(err, SE_INTERNAL, "jail command line: out of memory");
 out:
@@ -353,13 +350,14 @@ agent_jail_build(agent_jail *j, const agent_request *req, const char *self, int 
 {
     const Safeeval__V1__Limits *l = req->limits;
     struct jail_spec sp = {
-        .memory_bytes = l->memory_bytes,
-        .max_file_bytes = l->max_file_bytes,
-        .cpu_time_ms = l->cpu_time_ms,
-        .max_processes = l->max_processes,
-        .filename = req->filename,
-        .args = req->args,
-        .n_args = req->n_args,
+        .key =
+            {
+                .memory_bytes = l->memory_bytes,
+                .max_file_bytes = l->max_file_bytes,
+                .cpu_time_ms = l->cpu_time_ms,
+                .max_processes = l->max_processes,
+                .filename = req->filename,
+            },
         .req = req,
         .delivery_fd = -1,
         .collect_fd = collect_fd,
@@ -373,13 +371,7 @@ agent_jail_build_prepared(agent_jail *j, const agent_prep_key *k, const char *se
                           int delivery_fd, int bpf_fd, se_err *err)
 {
     struct jail_spec sp = {
-        .memory_bytes = k->memory_bytes,
-        .max_file_bytes = k->max_file_bytes,
-        .cpu_time_ms = k->cpu_time_ms,
-        .max_processes = k->max_processes,
-        .filename = k->filename,
-        .args = NULL,
-        .n_args = 0,
+        .key = *k,
         .req = NULL,
         .delivery_fd = delivery_fd,
         .collect_fd = -1,

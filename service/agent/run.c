@@ -650,14 +650,14 @@ agent_run_prepare(agent_run **out, const agent_prep_key *k, const agent_run_env 
     int st_p[2] = {-1, -1}, dl_p[2] = {-1, -1};
     int rc = 0;
     agent_run *r = run_alloc(env);
-    if (!r || !(r->key.filename = strdup(k->filename))) {
+    if (r) {
+        r->key = *k;
+        r->key.filename = strdup(k->filename);
+    }
+    if (!r || !r->key.filename) {
         rc = se_err_set(err, SE_INTERNAL, "out of memory");
         goto out;
     }
-    r->key.memory_bytes = k->memory_bytes;
-    r->key.max_file_bytes = k->max_file_bytes;
-    r->key.cpu_time_ms = k->cpu_time_ms;
-    r->key.max_processes = k->max_processes;
     if (env->cg->version == AGENT_CG_NONE) {
         rc = se_err_set(err, SE_UNAVAILABLE, "the worker's cgroup counters are unreadable");
         goto out;
