@@ -339,29 +339,36 @@ bench_eval_gap(safeeval_client *c, const char *id, long runs, long gap_ms, doubl
     safeeval_eval_opts eo = SAFEEVAL_EVAL_OPTS_INIT;
     eo.env = &env;
     eo.n_env = 1;
-    long nb = 0, ng = 0, no = 0;
+    struct {
+        const char *what;
+        double *samples;
+        long pause_ms;
+        const safeeval_eval_opts *opts;
+        long done;
+    } rows[] = {
+        {"back to back", b2b, 0, NULL, 0},
+        {"after a gap", gap, gap_ms, NULL, 0},
+        {"with env", od, 0, &eo, 0},
+    };
+    size_t n_rows = gap_ms > 0 ? 3 : 1;
     double ignored;
-    while (nb < runs || (gap_ms > 0 && (ng < runs || no < runs))) {
-        for (long k = 0; k < BENCH_GAP_BLOCK && nb < runs; k++, nb++)
-            if (eval_checked(c, id, "print(1)", "1\n", &b2b[nb], msg, sizeof(msg)) != 0) {
-                fprintf(stderr, "safeeval-bench: Eval run %ld: %s\n", nb, msg);
-                return -1;
+    for (bool more = true; more;) {
+        more = false;
+        for (size_t i = 0; i < n_rows; i++) {
+            for (long k = 0; k < BENCH_GAP_BLOCK && rows[i].done < runs; k++, rows[i].done++) {
+                if (rows[i].pause_ms > 0)
+                    sleep_ms(rows[i].pause_ms);
+                if (eval_checked_opts(c, id, "print(1)", rows[i].opts, "1\n",
+                                      &rows[i].samples[rows[i].done], msg, sizeof(msg)) != 0) {
+                    fprintf(stderr, "safeeval-bench: Eval run %ld %s: %s\n", rows[i].done,
+                            rows[i].what, msg);
+                    return -1;
+                }
             }
-        if (gap_ms <= 0)
-            continue;
-        for (long k = 0; k < BENCH_GAP_BLOCK && ng < runs; k++, ng++) {
-            sleep_ms(gap_ms);
-            if (eval_checked(c, id, "print(1)", "1\n", &gap[ng], msg, sizeof(msg)) != 0) {
-                fprintf(stderr, "safeeval-bench: Eval run %ld after a gap: %s\n", ng, msg);
-                return -1;
-            }
+            more = more || rows[i].done < runs;
         }
-        for (long k = 0; k < BENCH_GAP_BLOCK && no < runs; k++, no++)
-            if (eval_checked_opts(c, id, "print(1)", &eo, "1\n", &od[no], msg, sizeof(msg)) != 0) {
-                fprintf(stderr, "safeeval-bench: Eval run %ld with env: %s\n", no, msg);
-                return -1;
-            }
-        if (eval_checked(c, id, "print(1)", "1\n", &ignored, msg, sizeof(msg)) != 0) {
+        /* After the on-demand block no jail is prepared: one untimed run. */
+        if (n_rows > 1 && eval_checked(c, id, "print(1)", "1\n", &ignored, msg, sizeof(msg)) != 0) {
             fprintf(stderr, "safeeval-bench: Eval: %s\n", msg);
             return -1;
         }
