@@ -27,8 +27,7 @@ import grpc
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402
-from harness import Daemon  # noqa: E402
-from sandbox_engine import (assert_nothing_left, daemon_args, describe, finish,  # noqa: E402
+from sandbox_engine import (assert_nothing_left, class_sandbox, describe, finish,  # noqa: E402
                             make_wheelhouse, processes_of_sandbox, remove_containers_of,
                             run_processes_of_sandbox, wait_until)
 
@@ -55,14 +54,9 @@ class JailBase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.wheels = make_wheelhouse()
-        cls.d = Daemon(extra_args=daemon_args(cls.wheels), timeout=60)
-        cls.pb = cls.d.pb
+        class_sandbox(cls, cls.wheels, SANDBOX_LIMITS, max_concurrent_runs=cls.MAX_CONCURRENT,
+                      runner=cls.RUNNER, preload=list(cls.PRELOAD))
         try:
-            cls.sb = cls.d.stub.CreateSandbox(cls.pb.CreateSandboxRequest(
-                python_version="3.11", modules=["numpy"],
-                limits=cls.pb.Limits(**SANDBOX_LIMITS),
-                max_concurrent_runs=cls.MAX_CONCURRENT, runner=getattr(cls.pb, cls.RUNNER),
-                preload=list(cls.PRELOAD)), timeout=CREATE_S).sandbox
             # An idle worker runs its init, the agent, and (fresh runner)
             # the prepared jail for the next run or (zygote runner) the
             # zygote: anything else between runs is left of a run

@@ -32,14 +32,11 @@ import grpc
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402, F401
-from harness import Daemon  # noqa: E402
-from sandbox_engine import (assert_nothing_left, daemon_args, describe, finish,  # noqa: E402
+from sandbox_engine import (assert_nothing_left, class_sandbox, describe, finish,  # noqa: E402
                             make_wheelhouse, prepared_jail_pids, processes_in,
-                            remove_containers_of, run_processes_of_sandbox, wait_until,
-                            workers_of)
+                            run_processes_of_sandbox, wait_until, workers_of)
 
 MiB = 1 << 20
-CREATE_S = 600
 LIMITS = dict(wall_time_ms=20000, cpu_time_ms=10800, memory_bytes=256 * MiB,
               max_processes=64, max_output_bytes=1 * MiB, max_file_bytes=16 * MiB)
 # The same jail as LIMITS (RLIMIT_CPU is whole seconds) under another key.
@@ -125,16 +122,7 @@ class Prepared(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.wheels = make_wheelhouse()
-        cls.d = Daemon(extra_args=daemon_args(cls.wheels), timeout=60)
-        cls.pb = cls.d.pb
-        try:
-            cls.sb = cls.d.stub.CreateSandbox(cls.pb.CreateSandboxRequest(
-                python_version="3.11", modules=["numpy"], limits=cls.pb.Limits(**LIMITS),
-                max_concurrent_runs=1), timeout=CREATE_S).sandbox
-        except BaseException:
-            cls.d.stop()
-            remove_containers_of()
-            raise
+        class_sandbox(cls, cls.wheels, LIMITS, max_concurrent_runs=1)
 
     @classmethod
     def tearDownClass(cls):

@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402
 import make_wheel  # noqa: E402
 from harness import Daemon  # noqa: E402
-from sandbox_engine import (daemon_args, describe, finish, make_wheelhouse,  # noqa: E402
-                            processes_of_sandbox, remove_containers_of, wait_until)
+from sandbox_engine import (class_sandbox, daemon_args, describe, finish,  # noqa: E402
+                            make_wheelhouse, processes_of_sandbox, wait_until)
 
 C = grpc.StatusCode
 MiB = 1 << 20
@@ -49,17 +49,8 @@ class ZygoteBase(unittest.TestCase):
         make_wheel.make_wheel(cls.wheels, name="safeeval_threadpkg", init_source=(
             "import threading, time\n"
             "threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n"))
-        cls.d = Daemon(extra_args=daemon_args(cls.wheels), timeout=60)
-        cls.pb = cls.d.pb
-        try:
-            cls.sb = cls.d.stub.CreateSandbox(cls.pb.CreateSandboxRequest(
-                python_version="3.11", modules=["numpy"], limits=cls.pb.Limits(**LIMITS),
-                max_concurrent_runs=1, runner=cls.pb.RUNNER_ZYGOTE,
-                preload=["numpy", "random"]), timeout=CREATE_S).sandbox
-        except BaseException:
-            cls.d.stop()
-            remove_containers_of()
-            raise
+        class_sandbox(cls, cls.wheels, LIMITS, max_concurrent_runs=1, runner="RUNNER_ZYGOTE",
+                      preload=["numpy", "random"])
 
     @classmethod
     def tearDownClass(cls):

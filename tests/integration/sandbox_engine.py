@@ -43,6 +43,9 @@ assert_exited_ok(tc, pb, result, stdout=None)
     when given, printed exactly `stdout`).
 run_in_sandbox(limits, body, ..., runner=, preload=)   one daemon, one 3.11
     sandbox (runner: a Runner name, "RUNNER_ZYGOTE"), checked cleanup
+class_sandbox(cls, wheels, limits, **create)   a test class's daemon (cls.d,
+    cls.pb) and 3.11 + numpy sandbox (cls.sb), for setUpClass; end it with
+    finish(cls.d, destroy=[cls.sb.id])
 ours_left(), cleanup_after_failure()   old names kept for older tests: both go
     by the labels now (their log arguments are ignored).
 """
@@ -367,6 +370,24 @@ def run_in_sandbox(limits, body, max_concurrent_runs=0, extra_args=(), modules=(
             raise
         d.stub.DestroySandbox(pb.DestroySandboxRequest(sandbox_id=sb.id), timeout=60)
         assert_nothing_left()
+
+
+def class_sandbox(cls, wheels, limits, **create):
+    """setUpClass's daemon and sandbox: cls.d (the test recipe and wheels),
+    cls.pb, and cls.sb, a 3.11 + numpy sandbox with these limits (a dict)
+    and the other CreateSandboxRequest fields in `create` (runner by name).
+    If the create fails, the daemon is stopped and the instance's
+    containers removed before the error goes on."""
+    cls.d = harness.Daemon(extra_args=daemon_args(wheels), timeout=60)
+    cls.pb = cls.d.pb
+    try:
+        cls.sb = cls.d.stub.CreateSandbox(cls.pb.CreateSandboxRequest(
+            python_version="3.11", modules=["numpy"], limits=cls.pb.Limits(**limits), **create),
+            timeout=600).sandbox
+    except BaseException:
+        cls.d.stop()
+        remove_containers_of()
+        raise
 
 
 # Compatibility for tests written against the old log-parsing helpers: the

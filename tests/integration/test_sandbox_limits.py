@@ -19,10 +19,9 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon  # noqa: E402
-from sandbox_engine import (assert_nothing_left, daemon_args, describe, finish,  # noqa: E402
-                            make_wheelhouse, processes_of_sandbox, remove_containers_of,
-                            run_processes_of_sandbox, wait_until)
+from sandbox_engine import (assert_nothing_left, class_sandbox, describe, finish,  # noqa: E402
+                            make_wheelhouse, processes_of_sandbox, run_processes_of_sandbox,
+                            wait_until)
 
 MiB = 1 << 20
 SANDBOX = dict(wall_time_ms=20000, cpu_time_ms=20000, memory_bytes=256 * MiB,
@@ -34,16 +33,7 @@ class Limits(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.wheels = make_wheelhouse()
-        cls.d = Daemon(extra_args=daemon_args(cls.wheels), timeout=60)
-        cls.pb = cls.d.pb
-        try:
-            cls.sb = cls.d.stub.CreateSandbox(cls.pb.CreateSandboxRequest(
-                python_version="3.11", modules=["numpy"], limits=cls.pb.Limits(**SANDBOX),
-                max_concurrent_runs=2), timeout=600).sandbox
-        except BaseException:
-            cls.d.stop()
-            remove_containers_of()
-            raise
+        class_sandbox(cls, cls.wheels, SANDBOX, max_concurrent_runs=2)
 
     @classmethod
     def tearDownClass(cls):
