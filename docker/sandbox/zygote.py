@@ -156,18 +156,22 @@ def fail_exit(status_fd, e):
     os._exit(127)
 
 
-def fail_record(status_fd, e):
+def failure(e):
+    """(errno, message) of a failed step: our Fail's own words, else where in
+    this file it failed and the exception's type -- never the run's data."""
     if isinstance(e, Fail):
-        status_send(status_fd, STATUS_FAILED, err=e.err, msg="zygote: " + e.what)
-    else:
-        # Where in this file (the step that failed), never the run's data.
-        tb, line = e.__traceback__, 0
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == __file__:
-                line = tb.tb_lineno
-            tb = tb.tb_next
-        status_send(status_fd, STATUS_FAILED, err=getattr(e, "errno", 0) or 0,
-                    msg="zygote.py:%d: %s" % (line, type(e).__name__))
+        return e.err, "zygote: " + e.what
+    tb, line = e.__traceback__, 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == __file__:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return getattr(e, "errno", 0) or 0, "zygote.py:%d: %s" % (line, type(e).__name__)
+
+
+def fail_record(status_fd, e):
+    err, msg = failure(e)
+    status_send(status_fd, STATUS_FAILED, err=err, msg=msg)
 
 
 def write_file(path, data):
@@ -331,15 +335,9 @@ def clone_run():
 def tell_failed(psock, e):
     """Before the run: why the prepared child failed, to the agent (which
     refuses the run). Never the run's data: there is none yet."""
-    if isinstance(e, Fail):
-        msg = "zygote: " + e.what + (": " + os.strerror(e.err) if e.err else "")
-    else:
-        tb, line = e.__traceback__, 0
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == __file__:
-                line = tb.tb_lineno
-            tb = tb.tb_next
-        msg = "zygote.py:%d: %s" % (line, type(e).__name__)
+    err, msg = failure(e)
+    if isinstance(e, Fail) and err:
+        msg += ": " + os.strerror(err)
     try:
         os.write(psock, MSG_FAILED + msg.encode("ascii", "replace")[:120])
     except OSError:
